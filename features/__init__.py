@@ -1,0 +1,1 @@
+"""Feature definitions, one module per pipeline stage (installed as `fpi.features`)."""

@@ -1,0 +1,3 @@
+from fpi.cli import app
+
+app(prog_name="fpi")

@@ -1,0 +1,1 @@
+"""Report charts: one function per chart, each `(df, *, ax=None) -> Axes`."""

@@ -1,0 +1,1 @@
+"""The bundled default model (LightGBM text plus metadata.json)."""
