@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -56,7 +57,9 @@ def main(
 
 DumpArgs = Annotated[
     list[Path],
-    typer.Argument(help="Trace dumps: .jsonl, .jsonl.gz, .jsonl.zst, .parquet, directories or globs."),
+    typer.Argument(
+        help="Trace dumps: .jsonl, .jsonl.gz, .jsonl.zst, .parquet, directories or globs."
+    ),
 ]
 RejectsOption = Annotated[
     Path | None,
@@ -65,3 +68,363 @@ RejectsOption = Annotated[
         help="Write invalid records here (JSONL, verbatim with reasons) and go on without them.",
     ),
 ]
+
+
+import_app = typer.Typer(
+    help="Convert public corpora into labelled fpi-trace/1 dumps.", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("dstc2")
+def import_dstc2_command(
+    root: Annotated[
+        Path,
+        typer.Argument(help="DSTC2 root: holds data/ and scripts/config/.", show_default=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
+            show_default=False,
+        ),
+    ],
+    flist: Annotated[
+        str,
+        typer.Option("--flist", help="Calls to import: train, dev, or the path of an flist file."),
+    ] = "train",
+) -> None:
+    """Import DSTC2 calls as fpi-trace/1 turns labelled from the gold annotation."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from fpi.dstc2 import import_dstc2
+
+    with domain_errors(), Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("importing calls", total=None)
+        summary = import_dstc2(
+            root,
+            flist,
+            out,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"calls read {summary.calls_listed}, imported {summary.calls_imported}, "
+        f"skipped {len(summary.calls_skipped)}; "
+        f"turns written {summary.turns} to {escape(str(out))}",
+        highlight=False,
+    )
+    for call, reason in summary.calls_skipped:
+        console.print(f"[yellow]skipped[/] {escape(call)}: {escape(reason)}", highlight=False)
+    mix = Table("label", "turns", "share", title="label mix")
+    for label, count in summary.label_counts.items():
+        mix.add_row(label, str(count), f"{count / max(summary.turns, 1):.1%}")
+    console.print(mix)
+
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="Model bundle directory (default: the bundled model)."),
+]
+
+
+def _finish_rejects(rejects: list | None, path: Path | None) -> None:
+    """Write collected rejects (when `--rejects` was given) and say where they went."""
+    if path is None or rejects is None:
+        return
+    from fpi.io import write_rejects
+
+    write_rejects(rejects, path)
+    console.print(f"{len(rejects)} rejected record(s) written to {escape(str(path))}")
+
+
+@app.command()
+def train(
+    dumps: DumpArgs,
+    out: Annotated[Path, typer.Option("--out", help="Model bundle directory to write.")],
+    seed: Annotated[int, typer.Option(help="Seed for the dialogue split and LightGBM.")] = 0,
+    rounds: Annotated[int, typer.Option(help="Maximum boosting rounds (early stopping).")] = 400,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="LightGBM parameter override, KEY=VALUE (repeatable)."),
+    ] = None,
+    rejects: RejectsOption = None,
+) -> None:
+    """Train the six-class failure-point model on labelled traces."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from fpi.io import read_traces
+    from fpi.model import train as train_model
+
+    overrides = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    collected: list | None = [] if rejects is not None else None
+    with domain_errors():
+        traces = read_traces(dumps, rejects=collected)
+        _finish_rejects(collected, rejects)
+        columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task("boosting", total=rounds)
+            bundle = train_model(
+                traces,
+                params=overrides,
+                rounds=rounds,
+                seed=seed,
+                on_iteration=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        bundle.save(out)
+    summary = bundle.metadata["training"]
+    console.print(
+        f"trained on {summary['turns']} turns ({summary['dialogues']} dialogues), "
+        f"{bundle.metadata['params']['best_iteration']} rounds; bundle in {escape(str(out))}"
+    )
+    for split, metrics in bundle.metadata["metrics"].items():
+        console.print(
+            f"  {split}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+            f"(n={metrics['n']})"
+        )
+
+
+@app.command()
+def evaluate(
+    dumps: DumpArgs,
+    model: ModelOption = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
+    rejects: RejectsOption = None,
+) -> None:
+    """Score the model against gold labels, beside reference labels and a rule baseline."""
+    import json
+
+    from rich.table import Table
+
+    from fpi.evaluate import evaluation_report, score_traces
+    from fpi.io import iter_trace_batches
+    from fpi.model import load_bundle
+    from fpi.schema import FAILURE_POINTS
+
+    collected: list | None = [] if rejects is not None else None
+    with domain_errors():
+        bundle = load_bundle(model)
+        report = evaluation_report(
+            score_traces(batch.traces, bundle)
+            for batch in iter_trace_batches(dumps, rejects_sink=collected)
+        )
+        _finish_rejects(collected, rejects)
+    systems = {"model": report, **report["references"], "rule baseline": report["rule_baseline"]}
+    table = Table("", *systems, title=f"failure-point isolation on {report['n']} labelled turns")
+    table.add_row("accuracy", *(f"{m['accuracy']:.3f}" for m in systems.values()))
+    table.add_row("macro-F1", *(f"{m['macro_f1']:.3f}" for m in systems.values()))
+    for name in FAILURE_POINTS:
+        support = report["per_class"][name]["support"]
+        table.add_row(
+            f"F1 {name} (n={support})",
+            *(f"{m['per_class'][name]['f1']:.3f}" for m in systems.values()),
+        )
+    console.print(table)
+    confusion = Table("gold \\ predicted", *report["confusion"]["labels"], title="model confusion")
+    for label, counts in zip(*report["confusion"].values(), strict=True):
+        if label in FAILURE_POINTS:
+            confusion.add_row(label, *map(str, counts))
+    console.print(confusion)
+    curve = Table("min confidence", "coverage", "accuracy", title="leave low confidence to people")
+    for point in report["coverage"]:
+        curve.add_row(
+            f"{point['threshold']:.2f}", f"{point['coverage']:.1%}", f"{point['accuracy']:.3f}"
+        )
+    console.print(curve)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"metrics written to {escape(str(json_out))}")
+
+
+@app.command()
+def triage(
+    dumps: DumpArgs,
+    model: ModelOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write every kept turn here: .parquet, .jsonl or .csv."),
+    ] = None,
+    component: Annotated[
+        list[str] | None,
+        typer.Option("--component", help="Keep turns failing at this stage (repeatable)."),
+    ] = None,
+    min_confidence: Annotated[
+        float | None, typer.Option(help="Keep turns at or above this confidence.")
+    ] = None,
+    domain: Annotated[list[str] | None, typer.Option(help="Keep these NLU domains.")] = None,
+    intent: Annotated[list[str] | None, typer.Option(help="Keep these NLU intents.")] = None,
+    device_type: Annotated[list[str] | None, typer.Option(help="Keep these device types.")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Keep turns from this time on (UTC when naive).")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Keep turns before this time (UTC when naive).")
+    ] = None,
+    abstain_below: Annotated[
+        float | None,
+        typer.Option(help="Mark turns below this confidence 'uncertain' (for human review)."),
+    ] = None,
+    owners: Annotated[
+        Path | None, typer.Option("--owners", help="Owners file (TOML): adds an owner column.")
+    ] = None,
+    owner: Annotated[
+        list[str] | None, typer.Option("--owner", help="Keep this team's turns (needs --owners).")
+    ] = None,
+    top_k: Annotated[int, typer.Option(help="Reasons (SHAP contributions) per turn.")] = 5,
+    batch_turns: Annotated[int, typer.Option(help="Turns per batch (bounds memory).")] = 200_000,
+    rejects: RejectsOption = None,
+) -> None:
+    """Name the failure point of every turn, with probabilities and SHAP reasons."""
+    import time
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+    from rich.table import Table
+
+    from fpi.model import load_bundle
+    from fpi.schema import FAILURE_POINTS, UNCERTAIN
+    from fpi.triage import TriageFilter, run_triage
+
+    known = {*FAILURE_POINTS, UNCERTAIN}
+    for stage in component or []:
+        if stage not in known:
+            raise typer.BadParameter(
+                f"{stage!r} is not one of {', '.join(sorted(known))}", param_hint="--component"
+            )
+    if owner and owners is None:
+        raise typer.BadParameter("--owner needs --owners FILE", param_hint="--owner")
+    keep = TriageFilter(
+        components=tuple(component or ()),
+        min_confidence=min_confidence,
+        domains=tuple(domain or ()),
+        intents=tuple(intent or ()),
+        device_types=tuple(device_type or ()),
+        since=since,
+        until=until,
+        owners=tuple(owner or ()),
+    )
+    collected: list | None = [] if rejects is not None else None
+    started = time.perf_counter()
+    with domain_errors():
+        bundle = load_bundle(model)
+        transform = None
+        if owners is not None:
+            from fpi.owners import assign_owners, load_owners
+
+            table = load_owners(owners)
+            transform = lambda triaged: assign_owners(triaged, table)  # noqa: E731
+        columns = (SpinnerColumn(), TextColumn("{task.description}"))
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task("triaging", total=None)
+
+            def show(run) -> None:
+                rate = run.read / max(time.perf_counter() - started, 1e-9)
+                bar.update(task, description=f"triaged {run.read:,} turns ({rate:,.0f} turns/s)")
+
+            run = run_triage(
+                dumps,
+                bundle,
+                out=out,
+                keep=keep,
+                top_k=top_k,
+                abstain_below=abstain_below,
+                rejects=collected,
+                batch_turns=batch_turns,
+                transform=transform,
+                on_batch=show,
+            )
+        _finish_rejects(collected, rejects)
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"read {run.read:,} turns = {run.triaged:,} triaged + {run.rejected:,} rejected; "
+        f"{run.kept:,} kept by the filters ({run.read / max(elapsed, 1e-9):,.0f} turns/s)"
+    )
+    if out is not None:
+        console.print(f"written to {escape(str(out))}")
+        return
+    mix = Table("failure point", "turns", "share", title="failure points")
+    for name in [*FAILURE_POINTS, UNCERTAIN]:
+        if name in run.per_failure_point:
+            count = run.per_failure_point[name]
+            mix.add_row(name, f"{count:,}", f"{count / max(run.kept, 1):.1%}")
+    console.print(mix)
+    defects = Table(
+        "turn", "failure point", "conf.", "ASR text", "domain / intent", "reasons",
+        title="highest-confidence defects",
+    )
+    for row in run.top_defects.iter_rows(named=True):
+        reasons = "\n".join(r["text"] for r in row["reasons"][:3])
+        defects.add_row(
+            escape(row["turn_id"]),
+            row["failure_point"],
+            f"{row['confidence']:.2f}",
+            escape(row["asr_text"] or ""),
+            escape(f"{row['domain']} / {row['intent']}"),
+            escape(reasons),
+        )
+    console.print(defects)
+
+
+@app.command()
+def explain(
+    dump: Annotated[Path, typer.Argument(help="The dump holding the turn and its dialogue.")],
+    turn_id: Annotated[str, typer.Argument(help="The turn to explain.")],
+    model: ModelOption = None,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Write a SHAP waterfall plot here.")
+    ] = None,
+    top: Annotated[int, typer.Option(help="Contributions to list.")] = 10,
+) -> None:
+    """Show one turn stage by stage, its class probabilities, and why the model said so."""
+    from rich.table import Table
+
+    from fpi.explain import describe_stages, explain_turn, find_dialogue, waterfall_frame
+    from fpi.model import load_bundle
+
+    with domain_errors():
+        bundle = load_bundle(model)
+        explanation = explain_turn(find_dialogue([dump], turn_id), turn_id, bundle)
+    for label, turn in (("this turn", explanation.turn), ("next turn", explanation.next_turn)):
+        title = f"{label}: {escape(turn['turn_id'])}" if turn else label
+        stages = Table("stage", "output", title=title)
+        for stage, text in describe_stages(turn) if turn else [("", "(none: the dialogue ended)")]:
+            stages.add_row(stage, escape(text))
+        console.print(stages)
+    proba = Table("class", "probability", title="class probabilities")
+    for name, p in sorted(explanation.probabilities.items(), key=lambda kv: -kv[1]):
+        style = "bold" if name == explanation.predicted else ""
+        proba.add_row(name, f"{p:.3f}", style=style)
+    console.print(proba)
+    reasons = Table(
+        "contribution", "feature", "value", "reason",
+        title=f"why {explanation.predicted} (base value {explanation.base_value:+.2f})",
+    )
+    for row in explanation.contributions.head(top).iter_rows(named=True):
+        reasons.add_row(
+            f"{row['contribution']:+.3f}",
+            row["feature"],
+            escape(row["value"] or "-"),
+            escape(row["text"]),
+        )
+    console.print(reasons)
+    if png is not None:
+        import matplotlib.pyplot as plt
+
+        from fpi.charts.waterfall import waterfall
+
+        ax = waterfall(waterfall_frame(explanation))
+        ax.figure.tight_layout()
+        ax.figure.savefig(png, dpi=120)
+        plt.close(ax.figure)
+        console.print(f"waterfall written to {escape(str(png))}")

@@ -1,0 +1,108 @@
+"""ASR stage: how sure the recogniser was, and what the recognised speech looks like."""
+
+from __future__ import annotations
+
+import polars as pl
+from fpi.features.base import Feature
+from fpi.features.common import covered_share, entropy, jaccard, top_margin, words
+
+STAGE = "asr"
+_asr = pl.col("asr").struct
+
+_text = _asr.field("text")
+_words = words(_text)
+_word_count = _words.list.len()
+_nbest = _asr.field("nbest")
+_nbest_confidences = _nbest.list.eval(pl.element().struct.field("confidence"))
+_seconds = _asr.field("audio_ms") / 1000.0
+_nbest_words = words(
+    _nbest.list.eval(pl.element().struct.field("text")).list.join(" ", ignore_nulls=True)
+)
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        name="asr__confidence",
+        stage=STAGE,
+        expr=_asr.field("confidence"),
+        description="ASR confidence of the top hypothesis",
+        reason="ASR confidence was {value:.2f}",
+    ),
+    Feature(
+        name="asr__nbest_size",
+        stage=STAGE,
+        expr=_nbest.list.len(),
+        description="Number of ASR n-best hypotheses",
+        reason="ASR returned {value:.0f} hypotheses",
+    ),
+    Feature(
+        name="asr__top_margin",
+        stage=STAGE,
+        expr=top_margin(_nbest_confidences),
+        description="Confidence of the best ASR hypothesis minus the second best",
+        reason="ASR top-2 margin was {value:.2f}",
+    ),
+    Feature(
+        name="asr__nbest_entropy",
+        stage=STAGE,
+        expr=entropy(_nbest_confidences),
+        description="Entropy (nats) of the ASR n-best confidences",
+        reason="ASR n-best entropy was {value:.2f}",
+    ),
+    Feature(
+        name="asr__alt_distance",
+        stage=STAGE,
+        expr=1.0
+        - jaccard(_words, words(_nbest.list.get(1, null_on_oob=True).struct.field("text"))),
+        description="Word Jaccard distance of the second ASR hypothesis from the top text",
+        reason="the second ASR hypothesis differed from the top text by {value:.2f}",
+    ),
+    Feature(
+        name="asr__nbest_novel_words",
+        stage=STAGE,
+        expr=1.0 - covered_share(_nbest_words, _words),
+        description="Share of the distinct n-best words that are not in the top text",
+        reason="{value:.0%} of the ASR n-best words were not in the top text",
+    ),
+    Feature(
+        name="asr__words",
+        stage=STAGE,
+        expr=_word_count,
+        description="Words in the recognised text",
+        reason="the recognised text had {value:.0f} words",
+    ),
+    Feature(
+        name="asr__chars",
+        stage=STAGE,
+        expr=_text.str.len_chars(),
+        description="Characters in the recognised text",
+        reason="the recognised text had {value:.0f} characters",
+    ),
+    Feature(
+        name="asr__empty_text",
+        stage=STAGE,
+        expr=_word_count == 0,
+        description="Nothing was recognised (no word in the text)",
+        reason="{value:ASR recognised no words|ASR recognised some words}",
+    ),
+    Feature(
+        name="asr__words_per_second",
+        stage=STAGE,
+        expr=pl.when(_seconds > 0).then(_word_count / _seconds),
+        description="Speech rate: recognised words per second of audio",
+        reason="speech rate was {value:.1f} words per second",
+    ),
+    Feature(
+        name="asr__audio_s",
+        stage=STAGE,
+        expr=_seconds,
+        description="Duration of the speech audio in seconds",
+        reason="the audio lasted {value:.1f} s",
+    ),
+    Feature(
+        name="asr__snr_db",
+        stage=STAGE,
+        expr=_asr.field("snr_db"),
+        description="Estimated signal-to-noise ratio of the audio (dB)",
+        reason="signal-to-noise ratio was {value:.0f} dB",
+    ),
+)

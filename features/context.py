@@ -1,0 +1,182 @@
+"""Dialogue context: what happened around the turn, from the neighbouring turns of its dialogue.
+
+These expressions read a frame in dialogue order: sorted by `DIALOGUE_ORDER` (turn index within
+dialogue, ties by timestamp), so a turn's neighbours are the rows beside it.
+`fpi.featurize.extract_features` sorts the frame that way and restores the input order after;
+plain shifts on a sorted frame cost a fraction of `.over(..., order_by=...)` windows.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from fpi.features.base import Feature
+from fpi.features.common import jaccard, words
+
+STAGE = "context"
+#: The row order the context expressions expect.
+DIALOGUE_ORDER = ("dialogue_id", "turn_index", "timestamp")
+
+_dialogue = pl.col("dialogue_id")
+_has_next = (_dialogue == _dialogue.shift(-1)).fill_null(False)
+_has_previous = (_dialogue == _dialogue.shift(1)).fill_null(False)
+
+
+def _next(expr: pl.Expr) -> pl.Expr:
+    """The value of `expr` on the next turn of the same dialogue (null on the last turn)."""
+    return pl.when(_has_next).then(expr.shift(-1))
+
+
+def _previous(expr: pl.Expr) -> pl.Expr:
+    """The value of `expr` on the previous turn of the same dialogue (null on the first turn)."""
+    return pl.when(_has_previous).then(expr.shift(1))
+
+
+_row = pl.int_range(pl.len())
+_first_row = pl.when(~_has_previous).then(_row).forward_fill()
+_last_row = pl.when(~_has_next).then(_row).backward_fill()
+
+_signals = pl.col("signals").struct
+_words = words(pl.col("asr").struct.field("text"))
+_intent = pl.col("nlu").struct.field("intent")
+_slots = pl.col("nlu").struct.field("slots")
+_result = pl.col("result").struct
+_tts_ms = pl.col("tts").struct.field("duration_ms")
+_barge_in_ms = _signals.field("barge_in_ms")
+
+#: How long the turn kept the user busy after its start: the speech, the response latency and
+#: the part of the response that was played (up to the barge-in, if any); missing parts count 0.
+_start_us = pl.col("timestamp").dt.epoch("us")
+_played_ms = (
+    pl.when(_signals.field("barge_in") & _barge_in_ms.is_not_null())
+    .then(_barge_in_ms)
+    .otherwise(_tts_ms)
+)
+_busy_s = (
+    pl.sum_horizontal(
+        pl.col("asr").struct.field("audio_ms"), _result.field("latency_ms"), _played_ms
+    )
+    / 1000.0
+)
+
+_slot_names = _slots.list.eval(pl.element().struct.field("name")).list.drop_nulls()
+_slot_pairs = _slots.list.eval(
+    pl.concat_str(
+        pl.element().struct.field("name"),
+        pl.element().struct.field("value").str.to_lowercase(),
+        separator="=",
+    )
+).list.drop_nulls()
+_same_intent_next = _intent == _next(_intent)
+_shared_names = _slot_names.list.set_intersection(_next(_slot_names)).list.len()
+_shared_pairs = _slot_pairs.list.set_intersection(_next(_slot_pairs)).list.len()
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        name="context__next_gap_s",
+        stage=STAGE,
+        expr=(_next(_start_us) - _start_us) / 1e6 - _busy_s,
+        description="Seconds from the end of this turn's response to the next turn",
+        reason="the next turn came {value:.1f} s later",
+    ),
+    Feature(
+        name="context__next_text_similarity",
+        stage=STAGE,
+        expr=jaccard(_words, _next(_words)),
+        description="Word Jaccard similarity of the next turn's text to this one (a repeat)",
+        reason="the next turn repeated this one's words (similarity {value:.2f})",
+    ),
+    Feature(
+        name="context__next_same_intent",
+        stage=STAGE,
+        expr=_same_intent_next,
+        description="The next turn has the same intent",
+        reason="{value:the next turn asked for the same intent|the next turn moved on}",
+    ),
+    Feature(
+        name="context__next_changed_slot_value",
+        stage=STAGE,
+        expr=_same_intent_next & (_shared_names > _shared_pairs),
+        description="The next turn keeps the intent but gives a slot another value (a correction)",
+        reason="{value:the next turn corrected a slot value|the next turn kept the slot values}",
+    ),
+    Feature(
+        name="context__abandoned",
+        stage=STAGE,
+        expr=~_has_next,
+        description="No turn followed in the dialogue",
+        reason="{value:the user gave up after this turn|the dialogue went on}",
+    ),
+    Feature(
+        name="context__barge_in",
+        stage=STAGE,
+        expr=_signals.field("barge_in"),
+        description="The user interrupted the response",
+        reason="{value:the user interrupted the response|the user let the response finish}",
+    ),
+    Feature(
+        name="context__barge_in_ms",
+        stage=STAGE,
+        expr=_barge_in_ms,
+        description="Milliseconds into the response when the user interrupted",
+        reason="the user interrupted {value:.0f} ms into the response",
+    ),
+    Feature(
+        name="context__barge_in_fraction",
+        stage=STAGE,
+        expr=pl.when(_tts_ms > 0).then(_barge_in_ms / _tts_ms),
+        description="Share of the response played before the user interrupted",
+        reason="the user interrupted after {value:.0%} of the response",
+    ),
+    Feature(
+        name="context__explicit_feedback",
+        stage=STAGE,
+        expr=_signals.field("explicit_feedback"),
+        description="Explicit feedback the user gave (positive, negative)",
+        reason="the user's feedback was {value}",
+        categorical=True,
+    ),
+    Feature(
+        name="context__prev_gap_s",
+        stage=STAGE,
+        expr=(_start_us - _previous(_start_us)) / 1e6 - _previous(_busy_s),
+        description="Seconds from the end of the previous turn's response to this turn",
+        reason="this turn came {value:.1f} s after the previous one",
+    ),
+    Feature(
+        name="context__prev_text_similarity",
+        stage=STAGE,
+        expr=jaccard(_previous(_words), _words),
+        description="Word Jaccard similarity of this turn's text to the previous one (a rephrase)",
+        reason="this turn repeated the previous one's words (similarity {value:.2f})",
+    ),
+    Feature(
+        name="context__prev_result_status",
+        stage=STAGE,
+        expr=_previous(_result.field("status")),
+        description="Result status of the previous turn",
+        reason="the previous turn ended in {value}",
+        categorical=True,
+    ),
+    Feature(
+        name="context__prev_action",
+        stage=STAGE,
+        expr=_previous(_result.field("action")),
+        description="The assistant's previous action or prompt (its dialogue acts)",
+        reason="the assistant had just said {value}",
+        categorical=True,
+    ),
+    Feature(
+        name="context__position",
+        stage=STAGE,
+        expr=_row - _first_row,
+        description="Position of the turn in its dialogue (0 = first)",
+        reason="{value:.0f} turns came before this one in the dialogue",
+    ),
+    Feature(
+        name="context__dialogue_turns",
+        stage=STAGE,
+        expr=_last_row - _first_row + 1,
+        description="Number of turns in the dialogue",
+        reason="the dialogue had {value:.0f} turns",
+    ),
+)

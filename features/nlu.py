@@ -1,0 +1,123 @@
+"""NLU stage: what the text was understood as, how sure NLU was, and whether it suits the device."""
+
+from __future__ import annotations
+
+import polars as pl
+from fpi.features.base import Feature
+from fpi.features.common import covered_share, entropy, top_margin, words
+
+STAGE = "nlu"
+_nlu = pl.col("nlu").struct
+_device = pl.col("device").struct
+
+_domain = _nlu.field("domain")
+_intent = _nlu.field("intent")
+_nbest = _nlu.field("nbest")
+_nbest_confidences = _nbest.list.eval(pl.element().struct.field("confidence"))
+_slots = _nlu.field("slots")
+
+#: The device table, kept small on purpose: a domain or intent whose name holds one of these
+#: words (case-insensitive) needs a screen (to read a book is to show its pages), and these
+#: device types cannot show one (a car's screen does not play video while driving).
+SCREEN_WORDS = r"(?i)video|movie|film|photo|picture|watch|read ?book"
+SCREENLESS_DEVICE_TYPES = ("speaker", "headphones", "car")
+
+_needs_screen = pl.concat_str(_domain, _intent, separator=" ", ignore_nulls=True).str.contains(
+    SCREEN_WORDS
+)
+_lacks_screen = _device.field("has_screen").not_() | _device.field("type").is_in(
+    SCREENLESS_DEVICE_TYPES
+)
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        name="nlu__domain",
+        stage=STAGE,
+        expr=_domain,
+        description="Domain NLU chose",
+        reason="NLU chose the {value} domain",
+        categorical=True,
+    ),
+    Feature(
+        name="nlu__intent",
+        stage=STAGE,
+        expr=_intent,
+        description="Intent NLU chose",
+        reason="NLU chose the {value} intent",
+        categorical=True,
+    ),
+    Feature(
+        name="nlu__confidence",
+        stage=STAGE,
+        expr=_nlu.field("confidence"),
+        description="NLU confidence of the chosen interpretation",
+        reason="NLU confidence was {value:.2f}",
+    ),
+    Feature(
+        name="nlu__nbest_size",
+        stage=STAGE,
+        expr=_nbest.list.len(),
+        description="Number of NLU n-best interpretations",
+        reason="NLU returned {value:.0f} interpretations",
+    ),
+    Feature(
+        name="nlu__top_margin",
+        stage=STAGE,
+        expr=top_margin(_nbest_confidences),
+        description="Confidence of the best NLU interpretation minus the second best",
+        reason="NLU top-2 margin was {value:.2f}",
+    ),
+    Feature(
+        name="nlu__nbest_entropy",
+        stage=STAGE,
+        expr=entropy(_nbest_confidences),
+        description="Entropy (nats) of the NLU n-best confidences",
+        reason="NLU n-best entropy was {value:.2f}",
+    ),
+    Feature(
+        name="nlu__top2_domains_differ",
+        stage=STAGE,
+        expr=_nbest.list.get(0, null_on_oob=True).struct.field("domain")
+        != _nbest.list.get(1, null_on_oob=True).struct.field("domain"),
+        description="The two best NLU interpretations name different domains",
+        reason="{value:NLU wavered between two domains|NLU's top two agreed on the domain}",
+    ),
+    Feature(
+        name="nlu__screen_intent_without_screen",
+        stage=STAGE,
+        expr=pl.when(_domain.is_not_null() | _intent.is_not_null()).then(
+            _needs_screen & _lacks_screen
+        ),
+        description="NLU chose a screen-only domain/intent (video, photos) on a screenless device",
+        reason="{value:NLU routed to a screen-only intent on a screenless device"
+        "|the intent suited the device}",
+    ),
+    Feature(
+        name="nlu__slot_count",
+        stage=STAGE,
+        expr=_slots.list.len(),
+        description="Number of slots NLU filled",
+        reason="NLU filled {value:.0f} slots",
+    ),
+    Feature(
+        name="nlu__min_slot_confidence",
+        stage=STAGE,
+        expr=_slots.list.eval(pl.element().struct.field("confidence")).list.min(),
+        description="Lowest confidence among the filled slots",
+        reason="the least sure slot had confidence {value:.2f}",
+    ),
+    Feature(
+        name="nlu__slot_words_in_text",
+        stage=STAGE,
+        expr=covered_share(
+            words(
+                _slots.list.eval(pl.element().struct.field("value")).list.join(
+                    " ", ignore_nulls=True
+                )
+            ),
+            words(pl.col("asr").struct.field("text")),
+        ),
+        description="Share of the slot values' words that occur in the recognised text",
+        reason="{value:.0%} of the slot words were in what ASR heard",
+    ),
+)

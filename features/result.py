@@ -1,0 +1,82 @@
+"""Result stage: what the assistant did and said back, and how long it took."""
+
+from __future__ import annotations
+
+import polars as pl
+from fpi.features.base import Feature
+from fpi.features.common import covered_share, words
+
+STAGE = "result"
+_result = pl.col("result").struct
+_tts = pl.col("tts").struct
+
+_response = pl.coalesce(_result.field("response_text"), _tts.field("text"))
+_response_words = words(_response)
+_entity_values = (
+    pl.col("er")
+    .struct.field("entities")
+    .list.eval(pl.element().struct.field("resolved_value"))
+    .list.join(" ", ignore_nulls=True)
+)
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        name="result__status",
+        stage=STAGE,
+        expr=_result.field("status"),
+        description="Outcome the assistant reported (success, no_content, error, ...)",
+        reason="the result status was {value}",
+        categorical=True,
+    ),
+    Feature(
+        name="result__handler",
+        stage=STAGE,
+        expr=_result.field("handler"),
+        description="Component that handled the request",
+        reason="the request was handled by {value}",
+        categorical=True,
+    ),
+    Feature(
+        name="result__action",
+        stage=STAGE,
+        expr=_result.field("action"),
+        description="Action the assistant took (or its dialogue acts)",
+        reason="the assistant's action was {value}",
+        categorical=True,
+    ),
+    Feature(
+        name="result__latency_ms",
+        stage=STAGE,
+        expr=_result.field("latency_ms"),
+        description="Time from end of speech to the response (ms)",
+        reason="the response took {value:.0f} ms",
+    ),
+    Feature(
+        name="result__response_words",
+        stage=STAGE,
+        expr=_response_words.list.len(),
+        description="Words in the response (its text, else the TTS text)",
+        reason="the response had {value:.0f} words",
+    ),
+    Feature(
+        name="result__asks_question",
+        stage=STAGE,
+        expr=_response.str.strip_chars().str.ends_with("?"),
+        description="The response ends with a question",
+        reason="{value:the assistant answered with a question|the assistant did not ask back}",
+    ),
+    Feature(
+        name="result__entity_words_in_response",
+        stage=STAGE,
+        expr=covered_share(words(_entity_values), _response_words),
+        description="Share of the resolved entities' words that the response mentions",
+        reason="the response mentioned {value:.0%} of the resolved entity words",
+    ),
+    Feature(
+        name="result__tts_s",
+        stage=STAGE,
+        expr=_tts.field("duration_ms") / 1000.0,
+        description="Duration of the spoken response (s)",
+        reason="the spoken response lasted {value:.1f} s",
+    ),
+)

@@ -1,0 +1,43 @@
+"""Turns per owner: this week against last week."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from matplotlib.axes import Axes
+
+from fpi.charts.style import LAST_WEEK_COLOR, axes_for, no_data, tidy
+
+THIS_WEEK_COLOR = "#0072B2"
+
+
+def owner_volume(df: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Horizontal bars of `turns` (this week) and `last_turns` per `owner`, largest on top."""
+    ax = axes_for(ax, (8, max(2.5, 0.45 * df.height + 1.2)))
+    frame = df.sort("turns")
+    positions = np.arange(frame.height)
+    height = 0.38
+    ax.barh(
+        positions - height / 2,
+        frame.get_column("last_turns").to_numpy(),
+        height,
+        color=LAST_WEEK_COLOR,
+        label="last week",
+    )
+    ax.barh(
+        positions + height / 2,
+        frame.get_column("turns").to_numpy(),
+        height,
+        color=THIS_WEEK_COLOR,
+        label="this week",
+    )
+    if frame.is_empty():
+        no_data(ax)
+    else:
+        ax.legend(loc="lower right", frameon=False)
+    ax.set_yticks(positions, frame.get_column("owner").to_list())
+    ax.set_title("Turns per owner: this week vs last week")
+    ax.set_xlabel("Turns (defects and uncertain)")
+    ax.set_ylabel("Owner")
+    tidy(ax)
+    return ax

@@ -1,0 +1,46 @@
+"""Shared look of the report charts: one colour and one label per failure point."""
+
+from __future__ import annotations
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+#: Okabe-Ito colours (distinguishable with colour-vision deficiency).
+STAGE_COLORS = {
+    "all": "#222222",
+    "correct": "#0072B2",
+    "false_wake": "#E69F00",
+    "asr": "#56B4E9",
+    "nlu": "#009E73",
+    "er": "#CC79A7",
+    "result": "#D55E00",
+    "uncertain": "#999999",
+}
+STAGE_LABELS = {
+    "all": "all defects",
+    "correct": "correct",
+    "false_wake": "false wake",
+    "asr": "ASR",
+    "nlu": "NLU",
+    "er": "ER",
+    "result": "result",
+    "uncertain": "uncertain",
+}
+LAST_WEEK_COLOR = "#C8C8C8"
+
+
+def axes_for(ax: Axes | None, size: tuple[float, float]) -> Axes:
+    """`ax`, or the axes of a new figure of `size` inches (no pyplot, so no global state)."""
+    if ax is not None:
+        return ax
+    return Figure(figsize=size, layout="constrained").add_subplot()
+
+
+def no_data(ax: Axes) -> None:
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
+def tidy(ax: Axes) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="both", color="#E5E5E5", linewidth=0.8)
+    ax.set_axisbelow(True)

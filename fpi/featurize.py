@@ -1,0 +1,130 @@
+"""The feature matrix: one row per turn, one column per catalogue feature (`fpi.features`).
+
+Every feature is a polars expression over a trace frame (`fpi.schema.TRACE_SCHEMA`), so the
+whole matrix is one vectorised `select`, eager or lazy. Numeric features are Float64 (flags
+0.0/1.0); categorical ones stay String, for the model to code with its own fixed categories.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypeVar
+
+import polars as pl
+
+from fpi.errors import InputError
+from fpi.features import CATALOG, Feature
+from fpi.features.context import DIALOGUE_ORDER
+from fpi.schema import REQUIRED_FIELDS, TRACE_SCHEMA
+
+__all__ = [
+    "CATALOG",
+    "catalogue_frame",
+    "extract_features",
+    "feature_dtype",
+    "feature_schema",
+    "render_reason",
+]
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+#: Where each row stood in the input, while the frame is in dialogue order.
+_INPUT_ROW = "__fpi_input_row"
+
+
+def feature_dtype(feature: Feature) -> pl.DataType:
+    return pl.String() if feature.categorical else pl.Float64()
+
+
+def feature_schema() -> pl.Schema:
+    """The columns `extract_features` returns: `turn_id`, then the catalogue in order."""
+    return pl.Schema({"turn_id": pl.String(), **{f.name: feature_dtype(f) for f in CATALOG}})
+
+
+def extract_features(traces: Frame) -> Frame:
+    """The feature matrix of a trace frame: one row per turn, in input order.
+
+    Takes a `TRACE_SCHEMA` DataFrame or LazyFrame and returns the same kind with exactly
+    `feature_schema()`. Optional columns that are absent count as null, and a stage that did
+    not run gives null features; `label` and `reference_labels` are never read. Context
+    features look at the other turns of each dialogue, so pass whole dialogues: the frame is
+    sorted into dialogue order for the selection and put back in input order after.
+    """
+    present = set(traces.collect_schema().names())
+    missing_required = [name for name in REQUIRED_FIELDS if name not in present]
+    if missing_required:
+        raise InputError(f"traces lack the required column(s) {', '.join(missing_required)}")
+    absent = [
+        pl.lit(None, dtype).alias(name)
+        for name, dtype in TRACE_SCHEMA.items()
+        if name not in present
+    ]
+    turn_id = pl.coalesce(
+        pl.col("turn_id"), pl.format("{}/{}", pl.col("dialogue_id"), pl.col("turn_index"))
+    )
+    return (
+        traces.with_columns(absent)
+        .with_row_index(_INPUT_ROW)
+        .sort(*DIALOGUE_ORDER, _INPUT_ROW)
+        .select(
+            _INPUT_ROW,
+            turn_id.alias("turn_id"),
+            *(feature.expr.cast(feature_dtype(feature)).alias(feature.name) for feature in CATALOG),
+        )
+        .sort(_INPUT_ROW)
+        .drop(_INPUT_ROW)
+    )
+
+
+class _Formattable:
+    """A value for a reason template: besides the usual specs (`{value:.2f}`), the spec
+    `when true|when false` picks one of two phrasings by the value's truth (for 0/1 flags)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        if "|" not in spec:
+            return format(self.value, spec)
+        when_true, _, when_false = spec.partition("|")
+        try:
+            truth = float(self.value) != 0.0
+        except (TypeError, ValueError):
+            truth = bool(self.value)
+        return when_true if truth else when_false
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+def render_reason(feature: Feature, value: Any) -> str:
+    """The feature's reason template filled with `value`, e.g. "ASR confidence was 0.31".
+
+    A null (None or NaN) value gives "<description>: missing"; a value the template cannot
+    format (say, text for a number) gives "<description>: <value>". Never raises.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{feature.description}: missing"
+    try:
+        return feature.reason.format(value=_Formattable(value))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return f"{feature.description}: {value}"
+
+
+def catalogue_frame() -> pl.DataFrame:
+    """The catalogue as a table: name, stage, description, categorical."""
+    return pl.DataFrame(
+        {
+            "name": [f.name for f in CATALOG],
+            "stage": [f.stage for f in CATALOG],
+            "description": [f.description for f in CATALOG],
+            "categorical": [f.categorical for f in CATALOG],
+        },
+        schema={
+            "name": pl.String,
+            "stage": pl.String,
+            "description": pl.String,
+            "categorical": pl.Boolean,
+        },
+    )
