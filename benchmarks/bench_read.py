@@ -1,10 +1,12 @@
 """Reading speed: `fpi.io.read_traces` against plain `pl.read_ndjson` on the same dump.
 
 Generates a JSONL (and .jsonl.gz) dump of realistic nested `fpi-trace/1` records (a few
-hand-written turns replicated with varied ids, timestamps and texts), then times each reader in a
-fresh subprocess so peak RSS is per reader. Prints a table: rows, seconds, rows/s, peak RSS, ratio.
+hand-written turns replicated with varied ids and timestamps), then times each reader in a fresh
+subprocess so peak RSS is per reader: plain polars, `read_traces` (all in memory) and
+`iter_trace_batches` (streaming; spills to disk above one batch). Prints rows, seconds, rows/s,
+peak RSS and the ratio to polars.
 
-    python benchmarks/bench_read.py --rows 1000000 [--out /tmp/fpi-bench] [--gz]
+    python benchmarks/bench_read.py --rows 1000000 [--out /tmp/fpi-bench] [--gz] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -159,8 +161,10 @@ def write_dump(path: Path, rows: int) -> Path:
 
 READERS = {
     "polars": "import polars as pl; from fpi.schema import TRACE_JSON_SCHEMA;"
-    " df = pl.read_ndjson({path!r}, schema=TRACE_JSON_SCHEMA)",
-    "fpi": "from fpi.io import read_traces; df = read_traces([{path!r}])",
+    " rows = len(pl.read_ndjson({path!r}, schema=TRACE_JSON_SCHEMA))",
+    "fpi": "from fpi.io import read_traces; rows = len(read_traces([{path!r}]))",
+    "fpi-batches": "from fpi.io import iter_trace_batches;"
+    " rows = sum(len(b.traces) for b in iter_trace_batches([{path!r}]))",
 }
 
 
@@ -172,7 +176,7 @@ def time_reader(reader: str, path: Path) -> tuple[int, float, float]:
         f"{READERS[reader].format(path=str(path))}\n"
         "s = time.perf_counter() - t\n"
         "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "print(len(df), s, rss)\n"
+        "print(rows, s, rss)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     rows, seconds, rss = out.stdout.split()
@@ -184,22 +188,27 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("/tmp/fpi-bench"))
     parser.add_argument("--gz", action="store_true", help="also time a .jsonl.gz dump")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per reader (best is shown)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     suffixes = [".jsonl", ".jsonl.gz"] if args.gz else [".jsonl"]
-    print(f"{'file':<28}{'reader':>8}{'rows':>11}{'seconds':>9}{'rows/s':>12}{'RSS MiB':>9}{'ratio':>7}")
+    header = f"{'file':<28}{'reader':>12}{'rows':>11}{'seconds':>9}{'rows/s':>10}{'RSS MiB':>9}"
+    print(f"{header}{'ratio':>7}")
     for suffix in suffixes:
         path = args.out / f"traces-{args.rows}{suffix}"
         if not path.exists():
             started = time.perf_counter()
             write_dump(path, args.rows)
             print(f"# wrote {path} in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-        baseline = None
-        for reader in READERS:
-            rows, seconds, rss = time_reader(reader, path)
-            baseline = baseline or seconds
+        runs: dict[str, list[tuple[int, float, float]]] = {reader: [] for reader in READERS}
+        for _ in range(args.repeat):  # interleaved, best of: the machine may be shared
+            for reader in READERS:
+                runs[reader].append(time_reader(reader, path))
+        baseline = min(seconds for _, seconds, _ in runs["polars"])
+        for reader, results in runs.items():
+            rows, seconds, rss = min(results, key=lambda r: r[1])
             print(
-                f"{path.name:<28}{reader:>8}{rows:>11,}{seconds:>9.2f}{rows / seconds:>12,.0f}"
+                f"{path.name:<28}{reader:>12}{rows:>11,}{seconds:>9.2f}{rows / seconds:>10,.0f}"
                 f"{rss:>9.0f}{seconds / baseline:>7.2f}"
             )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 from fpi.features.base import Feature
-from fpi.features.common import covered_share, entropy, jaccard, top_margin, words
+from fpi.features.common import entropy, jaccard, missing_words, top_margin, words
 
 STAGE = "asr"
 _asr = pl.col("asr").struct
@@ -15,8 +15,8 @@ _word_count = _words.list.len()
 _nbest = _asr.field("nbest")
 _nbest_confidences = _nbest.list.eval(pl.element().struct.field("confidence"))
 _seconds = _asr.field("audio_ms") / 1000.0
-_nbest_words = words(
-    _nbest.list.eval(pl.element().struct.field("text")).list.join(" ", ignore_nulls=True)
+_alternative_words = words(
+    _nbest.list.slice(1).list.eval(pl.element().struct.field("text")).list.join(" ")
 )
 
 FEATURES: tuple[Feature, ...] = (
@@ -59,9 +59,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         name="asr__nbest_novel_words",
         stage=STAGE,
-        expr=1.0 - covered_share(_nbest_words, _words),
-        description="Share of the distinct n-best words that are not in the top text",
-        reason="{value:.0%} of the ASR n-best words were not in the top text",
+        expr=missing_words(_alternative_words, _words),
+        description="Distinct words of the lower n-best hypotheses that are not in the top text",
+        reason="the ASR alternatives held {value:.0f} words not in the top text",
     ),
     Feature(
         name="asr__words",

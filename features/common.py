@@ -1,4 +1,9 @@
-"""Expression helpers shared by the stage files: words, text similarity, n-best statistics."""
+"""Expression helpers shared by the stage files: words, text similarity, n-best statistics.
+
+Polars shares a repeated subexpression only when it holds no `list.eval`, and never inside
+another shared one, so these helpers use each input as few times as they can. A ratio that is
+undefined (0/0) comes out NaN, which `fpi.featurize.extract_features` turns into null.
+"""
 
 from __future__ import annotations
 
@@ -14,25 +19,21 @@ def words(text: pl.Expr) -> pl.Expr:
 
 
 def jaccard(words_a: pl.Expr, words_b: pl.Expr) -> pl.Expr:
-    """Jaccard similarity of two word lists taken as sets (1.0 when both are empty)."""
+    """Jaccard similarity of two word lists taken as sets (NaN when neither has a word)."""
     shared = words_a.list.set_intersection(words_b).list.len()
-    union = words_a.list.n_unique() + words_b.list.n_unique() - shared
-    return pl.when(union == 0).then(1.0).otherwise(shared / union)
+    return shared / words_a.list.set_union(words_b).list.len()
 
 
-def covered_share(needles: pl.Expr, haystack: pl.Expr) -> pl.Expr:
-    """Share of the distinct words in `needles` that occur in `haystack` (null without any)."""
-    wanted = needles.list.n_unique()
-    found = needles.list.set_intersection(haystack).list.len()
-    return pl.when(wanted > 0).then(found / wanted)
+def missing_words(needles: pl.Expr, haystack: pl.Expr) -> pl.Expr:
+    """How many distinct words of the list `needles` are not in the list `haystack`."""
+    return needles.list.set_difference(haystack).list.len()
 
 
 def top_margin(confidences: pl.Expr) -> pl.Expr:
-    """Best minus second-best confidence; a lone hypothesis has a margin of its confidence."""
-    ranked = confidences.list.drop_nulls().list.sort(descending=True)
-    return ranked.list.get(0, null_on_oob=True) - ranked.list.get(1, null_on_oob=True).fill_null(
-        0.0
-    )
+    """First minus second confidence of a ranked n-best; a lone hypothesis keeps its own."""
+    return confidences.list.get(0, null_on_oob=True) - confidences.list.get(
+        1, null_on_oob=True
+    ).fill_null(0.0)
 
 
 def entropy(confidences: pl.Expr) -> pl.Expr:

@@ -21,14 +21,15 @@ _has_next = (_dialogue == _dialogue.shift(-1)).fill_null(False)
 _has_previous = (_dialogue == _dialogue.shift(1)).fill_null(False)
 
 
-def _next(expr: pl.Expr) -> pl.Expr:
-    """The value of `expr` on the next turn of the same dialogue (null on the last turn)."""
-    return pl.when(_has_next).then(expr.shift(-1))
+def _with_next(expr: pl.Expr) -> pl.Expr:
+    """`expr` where a next turn of the same dialogue exists (there `.shift(-1)` reads it), else
+    null. Shifting inside and masking the result once is cheaper than masking every input."""
+    return pl.when(_has_next).then(expr)
 
 
-def _previous(expr: pl.Expr) -> pl.Expr:
-    """The value of `expr` on the previous turn of the same dialogue (null on the first turn)."""
-    return pl.when(_has_previous).then(expr.shift(1))
+def _with_previous(expr: pl.Expr) -> pl.Expr:
+    """`expr` where a previous turn of the same dialogue exists (`.shift(1)` reads it)."""
+    return pl.when(_has_previous).then(expr)
 
 
 _row = pl.int_range(pl.len())
@@ -36,7 +37,7 @@ _first_row = pl.when(~_has_previous).then(_row).forward_fill()
 _last_row = pl.when(~_has_next).then(_row).backward_fill()
 
 _signals = pl.col("signals").struct
-_words = words(pl.col("asr").struct.field("text"))
+_text = pl.col("asr").struct.field("text")
 _intent = pl.col("nlu").struct.field("intent")
 _slots = pl.col("nlu").struct.field("slots")
 _result = pl.col("result").struct
@@ -58,44 +59,45 @@ _busy_s = (
     / 1000.0
 )
 
-_slot_names = _slots.list.eval(pl.element().struct.field("name")).list.drop_nulls()
+_slot_names = _slots.list.eval(pl.element().struct.field("name"))
 _slot_pairs = _slots.list.eval(
     pl.concat_str(
         pl.element().struct.field("name"),
         pl.element().struct.field("value").str.to_lowercase(),
         separator="=",
     )
-).list.drop_nulls()
-_same_intent_next = _intent == _next(_intent)
-_shared_names = _slot_names.list.set_intersection(_next(_slot_names)).list.len()
-_shared_pairs = _slot_pairs.list.set_intersection(_next(_slot_pairs)).list.len()
+)
+_next_similarity = _with_next(jaccard(words(_text), words(_text.shift(-1))))
+_next_same_intent = _intent == _intent.shift(-1)
+_shared_names = _slot_names.list.set_intersection(_slot_names.shift(-1)).list.len()
+_shared_pairs = _slot_pairs.list.set_intersection(_slot_pairs.shift(-1)).list.len()
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
         name="context__next_gap_s",
         stage=STAGE,
-        expr=(_next(_start_us) - _start_us) / 1e6 - _busy_s,
+        expr=_with_next((_start_us.shift(-1) - _start_us) / 1e6 - _busy_s),
         description="Seconds from the end of this turn's response to the next turn",
         reason="the next turn came {value:.1f} s later",
     ),
     Feature(
         name="context__next_text_similarity",
         stage=STAGE,
-        expr=jaccard(_words, _next(_words)),
+        expr=_next_similarity,
         description="Word Jaccard similarity of the next turn's text to this one (a repeat)",
         reason="the next turn repeated this one's words (similarity {value:.2f})",
     ),
     Feature(
         name="context__next_same_intent",
         stage=STAGE,
-        expr=_same_intent_next,
+        expr=_with_next(_next_same_intent),
         description="The next turn has the same intent",
         reason="{value:the next turn asked for the same intent|the next turn moved on}",
     ),
     Feature(
         name="context__next_changed_slot_value",
         stage=STAGE,
-        expr=_same_intent_next & (_shared_names > _shared_pairs),
+        expr=_with_next(_next_same_intent & (_shared_names > _shared_pairs)),
         description="The next turn keeps the intent but gives a slot another value (a correction)",
         reason="{value:the next turn corrected a slot value|the next turn kept the slot values}",
     ),
@@ -138,21 +140,21 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         name="context__prev_gap_s",
         stage=STAGE,
-        expr=(_start_us - _previous(_start_us)) / 1e6 - _previous(_busy_s),
+        expr=_with_previous((_start_us - _start_us.shift(1)) / 1e6 - _busy_s.shift(1)),
         description="Seconds from the end of the previous turn's response to this turn",
         reason="this turn came {value:.1f} s after the previous one",
     ),
     Feature(
         name="context__prev_text_similarity",
         stage=STAGE,
-        expr=jaccard(_previous(_words), _words),
+        expr=_with_previous(_next_similarity.shift(1)),
         description="Word Jaccard similarity of this turn's text to the previous one (a rephrase)",
         reason="this turn repeated the previous one's words (similarity {value:.2f})",
     ),
     Feature(
         name="context__prev_result_status",
         stage=STAGE,
-        expr=_previous(_result.field("status")),
+        expr=_with_previous(_result.field("status").shift(1)),
         description="Result status of the previous turn",
         reason="the previous turn ended in {value}",
         categorical=True,
@@ -160,7 +162,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         name="context__prev_action",
         stage=STAGE,
-        expr=_previous(_result.field("action")),
+        expr=_with_previous(_result.field("action").shift(1)),
         description="The assistant's previous action or prompt (its dialogue acts)",
         reason="the assistant had just said {value}",
         categorical=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 from fpi.features.base import Feature
-from fpi.features.common import covered_share, entropy, top_margin, words
+from fpi.features.common import entropy, missing_words, top_margin, words
 
 STAGE = "nlu"
 _nlu = pl.col("nlu").struct
@@ -107,17 +107,13 @@ FEATURES: tuple[Feature, ...] = (
         reason="the least sure slot had confidence {value:.2f}",
     ),
     Feature(
-        name="nlu__slot_words_in_text",
+        name="nlu__slot_words_not_heard",
         stage=STAGE,
-        expr=covered_share(
-            words(
-                _slots.list.eval(pl.element().struct.field("value")).list.join(
-                    " ", ignore_nulls=True
-                )
-            ),
+        expr=missing_words(
+            words(_slots.list.eval(pl.element().struct.field("value")).list.join(" ")),
             words(pl.col("asr").struct.field("text")),
         ),
-        description="Share of the slot values' words that occur in the recognised text",
-        reason="{value:.0%} of the slot words were in what ASR heard",
+        description="Distinct words of the slot values that are not in the recognised text",
+        reason="{value:.0f} slot value words were not in what ASR heard",
     ),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 from fpi.features.base import Feature
-from fpi.features.common import covered_share, words
+from fpi.features.common import missing_words, words
 
 STAGE = "result"
 _result = pl.col("result").struct
@@ -16,7 +16,7 @@ _entity_values = (
     pl.col("er")
     .struct.field("entities")
     .list.eval(pl.element().struct.field("resolved_value"))
-    .list.join(" ", ignore_nulls=True)
+    .list.join(" ")
 )
 
 FEATURES: tuple[Feature, ...] = (
@@ -66,11 +66,11 @@ FEATURES: tuple[Feature, ...] = (
         reason="{value:the assistant answered with a question|the assistant did not ask back}",
     ),
     Feature(
-        name="result__entity_words_in_response",
+        name="result__entity_words_not_said",
         stage=STAGE,
-        expr=covered_share(words(_entity_values), _response_words),
-        description="Share of the resolved entities' words that the response mentions",
-        reason="the response mentioned {value:.0%} of the resolved entity words",
+        expr=missing_words(words(_entity_values), _response_words),
+        description="Distinct words of the resolved entities that the response does not say",
+        reason="the response left out {value:.0f} words of the resolved entities",
     ),
     Feature(
         name="result__tts_s",

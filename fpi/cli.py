@@ -428,3 +428,160 @@ def explain(
         ax.figure.savefig(png, dpi=120)
         plt.close(ax.figure)
         console.print(f"waterfall written to {escape(str(png))}")
+
+
+@app.command()
+def route(
+    triage_output: Annotated[
+        Path, typer.Argument(help="Triage output: .parquet, .jsonl or .csv.", show_default=False)
+    ],
+    owners: Annotated[
+        Path, typer.Option("--owners", help="Owners file (TOML).", show_default=False)
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Directory for one file per owner, plus unowned."),
+    ],
+) -> None:
+    """Split the non-correct turns of a triage output into one file per owning team."""
+    from rich.table import Table
+
+    from fpi.owners import route_file
+
+    with domain_errors():
+        routed = route_file(triage_output, owners, out)
+    table = Table("owner", "turns", "file", title=f"routed to {escape(str(out))}")
+    for row in routed.iter_rows(named=True):
+        table.add_row(escape(row["owner"]), f"{row['turns']:,}", escape(row["file"]))
+    console.print(table)
+
+
+@app.command()
+def report(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Triage output (.parquet, .jsonl) or trace dumps (triaged with the bundled "
+            "model), files, directories or globs.",
+            show_default=False,
+        ),
+    ],
+    week: Annotated[
+        str, typer.Option("--week", help="ISO week to report, e.g. 2026-W47.", show_default=False)
+    ],
+    weeks_back: Annotated[
+        int, typer.Option("--weeks-back", help="Weeks in the trend, this one included.")
+    ] = 8,
+    owners: Annotated[
+        Path | None, typer.Option("--owners", help="Owners file (TOML): adds the Who section.")
+    ] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Write only this team's report.")
+    ] = None,
+    redact: Annotated[
+        bool, typer.Option("--redact", help="Mask utterances after their first word.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output directory (default: reports/<week>).")
+    ] = None,
+) -> None:
+    """Write the weekly defect-attribution report: report.html, report.md and charts."""
+    from fpi.report import run_report
+
+    with domain_errors(), err_console.status("building the report"):
+        built, written = run_report(
+            inputs,
+            week=week,
+            weeks_back=weeks_back,
+            owners_path=owners,
+            owner=owner,
+            redact=redact,
+            out_dir=out,
+        )
+    console.print(escape(built.summary), highlight=False)
+    console.print(
+        f"written: {escape(str(written[0]))}, {escape(str(written[1]))} "
+        f"and {len(written) - 2} more file(s) in {escape(str(written[0].parent))}"
+    )
+
+
+@app.command()
+def validate(dumps: DumpArgs, rejects: RejectsOption = None) -> None:
+    """Check dumps against fpi-trace/1 and report every invalid record (exit 1 if any)."""
+    from rich.table import Table
+
+    from fpi.validate import validate_dumps
+
+    with domain_errors():
+        report = validate_dumps(dumps, rejects_path=rejects)
+    console.print(
+        f"{len(report.files)} file(s): {report.read:,} records read = "
+        f"{report.accepted:,} accepted + {report.rejected:,} rejected",
+        highlight=False,
+    )
+    if report.blank_lines:
+        console.print(f"{report.blank_lines:,} blank line(s) skipped", highlight=False)
+    for empty in report.empty_files:
+        console.print(f"{escape(empty)}: empty, no records", highlight=False)
+    if report.problem_counts:
+        kinds = Table("field", "expected", "problems", title="problems by kind")
+        for (field, expected), count in report.problem_counts.most_common():
+            kinds.add_row(escape(field or "(record)"), escape(expected), f"{count:,}")
+        console.print(kinds)
+        console.print("first examples:")
+        for reject in report.examples:
+            for problem in reject.problems:
+                console.print(f"  {escape(problem.message)}", highlight=False)
+    if rejects is not None:
+        console.print(
+            f"{report.rejected:,} rejected record(s) written to {escape(str(rejects))}",
+            highlight=False,
+        )
+    if not report.clean:
+        raise typer.Exit(1)
+    console.print("[green]all records valid[/]")
+
+
+@app.command("features")
+def features_command(
+    dumps: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Trace dumps: .jsonl, .jsonl.gz, .jsonl.zst, .parquet, directories or globs.",
+            metavar="DUMP",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Feature matrix to write (.parquet).")
+    ] = None,
+    list_catalogue: Annotated[
+        bool, typer.Option("--list", help="Print the feature catalogue instead (no DUMP needed).")
+    ] = False,
+    rejects: RejectsOption = None,
+) -> None:
+    """Write the feature matrix of trace dumps (one row per turn), or list the features."""
+    from rich.table import Table
+
+    from fpi.featurize import catalogue_frame, write_features
+
+    if list_catalogue:
+        catalogue = catalogue_frame()
+        table = Table("name", "stage", "description", title=f"{catalogue.height} features")
+        for row in catalogue.iter_rows(named=True):
+            kind = " (categorical)" if row["categorical"] else ""
+            table.add_row(row["name"], row["stage"], escape(row["description"]) + kind)
+        console.print(table)
+        return
+    if not dumps:
+        raise typer.BadParameter("give at least one trace dump (or --list)", param_hint="DUMP")
+    if out is None or not out.name.lower().endswith(".parquet"):
+        raise typer.BadParameter("give the output as --out FILE.parquet", param_hint="--out")
+    collected: list | None = [] if rejects is not None else None
+    with domain_errors():
+        matrix = write_features(dumps, out, rejects=collected)
+        _finish_rejects(collected, rejects)
+    console.print(
+        f"{matrix.height:,} turns x {matrix.width - 1} features written to {escape(str(out))}",
+        highlight=False,
+    )

@@ -7,11 +7,12 @@ same path-dependent TreeSHAP, cover = data counts) but cost a fraction of it:
 - each leaf is explained on its own (as in GPUTreeShap and Fast TreeSHAP v2). For a leaf with
   value v whose root path tests the distinct features P (d of them; a feature tested twice is
   merged, its zero fraction z_j the product of child/parent data counts), a row satisfies the
-  conditions of a subset H ("hot") and fails those of C = P \\ H. With
-  K(T) = sum over S subset of T of |S|!(d-|S|-1)!/d! * prod_{j in T \\ S} z_j, the leaf adds
-  -v * K(H) * prod_C z to every cold feature and v * (1 - z_i) * K(H \\ {i}) * prod_C z to each
-  hot feature i. v * K is tabulated per leaf for all 2^d subsets when d <= ``precompute_depth``
-  (deeper leaves compute it per row in O(d^2) from elementary symmetric polynomials);
+  conditions of a subset H ("hot") and fails those of P \\ H ("cold"). With
+  K(T) = sum over S subset of T of |S|!(d-|S|-1)!/d! * prod_{j in T \\ S} z_j and
+  M(T) = v * K(T) * prod_{j in P \\ T} z_j, the leaf adds -M(H) to every cold feature and
+  (1 - z_i) / z_i * M(H \\ {i}) to each hot feature i. M is tabulated per leaf for all 2^d
+  subsets when d <= ``precompute_depth``; deeper leaves compute K per row in O(d^2) from the
+  elementary symmetric polynomials of the hot z's;
 - identical rows (same bytes, same class) are explained once.
 
 Decisions replicate LightGBM's ``NumericalDecision`` / ``CategoricalDecision`` on float64
@@ -36,42 +37,50 @@ DEFAULT_PRECOMPUTE_DEPTH = 10
 #: Rows explained per call of the compiled kernel (bounds the memory of ``explain_top``).
 DEFAULT_CHUNK_ROWS = 32_768
 _MAX_PATH_FEATURES = 62
-_ROW_BLOCK = 64
+_ROW_BLOCK = 256
 
 _CATEGORICAL = 1
 _DEFAULT_LEFT = 2
 _MISSING_ZERO = 1
 _MISSING_NAN = 2
-_MISSING_TYPES = {"None": 0, "Zero": _MISSING_ZERO, "NaN": _MISSING_NAN}
 _ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
 @dataclass(frozen=True)
 class _Forest:
-    """The trees as flat arrays, trees of class c at ``class_tree_start[c]:[c + 1]``."""
+    """The trees as flat arrays; the trees of class c are ``class_tree_start[c]:[c + 1]``.
+
+    Per tree, internal nodes are numbered by LightGBM's split index (children: >= 0 internal,
+    < 0 ~leaf index) and all nodes get a preorder position; edge k of a tree leads from its
+    parent's position to position k + 1 and fails for a row that the parent's split sends the
+    other way, turning that feature's element of every leaf below cold.
+    """
 
     class_tree_start: np.ndarray
     tree_node_start: np.ndarray
+    tree_edge_start: np.ndarray
     tree_leaf_start: np.ndarray
     node_feature: np.ndarray
     node_threshold: np.ndarray
     node_flags: (
         np.ndarray
     )  # LightGBM's decision_type: bit 0 categorical, 1 default left, 2-3 missing
-    node_left: np.ndarray  # tree-local: >= 0 internal node, < 0 ~leaf
+    node_left: np.ndarray
     node_right: np.ndarray
     node_cat_start: np.ndarray
     node_cat_len: np.ndarray
-    cat_left: np.ndarray
+    cat_words: np.ndarray  # LightGBM's bitsets of the categories that go left
+    edge_parent: np.ndarray
+    edge_node: np.ndarray
+    edge_left: np.ndarray
+    edge_elem: np.ndarray
     leaf_value: np.ndarray
-    leaf_elem_start: np.ndarray
-    leaf_step_start: np.ndarray
-    leaf_table_start: np.ndarray
+    leaf_position: np.ndarray
+    leaf_elem_start: np.ndarray  # a leaf's distinct path features: its elements
+    leaf_table_start: np.ndarray  # -1: no table
     elem_feature: np.ndarray
     elem_zero: np.ndarray
-    step_node: np.ndarray
-    step_left: np.ndarray
-    step_elem: np.ndarray
+    elem_ratio: np.ndarray  # (1 - z) / z
     table: np.ndarray
     weights: np.ndarray
 
@@ -93,17 +102,18 @@ class FastExplainer:
     ) -> None:
         if num_iteration is None:
             num_iteration = booster.best_iteration
-        dump = booster.dump_model(num_iteration=num_iteration)
-        self.num_classes: int = dump["num_tree_per_iteration"]
-        self.num_features: int = dump["max_feature_idx"] + 1
-        self.feature_names: list[str] = dump["feature_names"]
-        if dump.get("average_output"):
-            raise ModelError("random-forest boosters (average_output) are not supported")
         if not 0 <= precompute_depth <= 20:
             raise ValueError(f"precompute_depth must be in 0..20, got {precompute_depth}")
-        self._forest = _flatten(dump, self.num_classes, precompute_depth)
+        header, trees = _parse_model(booster.model_to_string(num_iteration=num_iteration))
+        if "average_output" in header:
+            raise ModelError("random-forest boosters (average_output) are not supported")
+        fields = dict(line.split("=", 1) for line in header if "=" in line)
+        self.num_classes: int = int(fields["num_tree_per_iteration"])
+        self.num_features: int = int(fields["max_feature_idx"]) + 1
+        self.feature_names: list[str] = fields["feature_names"].split()
+        self._forest = _flatten(trees, self.num_classes, precompute_depth)
         #: Per class, the mean raw score over the training data (the bias column).
-        self.expected_values: np.ndarray = _expected_values(dump, self.num_classes)
+        self.expected_values: np.ndarray = _expected_values(trees, self.num_classes)
 
     @property
     def table_bytes(self) -> int:
@@ -127,7 +137,7 @@ class FastExplainer:
             f.node_right,
             f.node_cat_start,
             f.node_cat_len,
-            f.cat_left,
+            f.cat_words,
             f.leaf_value,
             out,
         )
@@ -172,7 +182,7 @@ class FastExplainer:
         for start in range(0, X.shape[0], chunk_rows):
             stop = start + chunk_rows
             values = self._explain_chunk(X[start:stop], classes[start:stop], dedupe)
-            _top_k(values, self.num_features, indices[start:stop], contributions[start:stop])
+            _top_k(values[:, :-1], indices[start:stop], contributions[start:stop])
         return indices, contributions
 
     def _explain_chunk(self, X: np.ndarray, classes: np.ndarray, dedupe: bool) -> np.ndarray:
@@ -200,24 +210,25 @@ class FastExplainer:
             block_class,
             f.class_tree_start,
             f.tree_node_start,
+            f.tree_edge_start,
             f.tree_leaf_start,
             f.node_feature,
             f.node_threshold,
             f.node_flags,
-            f.node_left,
-            f.node_right,
             f.node_cat_start,
             f.node_cat_len,
-            f.cat_left,
+            f.cat_words,
+            f.edge_parent,
+            f.edge_node,
+            f.edge_left,
+            f.edge_elem,
             f.leaf_value,
+            f.leaf_position,
             f.leaf_elem_start,
-            f.leaf_step_start,
             f.leaf_table_start,
             f.elem_feature,
             f.elem_zero,
-            f.step_node,
-            f.step_left,
-            f.step_elem,
+            f.elem_ratio,
             f.table,
             f.weights,
             out,
@@ -246,18 +257,16 @@ class FastExplainer:
 
 
 def top_contributions(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest feature contributions per row of ``shap_values`` output, largest first.
+    """The k largest contributions per row, largest first; ties go to the lower index.
 
-    ``values`` is (n_rows, n_features + 1) with the bias in the last column, which is never
-    picked. Returns feature indices (int32) and contributions, each (n_rows, k); equal
-    contributions are ordered by feature index.
+    ``values`` holds per-feature contributions (n_rows, n_features): ``shap_values(...)[:, :-1]``
+    (without the bias column). Returns feature indices (int32) and contributions, each (n_rows, k).
     """
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    num_features = values.shape[1] - 1
-    _check_k(k, num_features)
+    values = np.asarray(values, dtype=np.float64)
+    _check_k(k, values.shape[1])
     indices = np.empty((values.shape[0], k), dtype=np.int32)
     contributions = np.empty((values.shape[0], k))
-    _top_k(values, num_features, indices, contributions)
+    _top_k(values, indices, contributions)
     return indices, contributions
 
 
@@ -266,158 +275,164 @@ def _check_k(k: int, num_features: int) -> None:
         raise ValueError(f"k must be in 1..{num_features}, got {k}")
 
 
-# ---- flattening the model dump --------------------------------------------------------
+# ---- reading the model ----------------------------------------------------------------
 
 
-def _expected_values(dump: dict, num_classes: int) -> np.ndarray:
-    expected = np.zeros(num_classes)
-    for tree in dump["tree_info"]:
-        leaves = [n for n in _walk(tree["tree_structure"]) if "leaf_value" in n]
-        if len(leaves) == 1:
-            value = leaves[0]["leaf_value"]
-        else:
-            total = tree["tree_structure"]["internal_count"]
-            value = sum(leaf["leaf_count"] / total * leaf["leaf_value"] for leaf in leaves)
-        expected[tree["tree_index"] % num_classes] += value
-    return expected
+def _parse_model(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """LightGBM's text model: the header lines and one ``key -> value`` dict per tree."""
+    head, _, rest = text.partition("\nTree=")
+    body = rest.partition("\nend of trees")[0]
+    trees = [
+        dict(line.split("=", 1) for line in block.splitlines()[1:] if "=" in line)
+        for block in ("Tree=" + body).split("\nTree=")
+    ]
+    return head.splitlines(), trees
 
 
-def _walk(node: dict):
-    stack = [node]
-    while stack:
-        node = stack.pop()
-        yield node
-        if "leaf_value" not in node:
-            stack.append(node["right_child"])
-            stack.append(node["left_child"])
+def _numbers(tree: dict[str, str], key: str, dtype: type) -> np.ndarray:
+    return np.array(tree.get(key, "").split(), dtype=dtype)
 
 
-def _count(node: dict) -> float:
-    return node["leaf_count"] if "leaf_value" in node else node["internal_count"]
-
-
-def _flatten(dump: dict, num_classes: int, precompute_depth: int) -> _Forest:
-    trees = sorted(
-        dump["tree_info"], key=lambda t: (t["tree_index"] % num_classes, t["tree_index"])
-    )
+def _flatten(trees: list[dict[str, str]], num_classes: int, precompute_depth: int) -> _Forest:
+    by_class = sorted(range(len(trees)), key=lambda t: (t % num_classes, t))
     class_tree_start = np.searchsorted(
-        [t["tree_index"] % num_classes for t in trees], np.arange(num_classes + 1)
+        [t % num_classes for t in by_class], np.arange(num_classes + 1)
     )
-    nodes: list[tuple] = []
-    cat_left: list[bool] = []
-    leaves: list[tuple] = []  # value, first element, first step
+    node_arrays: dict[str, list[np.ndarray]] = {
+        key: []
+        for key in ("feature", "threshold", "flags", "left", "right", "cat_start", "cat_len")
+    }
+    cat_words: list[np.ndarray] = []
+    num_words = 0
+    edges: list[tuple] = []  # parent position, parent node, goes left, element of the parent
+    leaf_value: list[np.ndarray] = []
+    leaf_position: list[int] = []
+    leaf_elem_start: list[int] = []
     elem_feature: list[int] = []
     elem_zero: list[float] = []
-    steps: list[tuple] = []  # node, goes left, element
-    tree_node_start, tree_leaf_start = [0], [0]
-    for tree in trees:
-        root = tree["tree_structure"]
-        if any("leaf_coeff" in n for n in _walk(root)):
+    tree_node_start, tree_edge_start, tree_leaf_start = [0], [0], [0]
+    for t in by_class:
+        tree = trees[t]
+        if tree.get("is_linear", "0") != "0":
             raise ModelError("linear-tree boosters (linear_tree=True) are not supported")
-        internal = sorted(
-            (n for n in _walk(root) if "leaf_value" not in n), key=lambda n: n["split_index"]
-        )
-        for n in internal:
-            cats = (
-                [int(c) for c in str(n["threshold"]).split("||")]
-                if n["decision_type"] == "=="
-                else []
-            )
-            is_left = np.zeros(max(cats) + 1 if cats else 0, dtype=bool)
-            is_left[cats] = True
-            flags = (
-                (_CATEGORICAL if cats else 0)
-                | (_DEFAULT_LEFT if n["default_left"] else 0)
-                | (_MISSING_TYPES[n["missing_type"]] << 2)
-            )
-            nodes.append(
-                (
-                    n["split_feature"],
-                    0.0 if cats else float(n["threshold"]),
-                    flags,
-                    _child_id(n["left_child"]),
-                    _child_id(n["right_child"]),
-                    len(cat_left),
-                    len(is_left),
-                )
-            )
-            cat_left.extend(is_left.tolist())
+        feature = _numbers(tree, "split_feature", np.int64)
+        threshold = _numbers(tree, "threshold", np.float64)
+        flags = _numbers(tree, "decision_type", np.int64)
+        left = _numbers(tree, "left_child", np.int64)
+        right = _numbers(tree, "right_child", np.int64)
+        categorical = (flags & _CATEGORICAL) != 0
+        cat_start = np.zeros(len(feature), dtype=np.int64)
+        cat_len = np.zeros(len(feature), dtype=np.int64)
+        if categorical.any():
+            bounds = _numbers(tree, "cat_boundaries", np.int64)
+            cat_index = threshold[categorical].astype(np.int64)
+            cat_start[categorical] = num_words + bounds[cat_index]
+            cat_len[categorical] = bounds[cat_index + 1] - bounds[cat_index]
+            words = _numbers(tree, "cat_threshold", np.uint32)
+            cat_words.append(words)
+            num_words += len(words)
+        for key, column in zip(
+            node_arrays, (feature, threshold, flags, left, right, cat_start, cat_len), strict=True
+        ):
+            node_arrays[key].append(column)
+        leaf_value.append(_numbers(tree, "leaf_value", np.float64))
+        counts = _numbers(tree, "internal_count", np.float64).tolist()
+        leaf_counts = _numbers(tree, "leaf_count", np.float64).tolist()
+        left_list, right_list, feature_list = left.tolist(), right.tolist(), feature.tolist()
         tree_leaves: dict[int, tuple] = {}
-        # Depth-first over root paths: (node, features in first-seen order, their zero
-        # fractions, the path's (node, goes left, element) steps).
-        stack: list[tuple[dict, list[int], list[float], list[tuple]]] = [(root, [], [], [])]
+        # Preorder over the tree; a node's position is its index in that order. Each node
+        # carries its path's distinct features (first-seen order) and their zero fractions.
+        stack: list[tuple[int, int, list[int], list[float]]] = [(0 if counts else -1, 0, [], [])]
+        num_positions = 1
         while stack:
-            node, features, zeros, path = stack.pop()
-            if "leaf_value" in node:
+            node, position, features, zeros = stack.pop()
+            if node < 0:
                 if len(features) > _MAX_PATH_FEATURES:
                     raise ModelError(
                         f"a tree path tests {len(features)} distinct features; "
                         f"at most {_MAX_PATH_FEATURES} are supported"
                     )
-                tree_leaves[node.get("leaf_index", 0)] = (node["leaf_value"], features, zeros, path)
+                tree_leaves[~node] = (position, features, zeros)
                 continue
-            feature = node["split_feature"]
-            for child, left in ((node["left_child"], True), (node["right_child"], False)):
-                fraction = _count(child) / _count(node)
+            split_feature = feature_list[node]
+            for child, goes_left in ((right_list[node], False), (left_list[node], True)):
+                fraction = (counts[child] if child >= 0 else leaf_counts[~child]) / counts[node]
                 child_features, child_zeros = list(features), list(zeros)
-                if feature in features:
-                    element = features.index(feature)
+                if split_feature in features:
+                    element = features.index(split_feature)
                     child_zeros[element] *= fraction
                 else:
                     element = len(features)
-                    child_features.append(feature)
+                    child_features.append(split_feature)
                     child_zeros.append(fraction)
-                step = (node["split_index"], left, element)
-                stack.append((child, child_features, child_zeros, [*path, step]))
-        for leaf_index in range(len(tree_leaves)):
-            value, features, zeros, path = tree_leaves[leaf_index]
-            leaves.append((value, len(elem_feature), len(steps)))
+                edges.append((position, node, goes_left, element))
+                stack.append((child, num_positions, child_features, child_zeros))
+                num_positions += 1
+        for leaf in range(len(tree_leaves)):
+            position, features, zeros = tree_leaves[leaf]
+            leaf_position.append(position)
+            leaf_elem_start.append(len(elem_feature))
             elem_feature.extend(features)
             elem_zero.extend(zeros)
-            steps.extend(path)
-        tree_node_start.append(len(nodes))
-        tree_leaf_start.append(len(leaves))
+        tree_node_start.append(tree_node_start[-1] + len(feature))
+        tree_edge_start.append(len(edges))
+        tree_leaf_start.append(len(leaf_position))
 
-    leaf_elem_start = np.array([lf[1] for lf in leaves] + [len(elem_feature)], dtype=np.int64)
-    elem_zero_array = np.array(elem_zero, dtype=np.float64)
-    leaf_value = np.array([lf[0] for lf in leaves], dtype=np.float64)
+    nodes = {key: np.concatenate(columns) for key, columns in node_arrays.items()}
+    edge_columns = list(zip(*edges, strict=True)) if edges else [()] * 4
+    values = np.concatenate(leaf_value)
+    leaf_elem_start.append(len(elem_feature))
+    elem_starts = np.array(leaf_elem_start, dtype=np.int64)
+    zeros = np.array(elem_zero, dtype=np.float64)
     weights = _shapley_weights(_MAX_PATH_FEATURES)
-    num_elems = np.diff(leaf_elem_start)
-    tabulated = (num_elems > 0) & (num_elems <= precompute_depth)
+    num_elems = np.diff(elem_starts)
+    # A table needs z > 0 (hot values divide by z); a data count of 0 is all but impossible.
+    leaf_of_elem = np.repeat(np.arange(len(values)), num_elems)
+    has_zero = np.bincount(leaf_of_elem[zeros <= 0], minlength=len(values)) > 0
+    tabulated = (num_elems > 0) & (num_elems <= precompute_depth) & ~has_zero
     sizes = np.where(tabulated, np.left_shift(1, num_elems), 0)
     leaf_table_start = np.where(tabulated, np.cumsum(sizes) - sizes, -1).astype(np.int64)
     table = np.zeros(int(sizes.sum()))
-    _fill_tables(leaf_value, leaf_elem_start, leaf_table_start, elem_zero_array, weights, table)
-    node_columns = list(zip(*nodes, strict=True)) if nodes else [()] * 7
-    step_columns = list(zip(*steps, strict=True)) if steps else [()] * 3
+    _fill_tables(values, elem_starts, leaf_table_start, zeros, weights, table)
     return _Forest(
         class_tree_start=class_tree_start.astype(np.int64),
         tree_node_start=np.array(tree_node_start, dtype=np.int64),
+        tree_edge_start=np.array(tree_edge_start, dtype=np.int64),
         tree_leaf_start=np.array(tree_leaf_start, dtype=np.int64),
-        node_feature=np.array(node_columns[0], dtype=np.int64),
-        node_threshold=np.array(node_columns[1], dtype=np.float64),
-        node_flags=np.array(node_columns[2], dtype=np.uint8),
-        node_left=np.array(node_columns[3], dtype=np.int64),
-        node_right=np.array(node_columns[4], dtype=np.int64),
-        node_cat_start=np.array(node_columns[5], dtype=np.int64),
-        node_cat_len=np.array(node_columns[6], dtype=np.int64),
-        cat_left=np.array(cat_left, dtype=np.bool_),
-        leaf_value=leaf_value,
-        leaf_elem_start=leaf_elem_start,
-        leaf_step_start=np.array([lf[2] for lf in leaves] + [len(steps)], dtype=np.int64),
+        node_feature=nodes["feature"],
+        node_threshold=nodes["threshold"],
+        node_flags=nodes["flags"].astype(np.uint8),
+        node_left=nodes["left"],
+        node_right=nodes["right"],
+        node_cat_start=nodes["cat_start"],
+        node_cat_len=nodes["cat_len"],
+        cat_words=np.concatenate(cat_words) if cat_words else np.zeros(0, dtype=np.uint32),
+        edge_parent=np.array(edge_columns[0], dtype=np.int64),
+        edge_node=np.array(edge_columns[1], dtype=np.int64),
+        edge_left=np.array(edge_columns[2], dtype=np.bool_),
+        edge_elem=np.array(edge_columns[3], dtype=np.int64),
+        leaf_value=values,
+        leaf_position=np.array(leaf_position, dtype=np.int64),
+        leaf_elem_start=elem_starts,
         leaf_table_start=leaf_table_start,
         elem_feature=np.array(elem_feature, dtype=np.int64),
-        elem_zero=elem_zero_array,
-        step_node=np.array(step_columns[0], dtype=np.int64),
-        step_left=np.array(step_columns[1], dtype=np.bool_),
-        step_elem=np.array(step_columns[2], dtype=np.int64),
+        elem_zero=zeros,
+        elem_ratio=np.divide(1.0 - zeros, zeros, out=np.zeros_like(zeros), where=zeros > 0),
         table=table,
         weights=weights,
     )
 
 
-def _child_id(child: dict) -> int:
-    return ~child.get("leaf_index", 0) if "leaf_value" in child else child["split_index"]
+def _expected_values(trees: list[dict[str, str]], num_classes: int) -> np.ndarray:
+    """Per class, the sum over its trees of the count-weighted mean leaf value."""
+    expected = np.zeros(num_classes)
+    for t, tree in enumerate(trees):
+        values = _numbers(tree, "leaf_value", np.float64)
+        if len(values) > 1:
+            counts = _numbers(tree, "leaf_count", np.float64)
+            values = counts / _numbers(tree, "internal_count", np.float64)[0] * values
+        expected[t % num_classes] += values.sum()
+    return expected
 
 
 def _shapley_weights(max_features: int) -> np.ndarray:
@@ -433,19 +448,25 @@ def _shapley_weights(max_features: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _goes_left(x, threshold, flags, cat_start, cat_len, cat_left):
+def _nan_goes_left(threshold, flags):
+    """Where NaN goes at a numerical split: missing type NaN or Zero sends it the default way."""
+    if (flags >> 2) & 3:
+        return (flags & _DEFAULT_LEFT) != 0
+    return threshold >= 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _goes_left(x, threshold, flags, cat_start, cat_len, cat_words):
     if flags & _CATEGORICAL:
         # LightGBM truncates to int: NaN, <= -1 and >= 2^31 become negative and go right.
         if not (x > -1.0 and x < 2147483648.0):
             return False
         category = int(x)
-        return category < cat_len and cat_left[cat_start + category]
-    missing = (flags >> 2) & 3
+        word = category >> 5
+        return word < cat_len and (cat_words[cat_start + word] >> (category & 31)) & 1 != 0
     if np.isnan(x):
-        if missing == _MISSING_NAN:
-            return (flags & _DEFAULT_LEFT) != 0
-        x = 0.0
-    if missing == _MISSING_ZERO and -_ZERO_THRESHOLD <= x <= _ZERO_THRESHOLD:
+        return _nan_goes_left(threshold, flags)
+    if (flags >> 2) & 3 == _MISSING_ZERO and -_ZERO_THRESHOLD <= x <= _ZERO_THRESHOLD:
         return (flags & _DEFAULT_LEFT) != 0
     return x <= threshold
 
@@ -463,7 +484,7 @@ def _raw_scores(
     node_right,
     node_cat_start,
     node_cat_len,
-    cat_left,
+    cat_words,
     leaf_value,
     out,
 ):
@@ -480,7 +501,7 @@ def _raw_scores(
                         node_flags[i],
                         node_cat_start[i],
                         node_cat_len[i],
-                        cat_left,
+                        cat_words,
                     )
                     node = node_left[i] if left else node_right[i]
                 out[r, c] += leaf_value[tree_leaf_start[t] + ~node]
@@ -488,7 +509,8 @@ def _raw_scores(
 
 @njit(cache=True, nogil=True)
 def _fill_tables(leaf_value, leaf_elem_start, leaf_table_start, elem_zero, weights, table):
-    """table[start + T] = v * K(T) for every proper subset T of a tabulated leaf's features."""
+    """table[start + T] = v * K(T) * prod_{e not in T} z_e for each proper subset T of a
+    tabulated leaf's features (the full set, never weighted, stays 0)."""
     max_d = 0
     for leaf in range(leaf_value.shape[0]):
         if leaf_table_start[leaf] >= 0:
@@ -511,13 +533,16 @@ def _fill_tables(leaf_value, leaf_elem_start, leaf_table_start, elem_zero, weigh
             poly[mask, 0] = 1.0
             for j in range(1, d + 1):
                 poly[mask, j] = poly[rest, j] + z * poly[rest, j - 1]
-        for mask in range((1 << d) - 1):
+        full = (1 << d) - 1
+        for mask in range(full):
             size = 0
-            m = mask
-            while m:
-                size += m & 1
-                m >>= 1
-            table[start + mask] = leaf_value[leaf] * _k_of(poly[mask], size, d, weights)
+            cold_zero = 1.0
+            for e in range(d):
+                if (mask >> e) & 1:
+                    size += 1
+                else:
+                    cold_zero *= elem_zero[e0 + e]
+            table[start + mask] = leaf_value[leaf] * _k_of(poly[mask], size, d, weights) * cold_zero
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -537,24 +562,25 @@ def _shap_blocks(
     block_class,
     class_tree_start,
     tree_node_start,
+    tree_edge_start,
     tree_leaf_start,
     node_feature,
     node_threshold,
     node_flags,
-    node_left,
-    node_right,
     node_cat_start,
     node_cat_len,
-    cat_left,
+    cat_words,
+    edge_parent,
+    edge_node,
+    edge_left,
+    edge_elem,
     leaf_value,
+    leaf_position,
     leaf_elem_start,
-    leaf_step_start,
     leaf_table_start,
     elem_feature,
     elem_zero,
-    step_node,
-    step_left,
-    step_elem,
+    elem_ratio,
     table,
     weights,
     out,
@@ -562,88 +588,111 @@ def _shap_blocks(
     max_nodes = 1
     for t in range(tree_node_start.shape[0] - 1):
         max_nodes = max(max_nodes, tree_node_start[t + 1] - tree_node_start[t])
+    max_rows = 1
+    for b in range(block_start.shape[0] - 1):
+        max_rows = max(max_rows, block_start[b + 1] - block_start[b])
     for b in prange(block_start.shape[0] - 1):
-        goes_left = np.empty(max_nodes, dtype=np.bool_)
+        first = block_start[b]
+        num_rows = block_start[b + 1] - first
+        # The block's rows transposed, so each split is decided over contiguous values.
+        block_x = np.empty((X.shape[1], max_rows))
+        for j in range(num_rows):
+            block_x[:, j] = X[order[first + j]]
+        goes_left = np.empty((max_nodes, max_rows), dtype=np.bool_)
+        hot_at = np.empty(2 * max_nodes + 1, dtype=np.int64)  # hot elements per position
+        hot_at[0] = -1
         poly = np.empty(_MAX_PATH_FEATURES + 1)
         deflated = np.empty(_MAX_PATH_FEATURES + 1)
         c = block_class[b]
         for t in range(class_tree_start[c], class_tree_start[c + 1]):
             n0 = tree_node_start[t]
-            num_nodes = tree_node_start[t + 1] - n0
-            for p in range(block_start[b], block_start[b + 1]):
-                r = order[p]
-                for i in range(num_nodes):
-                    j = n0 + i
-                    goes_left[i] = _goes_left(
-                        X[r, node_feature[j]],
-                        node_threshold[j],
-                        node_flags[j],
-                        node_cat_start[j],
-                        node_cat_len[j],
-                        cat_left,
-                    )
-                for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
-                    e0 = leaf_elem_start[leaf]
-                    d = leaf_elem_start[leaf + 1] - e0
-                    if d == 0:
-                        continue
-                    hot = (1 << d) - 1
-                    for s in range(leaf_step_start[leaf], leaf_step_start[leaf + 1]):
-                        if goes_left[step_node[s]] != step_left[s]:
-                            hot &= ~(1 << step_elem[s])
-                    cold_zero = 1.0
-                    for e in range(d):
-                        if not (hot >> e) & 1:
-                            cold_zero *= elem_zero[e0 + e]
-                    start = leaf_table_start[leaf]
+            for i in range(tree_node_start[t + 1] - n0):
+                x = block_x[node_feature[n0 + i]]
+                threshold = node_threshold[n0 + i]
+                flags = node_flags[n0 + i]
+                if flags & _CATEGORICAL:
+                    for j in range(num_rows):
+                        goes_left[i, j] = _goes_left(
+                            x[j],
+                            threshold,
+                            flags,
+                            node_cat_start[n0 + i],
+                            node_cat_len[n0 + i],
+                            cat_words,
+                        )
+                elif (flags >> 2) & 3 == _MISSING_ZERO:
+                    for j in range(num_rows):
+                        goes_left[i, j] = _goes_left(x[j], threshold, flags, 0, 0, cat_words)
+                else:
+                    nan_left = _nan_goes_left(threshold, flags)
+                    for j in range(num_rows):
+                        goes_left[i, j] = x[j] <= threshold or (nan_left and np.isnan(x[j]))
+            k0 = tree_edge_start[t]
+            num_edges = tree_edge_start[t + 1] - k0
+            l0 = tree_leaf_start[t]
+            num_leaves = tree_leaf_start[t + 1] - l0
+            for j in range(num_rows):
+                r = order[first + j]
+                for k in range(num_edges):
+                    disagree = np.int64(goes_left[edge_node[k0 + k], j] != edge_left[k0 + k])
+                    hot_at[k + 1] = hot_at[edge_parent[k0 + k]] & ~(disagree << edge_elem[k0 + k])
+                for q in range(num_leaves):
+                    e0 = leaf_elem_start[l0 + q]
+                    d = leaf_elem_start[l0 + q + 1] - e0
+                    hot = hot_at[leaf_position[l0 + q]] & ((1 << d) - 1)
+                    start = leaf_table_start[l0 + q]
                     if start >= 0:
-                        cold = -table[start + hot] * cold_zero
+                        cold = -table[start + hot]
                         for e in range(d):
-                            bit = 1 << e
-                            if hot & bit:
-                                out[r, elem_feature[e0 + e]] += (
-                                    (1.0 - elem_zero[e0 + e])
-                                    * table[start + (hot ^ bit)]
-                                    * cold_zero
-                                )
-                            else:
-                                out[r, elem_feature[e0 + e]] += cold
-                        continue
-                    # No table: K from the elementary symmetric polynomials of the hot z's.
-                    size = 0
-                    poly[0] = 1.0
-                    for e in range(d):
-                        if (hot >> e) & 1:
-                            size += 1
-                            poly[size] = 0.0
-                            z = elem_zero[e0 + e]
-                            for j in range(size, 0, -1):
-                                poly[j] += z * poly[j - 1]
-                    value = leaf_value[leaf]
-                    cold = -value * _k_of(poly, size, d, weights) * cold_zero if size < d else 0.0
-                    for e in range(d):
-                        if (hot >> e) & 1:
-                            z = elem_zero[e0 + e]
-                            deflated[0] = 1.0
-                            for j in range(1, size):
-                                deflated[j] = poly[j] - z * deflated[j - 1]
-                            out[r, elem_feature[e0 + e]] += (
-                                value
-                                * (1.0 - z)
-                                * _k_of(deflated, size - 1, d, weights)
-                                * cold_zero
-                            )
-                        else:
-                            out[r, elem_feature[e0 + e]] += cold
+                            hot_value = elem_ratio[e0 + e] * table[start + (hot ^ (1 << e))]
+                            out[r, elem_feature[e0 + e]] += hot_value if (hot >> e) & 1 else cold
+                    elif d > 0:
+                        _explain_leaf(
+                            out[r],
+                            hot,
+                            leaf_value[l0 + q],
+                            elem_feature[e0 : e0 + d],
+                            elem_zero[e0 : e0 + d],
+                            weights,
+                            poly,
+                            deflated,
+                        )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _explain_leaf(phi, hot, value, features, zeros, weights, poly, deflated):
+    """One leaf's contributions without a table: K from the hot z's symmetric polynomials."""
+    d = features.shape[0]
+    size = 0
+    cold_zero = 1.0
+    poly[0] = 1.0
+    for e in range(d):
+        if (hot >> e) & 1:
+            size += 1
+            poly[size] = 0.0
+            for j in range(size, 0, -1):
+                poly[j] += zeros[e] * poly[j - 1]
+        else:
+            cold_zero *= zeros[e]
+    cold = -value * _k_of(poly, size, d, weights) * cold_zero if size < d else 0.0
+    for e in range(d):
+        if (hot >> e) & 1:
+            deflated[0] = 1.0
+            for j in range(1, size):
+                deflated[j] = poly[j] - zeros[e] * deflated[j - 1]
+            k = _k_of(deflated, size - 1, d, weights)
+            phi[features[e]] += value * (1.0 - zeros[e]) * k * cold_zero
+        else:
+            phi[features[e]] += cold
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _top_k(values, num_features, indices, contributions):
+def _top_k(values, indices, contributions):
     """Insertion into a descending list of k; a tie never displaces an earlier feature."""
     k = indices.shape[1]
     for r in prange(values.shape[0]):
         filled = 0
-        for f in range(num_features):
+        for f in range(values.shape[1]):
             v = values[r, f]
             if filled == k and v <= contributions[r, k - 1]:
                 continue

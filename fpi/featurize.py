@@ -8,6 +8,8 @@ whole matrix is one vectorised `select`, eager or lazy. Numeric features are Flo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import polars as pl
@@ -15,7 +17,7 @@ import polars as pl
 from fpi.errors import InputError
 from fpi.features import CATALOG, Feature
 from fpi.features.context import DIALOGUE_ORDER
-from fpi.schema import REQUIRED_FIELDS, TRACE_SCHEMA
+from fpi.schema import REQUIRED_FIELDS, TRACE_SCHEMA, Reject
 
 __all__ = [
     "CATALOG",
@@ -24,6 +26,7 @@ __all__ = [
     "feature_dtype",
     "feature_schema",
     "render_reason",
+    "write_features",
 ]
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
@@ -44,10 +47,11 @@ def extract_features(traces: Frame) -> Frame:
     """The feature matrix of a trace frame: one row per turn, in input order.
 
     Takes a `TRACE_SCHEMA` DataFrame or LazyFrame and returns the same kind with exactly
-    `feature_schema()`. Optional columns that are absent count as null, and a stage that did
-    not run gives null features; `label` and `reference_labels` are never read. Context
-    features look at the other turns of each dialogue, so pass whole dialogues: the frame is
-    sorted into dialogue order for the selection and put back in input order after.
+    `feature_schema()`. Optional columns that are absent count as null; a stage that did not
+    run gives null features, and so does an undefined ratio (never NaN). `label` and
+    `reference_labels` are never read. Context features look at the other turns of each
+    dialogue, so pass whole dialogues: the frame is sorted into dialogue order for the
+    selection and put back in input order after.
     """
     present = set(traces.collect_schema().names())
     missing_required = [name for name in REQUIRED_FIELDS if name not in present]
@@ -72,6 +76,7 @@ def extract_features(traces: Frame) -> Frame:
         )
         .sort(_INPUT_ROW)
         .drop(_INPUT_ROW)
+        .with_columns(pl.col(pl.Float64).fill_nan(None))
     )
 
 
@@ -128,3 +133,20 @@ def catalogue_frame() -> pl.DataFrame:
             "categorical": pl.Boolean,
         },
     )
+
+
+def write_features(
+    paths: Sequence[str | Path], out: str | Path, *, rejects: list[Reject] | None = None
+) -> pl.DataFrame:
+    """Read trace dumps, write their feature matrix to `out` as Parquet and return it.
+
+    With `rejects=None` an invalid record raises `InvalidRecordsError`; with a list, invalid
+    records are collected there and left out (as in `fpi.io.read_traces`).
+    """
+    from fpi.io import read_traces
+
+    features = extract_features(read_traces(paths, rejects=rejects))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    features.write_parquet(out, compression="zstd")
+    return features

@@ -310,6 +310,11 @@ def train(
         callbacks=callbacks,
     )
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    metadata["params"] = {
+        **lgb_params,
+        "rounds": rounds,
+        "best_iteration": booster.current_iteration(),
+    }
     bundle = ModelBundle(booster, metadata)
     metrics = {}
     for name in fractions:
@@ -317,15 +322,6 @@ def train(
             continue
         predicted = bundle.predict_proba(matrix[masks[name]]).argmax(axis=1)
         metrics[name] = classification_metrics(labels[masks[name]], predicted)
-    metadata.update(
-        {
-            "params": {
-                **lgb_params,
-                "rounds": rounds,
-                "best_iteration": booster.current_iteration(),
-            },
-            "training": _summary(traces, split),
-            "metrics": metrics,
-        }
-    )
+    metadata["training"] = _summary(traces, split)
+    metadata["metrics"] = metrics
     return bundle

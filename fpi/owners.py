@@ -23,6 +23,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -39,6 +40,8 @@ NARROWING_KEYS = ("domain", "intent", "device_type", "locale")
 RULE_KEYS = ("team", "failure_point", *NARROWING_KEYS)
 TEAM_KEYS = ("contact",)
 OWNED_FAILURE_POINTS = (*DEFECT_STAGES, UNCERTAIN)
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +226,9 @@ def load_owners(path: Path | str) -> Owners:
     return parse_owners(text, path)
 
 
-def assign_owners(triaged: pl.DataFrame, owners: Owners) -> pl.DataFrame:
-    """Add `owner` (first matching rule's team; null if none or a correct turn) and its contact."""
+def assign_owners(triaged: Frame, owners: Owners) -> Frame:
+    """Add `owner` (first matching rule's team; null if none or a correct turn) and its
+    contact, to an eager or a lazy frame."""
     chain = None
     for rule in owners.rules:
         step = pl.when(rule.expr()) if chain is None else chain.when(rule.expr())

@@ -127,9 +127,15 @@ def trace_records() -> st.SearchStrategy[dict]:
 
 
 def records_to_frame(records: list[dict]) -> pl.DataFrame:
-    """Records as a `TRACE_JSON_SCHEMA` frame, parsed exactly as a JSONL dump would be."""
+    """Records as a `TRACE_JSON_SCHEMA` frame, as `fpi.io` reads them from a JSONL dump.
+
+    `reference_labels` is the object's JSON text (`json.dumps`, not ASCII-escaped).
+    """
     ndjson = "\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode()
-    return pl.read_ndjson(io.BytesIO(ndjson), schema=TRACE_JSON_SCHEMA)
+    labels = [r.get("reference_labels") for r in records]
+    texts = [None if v is None else json.dumps(v, ensure_ascii=False) for v in labels]
+    frame = pl.read_ndjson(io.BytesIO(ndjson), schema=TRACE_JSON_SCHEMA)
+    return frame.with_columns(pl.Series("reference_labels", texts, dtype=pl.String))
 
 
 @st.composite

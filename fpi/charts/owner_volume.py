@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
-from fpi.charts.style import LAST_WEEK_COLOR, axes_for, no_data, tidy
+from fpi.charts.style import LAST_WEEK_COLOR, axes_for, no_data, plain, tidy
 
 THIS_WEEK_COLOR = "#0072B2"
 
@@ -35,9 +36,10 @@ def owner_volume(df: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
         no_data(ax)
     else:
         ax.legend(loc="lower right", frameon=False)
-    ax.set_yticks(positions, frame.get_column("owner").to_list())
+    ax.set_yticks(positions, [plain(name) for name in frame.get_column("owner")])
     ax.set_title("Turns per owner: this week vs last week")
     ax.set_xlabel("Turns (defects and uncertain)")
     ax.set_ylabel("Owner")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     tidy(ax)
     return ax

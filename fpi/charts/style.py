@@ -36,6 +36,11 @@ def axes_for(ax: Axes | None, size: tuple[float, float]) -> Axes:
     return Figure(figsize=size, layout="constrained").add_subplot()
 
 
+def plain(text: str) -> str:
+    """Text shown as written: `$` would otherwise start matplotlib mathtext."""
+    return text.replace("$", r"\$")
+
+
 def no_data(ax: Axes) -> None:
     ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
 

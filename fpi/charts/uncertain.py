@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from fpi.charts.style import STAGE_COLORS, STAGE_LABELS, axes_for, no_data, tidy
 
@@ -29,5 +30,6 @@ def uncertain_pairs(df: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax.set_title("Uncertain turns: best class vs runner-up")
     ax.set_xlabel("Turns left to human review")
     ax.set_ylabel("Competing classes")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     tidy(ax)
     return ax

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from fpi.charts.style import STAGE_COLORS, STAGE_LABELS, axes_for, no_data, tidy
 
@@ -15,7 +16,7 @@ def weekly_counts(df: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
     weeks = df.get_column("week").unique().sort().to_list()
     positions = np.arange(len(weeks))
     bottom = np.zeros(len(weeks))
-    present = set(df.get_column("failure_point"))
+    present = set(df.filter(pl.col("turns") > 0).get_column("failure_point"))
     for stage in [s for s in STAGE_COLORS if s in present]:
         counts = (
             pl.DataFrame({"week": weeks})
@@ -42,5 +43,6 @@ def weekly_counts(df: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax.set_title("Turns per week by failure point")
     ax.set_xlabel("ISO week")
     ax.set_ylabel("Turns")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     tidy(ax)
     return ax

@@ -22,6 +22,7 @@ DUMP_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".jsonl.zst")
 TRIAGE_MARKERS = ("failure_point", "p_correct")
 #: Columns a triage file may carry beyond TRIAGE_SCHEMA that the report uses.
 OPTIONAL_COLUMNS = {OWNER: pl.String, OWNER_CONTACT: pl.String}
+CSV_REFUSED = "CSV triage output flattens the reasons; write it as .parquet or .jsonl"
 
 
 def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
@@ -77,23 +78,18 @@ def is_triage_file(path: Path) -> bool:
 
 def _scan_triage(path: Path) -> pl.LazyFrame:
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".jsonl"):
+        raise InputError(f"{path}: triage output must be .parquet or .jsonl")
     keys = _first_record_keys(path)
     missing = [c for c in TRIAGE_SCHEMA if c not in keys]
-    if suffix == ".csv" or missing:
-        what = (
-            "CSV triage output flattens the reasons"
-            if suffix == ".csv"
-            else f"missing triage columns {', '.join(missing)}"
-        )
-        raise InputError(f"{path}: {what}; write triage output as .parquet or .jsonl")
+    if missing:
+        raise InputError(f"{path}: missing triage columns {', '.join(missing)}")
     extra = {c: t for c, t in OPTIONAL_COLUMNS.items() if c in keys}
     schema = pl.Schema({**TRIAGE_SCHEMA, **extra})
     if suffix == ".parquet":
         frame = pl.scan_parquet(path).select(schema.names())
-    elif suffix == ".jsonl":
-        frame = pl.scan_ndjson(path, schema=schema)
     else:
-        raise InputError(f"{path}: triage output must be .parquet or .jsonl")
+        frame = pl.scan_ndjson(path, schema=schema)
     return frame.cast(dict(schema))
 
 
@@ -117,26 +113,36 @@ def read_report_input(
     since: datetime | None = None,
     until: datetime | None = None,
     model_dir: Path | str | None = None,
-) -> pl.DataFrame:
-    """Triage rows with `since <= timestamp < until` from triage files and trace dumps alike;
-    trace dumps are triaged with `fpi.triage.triage_paths` first."""
+) -> pl.LazyFrame:
+    """Triage rows with `since <= timestamp < until` from triage files and trace dumps alike.
+
+    Parquet triage files stay lazy scans, so a report reads only the columns and rows it
+    needs; JSONL files are read into memory, and trace dumps are triaged with
+    `fpi.triage.triage_paths` first.
+    """
     window = pl.lit(True)
     if since is not None:
         window = window & (pl.col("timestamp") >= since)
     if until is not None:
         window = window & (pl.col("timestamp") < until)
-    triage_files, dumps = [], []
+    frames, dumps = [], []
     for path in expand_paths(paths):
-        (triage_files if is_triage_file(path) else dumps).append(path)
-    frames = [_scan_triage(path).filter(window) for path in triage_files]
-    try:
-        collected = pl.collect_all(frames) if frames else []
-    except pl.exceptions.PolarsError as exc:
-        raise InputError(f"cannot read triage output ({exc})") from None
+        if path.suffix.lower() == ".csv":
+            raise InputError(f"{path}: {CSV_REFUSED}")
+        if not is_triage_file(path):
+            dumps.append(path)
+            continue
+        scan = _scan_triage(path).filter(window)
+        if path.suffix.lower() != ".parquet":
+            try:
+                scan = scan.collect().lazy()
+            except pl.exceptions.PolarsError as exc:
+                raise InputError(f"{path}: cannot read triage output ({exc})") from None
+        frames.append(scan)
     if dumps:
         from fpi.triage import triage_paths
 
-        collected.append(triage_paths(dumps, model_dir=model_dir).filter(window))
-    if not collected:
-        return TRIAGE_SCHEMA.to_frame()
-    return pl.concat(collected, how="diagonal_relaxed")
+        frames.append(triage_paths(dumps, model_dir=model_dir).lazy().filter(window))
+    if not frames:
+        return TRIAGE_SCHEMA.to_frame().lazy()
+    return pl.concat(frames, how="diagonal_relaxed")

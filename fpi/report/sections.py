@@ -1,26 +1,30 @@
 """The report's numbers as polars frames: headline, trend, where, why, uncertain queue, owners.
 
-Everything starts from `prepare_turns`: triage rows of the report's weeks with a `week`
-label, a `classified` flag (the denominator of every rate: turns the model did not abstain on)
-and one in-scope boolean per defect stage plus `all` (the numerators). With an owner filter,
-defects of other owners stay in the denominator but are not counted, so a team's rate is its
-share of the overall defect rate.
+Everything starts from `prepare`, which splits the triage rows of the report's weeks in two:
+`turns`, narrow (ids, `week`, dimensions, owner and flags) for every rate and count, and
+`details`, every column but only for this week's in-scope turns that are not correct (the
+examples, reasons and utterances). The flags: `classified` (the denominator of every rate:
+turns the model did not abstain on), `in_scope`, and one numerator per defect stage plus `all`.
+With an owner filter, defects of other owners stay in the denominator but are not counted, so
+a team's rate is its share of the overall defect rate.
 """
 
 from __future__ import annotations
 
-import polars as pl
-from fpi.features import CATALOG
+from datetime import UTC, datetime, timedelta
 
+import polars as pl
+
+from fpi.features import CATALOG
 from fpi.owners import OWNER, OWNER_CONTACT, UNOWNED
-from fpi.report.stats import iso_week, week_over_week, weekly_rates
+from fpi.report.stats import week_over_week, week_start, weekly_rates
 from fpi.schema import DEFECT_STAGES, FAILURE_POINTS, UNCERTAIN, Stage
 
 #: Metric name of all defect stages together.
 ALL = "all"
 METRICS = (ALL, *DEFECT_STAGES)
 DIMENSIONS = ("domain", "intent", "device_type", "locale")
-TOP_SEGMENTS = 5
+TOP_SEGMENTS = 3
 TOP_MOVERS = 5
 TOP_FEATURES = 8
 TOP_UTTERANCES = 5
@@ -32,26 +36,52 @@ NO_ASR = "(no ASR text)"
 NOTHING_RECOGNISED = "(nothing recognised)"
 
 
-def prepare_turns(triaged: pl.DataFrame, weeks: list[str], *, owner: str | None) -> pl.DataFrame:
-    """The report's weeks with `week`, `classified`, `in_scope` and one flag per metric."""
+def _flags(owner: str | None) -> list[pl.Expr]:
     in_scope = pl.lit(True) if owner is None else (pl.col(OWNER) == owner).fill_null(False)
-    frame = (
-        triaged.with_columns(iso_week().alias("week"))
-        .filter(pl.col("week").is_in(weeks))
-        .with_columns(
-            (pl.col("failure_point") != UNCERTAIN).fill_null(False).alias("classified"),
-            in_scope.alias("in_scope"),
+    stage = pl.col("failure_point")
+    return [
+        (stage != UNCERTAIN).fill_null(False).alias("classified"),
+        in_scope.alias("in_scope"),
+        (stage.is_in(DEFECT_STAGES).fill_null(False) & in_scope).alias(ALL),
+        *(((stage == s).fill_null(False) & in_scope).alias(s) for s in DEFECT_STAGES),
+    ]
+
+
+def prepare(
+    triaged: pl.LazyFrame, weeks: list[str], *, owner: str | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`turns`, `details`) for the report's `weeks` (consecutive, oldest first)."""
+    since = datetime.combine(week_start(weeks[0]), datetime.min.time(), tzinfo=UTC)
+    this_week = since + timedelta(weeks=len(weeks) - 1)
+    until = this_week + timedelta(weeks=1)
+    timestamp = pl.col("timestamp")
+    week = (
+        ((timestamp - since).dt.total_days() // 7)
+        .replace_strict(dict(enumerate(weeks)), return_dtype=pl.Enum(weeks))
+        .alias("week")
+    )
+    owner_columns = [c for c in (OWNER, OWNER_CONTACT) if c in triaged.collect_schema()]
+    narrow = (
+        triaged.select("timestamp", "dialogue_id", "failure_point", *DIMENSIONS, *owner_columns)
+        .filter((timestamp >= since) & (timestamp < until))
+        .with_columns(week, *_flags(owner))
+        .drop("timestamp")
+    )
+    detailed = (
+        triaged.filter(
+            (timestamp >= this_week)
+            & (timestamp < until)
+            & (pl.col("failure_point") != Stage.CORRECT.value)
         )
+        .with_columns(week, *_flags(owner))
+        .filter(pl.col("in_scope"))
     )
-    return frame.with_columns(
-        (pl.col("failure_point").is_in(DEFECT_STAGES).fill_null(False) & pl.col("in_scope")).alias(
-            ALL
-        ),
-        *(
-            ((pl.col("failure_point") == s).fill_null(False) & pl.col("in_scope")).alias(s)
-            for s in DEFECT_STAGES
-        ),
-    )
+    turns, details = pl.collect_all([narrow, detailed])
+    return turns, details
+
+
+def _count(name: str) -> pl.Expr:
+    return pl.len().cast(pl.Int64).alias(name)
 
 
 def normalised_utterance(column: str = "asr_text") -> pl.Expr:
@@ -176,7 +206,7 @@ def segments(turns: pl.DataFrame, week: str, previous: str) -> pl.DataFrame:
     for dimension in DIMENSIONS:
         counts = (
             two_weeks.group_by("week", pl.col(dimension).fill_null(MISSING_VALUE).alias("value"))
-            .agg(pl.col("classified").sum(), *(pl.col(s).sum() for s in DEFECT_STAGES))
+            .agg(*(pl.col(c).sum().cast(pl.Int64) for c in ("classified", *DEFECT_STAGES)))
             .unpivot(
                 index=["week", "value", "classified"],
                 on=list(DEFECT_STAGES),
@@ -256,11 +286,11 @@ def movers(segment_frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def drivers(turns: pl.DataFrame, week: str) -> pl.DataFrame:
+def drivers(details: pl.DataFrame) -> pl.DataFrame:
     """Per failure point, the features that drove this week's attributions: mean |SHAP
     contribution| per turn (0 where a feature is not among a turn's reasons) and the share of
     turns listing it."""
-    defects = turns.filter((pl.col("week") == week) & pl.col(ALL))
+    defects = details.filter(pl.col(ALL))
     stage_turns = defects.group_by("failure_point").len("stage_turns")
     descriptions = pl.DataFrame(
         {"feature": [f.name for f in CATALOG], "description": [f.description for f in CATALOG]}
@@ -271,7 +301,7 @@ def drivers(turns: pl.DataFrame, week: str) -> pl.DataFrame:
         .drop_nulls("reasons")
         .unnest("reasons")
         .group_by("failure_point", "feature")
-        .agg(pl.col("contribution").abs().sum().alias("abs_sum"), pl.len().alias("turns"))
+        .agg(pl.col("contribution").abs().sum().alias("abs_sum"), _count("turns"))
         .join(stage_turns, on="failure_point")
         .join(descriptions, on="feature", how="left")
         .with_columns(
@@ -292,7 +322,7 @@ def _examples(frame: pl.DataFrame, by: list[str], n: int, *, redact: bool) -> pl
         frame.with_columns(normalised_utterance().alias("utterance"))
         .group_by(*by, "utterance")
         .agg(
-            pl.len().alias("turns"),
+            _count("turns"),
             *(
                 pl.col(c).sort_by(confident_first, descending=True).first()
                 for c in ("turn_id", "failure_point", "domain", "intent", "device_type", "reasons")
@@ -309,9 +339,9 @@ def _examples(frame: pl.DataFrame, by: list[str], n: int, *, redact: bool) -> pl
     return _top(grouped, "turns", n, by, ["utterance"])
 
 
-def utterances(turns: pl.DataFrame, week: str, *, redact: bool) -> pl.DataFrame:
+def utterances(details: pl.DataFrame, *, redact: bool) -> pl.DataFrame:
     """Per failure point, this week's most frequent failing utterances with an example turn."""
-    defects = turns.filter((pl.col("week") == week) & pl.col(ALL))
+    defects = details.filter(pl.col(ALL))
     return _examples(defects, ["failure_point"], TOP_UTTERANCES, redact=redact).select(
         "failure_point",
         "utterance",
@@ -337,16 +367,18 @@ def runner_up() -> pl.Expr:
 
 
 def uncertain_queue(
-    turns: pl.DataFrame, week: str, previous: str, *, redact: bool
+    turns: pl.DataFrame, details: pl.DataFrame, week: str, previous: str, *, redact: bool
 ) -> tuple[dict, pl.DataFrame]:
     """How many turns went to human review, and which classes competed for them."""
-    queued = turns.filter((pl.col("failure_point") == UNCERTAIN) & pl.col("in_scope"))
-    this = queued.filter(pl.col("week") == week)
+    this = details.filter(pl.col("failure_point") == UNCERTAIN)
     week_turns = turns.filter(pl.col("week") == week).height
+    last_week = turns.filter(
+        (pl.col("week") == previous) & (pl.col("failure_point") == UNCERTAIN) & pl.col("in_scope")
+    )
     summary = {
         "turns": this.height,
         "share_of_turns": this.height / week_turns if week_turns else None,
-        "last_turns": queued.filter(pl.col("week") == previous).height,
+        "last_turns": last_week.height,
         "median_confidence": this.get_column("confidence").median(),
     }
     margin = pl.max_horizontal(*(pl.col(f"p_{c}") for c in FAILURE_POINTS)) - pl.col("p_runner")
@@ -364,7 +396,7 @@ def uncertain_queue(
         )
         .group_by("predicted", "runner_up")
         .agg(
-            pl.len().alias("turns"),
+            _count("turns"),
             pl.col("confidence").median().alias("median_confidence"),
             margin.median().alias("median_margin"),
             pl.col("turn_id").sort_by("confidence").first().alias("example_turn_id"),
@@ -402,13 +434,13 @@ def owner_table(turns: pl.DataFrame, week: str, previous: str) -> pl.DataFrame:
     owned = owned_turns(turns)
     this = owned.filter(pl.col("week") == week)
     counts = this.group_by(OWNER).agg(
-        pl.len().alias("turns"),
-        pl.col(ALL).sum().alias("defects"),
-        (pl.col("failure_point") == UNCERTAIN).sum().alias("uncertain"),
+        _count("turns"),
+        pl.col(ALL).sum().cast(pl.Int64).alias("defects"),
+        (pl.col("failure_point") == UNCERTAIN).sum().cast(pl.Int64).alias("uncertain"),
         pl.col(OWNER_CONTACT).drop_nulls().first().alias("contact"),
         pl.col("failure_point").mode().sort().first().alias("top_failure_point"),
     )
-    last = owned.filter(pl.col("week") == previous).group_by(OWNER).len("last_turns")
+    last = owned.filter(pl.col("week") == previous).group_by(OWNER).agg(_count("last_turns"))
     return (
         counts.join(last, on=OWNER, how="full", coalesce=True)
         .with_columns(pl.col("turns", "defects", "uncertain", "last_turns").fill_null(0))
@@ -430,7 +462,9 @@ def owner_table(turns: pl.DataFrame, week: str, previous: str) -> pl.DataFrame:
 def owner_trend(turns: pl.DataFrame, weeks: list[str]) -> pl.DataFrame:
     """Per owner, week and failure point: owned turns (zero-filled over the weeks)."""
     owned = owned_turns(turns)
-    counts = owned.group_by(OWNER, "week", "failure_point").len("turns")
+    counts = owned.group_by(OWNER, pl.col("week").cast(pl.String), "failure_point").agg(
+        _count("turns")
+    )
     grid = (
         owned.select(OWNER)
         .unique()
@@ -444,9 +478,9 @@ def owner_trend(turns: pl.DataFrame, weeks: list[str]) -> pl.DataFrame:
     )
 
 
-def owner_examples(turns: pl.DataFrame, week: str, *, redact: bool) -> pl.DataFrame:
+def owner_examples(details: pl.DataFrame, *, redact: bool) -> pl.DataFrame:
     """Per owner, this week's most frequent utterances with an example turn."""
-    owned = owned_turns(turns).filter(pl.col("week") == week)
+    owned = owned_turns(details)
     return _examples(owned, [OWNER], TOP_OWNER_EXAMPLES, redact=redact).select(
         OWNER, "utterance", "failure_point", "turns", "example_turn_id", "reasons"
     )

@@ -48,7 +48,14 @@ def week_dates(week: str) -> str:
 def _change_sentence(head: dict) -> str:
     if head["change"] is None:
         return f"No classified turns in {head['previous_week']} to compare against."
-    direction = "up" if head["change"] > 0 else "down" if head["change"] < 0 else "unchanged"
+    size = f"{abs(head['change']) * 100:.2f} pp"
+    direction = (
+        f"up {size}"
+        if head["change"] > 0
+        else f"down {size}"
+        if head["change"] < 0
+        else "unchanged"
+    )
     verdict = (
         "a significant change"
         if head["significant"]
@@ -56,7 +63,7 @@ def _change_sentence(head: dict) -> str:
     )
     return (
         f"Last week ({head['previous_week']}) it was {percent(head['last_rate'])}: "
-        f"{direction} {points(head['change'])} "
+        f"{direction} "
         f"(95% CI {interval(head['change_low'], head['change_high'], signed=True)}), {verdict}."
     )
 

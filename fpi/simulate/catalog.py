@@ -511,6 +511,21 @@ NEW_INTENTS: tuple[Intent, ...] = (
        ambiguity=0.7),
 )
 NEW_DOMAINS: frozenset[str] = frozenset(i.domain for i in NEW_INTENTS)
+#: How often people use each base domain (new domains get a scenario-given share).
+DOMAIN_WEIGHTS: dict[str, float] = {
+    "Music": 5.0,
+    "Video": 2.0,
+    "Books": 1.5,
+    "Weather": 3.0,
+    "Timers": 3.0,
+    "SmartHome": 3.0,
+    "Communication": 1.5,
+    "Shopping": 1.5,
+    "Knowledge": 2.5,
+    "Travel": 0.3,
+    "Food": 0.3,
+    "Finance": 0.2,
+}
 
 ALL_INTENTS: tuple[Intent, ...] = (*BASE_INTENTS, STOP_INTENT, *NEW_INTENTS)
 INTENT_BY_NAME: dict[str, Intent] = {i.name: i for i in ALL_INTENTS}

@@ -189,7 +189,7 @@ class DialogueSimulator:
     def dialogue(self, user: User, start_ms: int) -> list[Turn]:
         d = self.d
         device = d.weighted(user.devices, user.device_cum)
-        fw_rate = 0.05 * DEVICE_FALSE_WAKE[device.type] * self.scenario.false_wake_scale
+        fw_rate = 0.095 * DEVICE_FALSE_WAKE[device.type] * self.scenario.false_wake_scale
         request: Request | None = None if d.chance(fw_rate) else self.new_request(user, device)
         mode = "button" if device.type in ("car", "phone") and d.chance(0.3) else "wake_word"
         turns: list[Turn] = []
@@ -261,7 +261,7 @@ class DialogueSimulator:
             + (3.0 if request.careful else 0.0)
         )
         difficulty = user.accent + 0.1 * (16.0 - snr)
-        base_logit = -4.7 + 1.3 * user.accent + 0.12 * (16.0 - snr) + sc.asr_offset
+        base_logit = -3.45 + 1.3 * user.accent + 0.12 * (16.0 - snr) + sc.asr_offset
         if request.careful:
             base_logit -= 0.5
         ms_per_word = user.ms_per_word * (1.2 if request.careful else 1.0)
@@ -270,7 +270,7 @@ class DialogueSimulator:
         # ---- ASR --------------------------------------------------------------------------
         harm = ""  # "" | "empty" | "key" | a slot name (its words were misrecognised)
         benign = 0
-        if d.chance(sigmoid(-5.3 + 0.18 * (16.0 - snr) + sc.asr_offset)):
+        if d.chance(sigmoid(-4.8 + 0.18 * (16.0 - snr) + sc.asr_offset)):
             heard, harm = [], "empty"
         else:
             heard, benign, harm = self._recognise(words, roles, base_logit)
@@ -280,7 +280,7 @@ class DialogueSimulator:
         asr = {
             "text": text,
             "confidence": round(confidence, 4),
-            "nbest": self._asr_nbest(text, true_text, words, roles, confidence, bool(harm)),
+            "nbest": self._asr_nbest(text, true_text, confidence),
             "audio_ms": round(max(audio_ms, 300.0)),
             "snr_db": round(snr, 1),
         }
@@ -318,8 +318,8 @@ class DialogueSimulator:
         upstream = ASR if harm else (NLU if nlu_error else CORRECT)
         wrong = upstream != CORRECT
         nlu_conf = d.logit_normal(0.45 if wrong else 2.1 - 0.15 * intent.ambiguity, 0.9)
-        if not wrong:
-            nlu_conf = max(nlu_conf, 0.3 + 0.1 * d.u())
+        while not wrong and nlu_conf < 0.3:  # a right reading below the reprompt threshold
+            nlu_conf = d.logit_normal(2.1 - 0.15 * intent.ambiguity, 0.9)
         nlu = {
             "domain": intent.domain,
             "intent": intent.name,
@@ -423,39 +423,39 @@ class DialogueSimulator:
         """A rough role per heard word (alignment by position, good enough for slot spans)."""
         return [roles[min(i, len(roles) - 1)] for i in range(len(heard))]
 
-    def _asr_nbest(
-        self,
-        text: str,
-        true_text: str,
-        words: list[str],
-        roles: list[str],
-        confidence: float,
-        wrong: bool,
-    ) -> list[dict]:
+    def _asr_nbest(self, text: str, true_text: str, confidence: float) -> list[dict]:
+        """Alternative hypotheses: more of them when unsure, the truth often second when wrong."""
         d = self.d
+        heard = text.split()
+        size = 1 + int(d.u() * (2.0 + 3.0 * (1.0 - confidence)))
         hyps = [text]
-        if wrong and text != true_text and d.chance(0.55):
+        truth_listed = text != true_text and d.chance(0.55)
+        if truth_listed:
             hyps.append(true_text)
-        for _ in range(int(d.u() * 4)):
-            i = int(d.u() * len(words))
-            alts = SOUND_ALIKE.get(words[i])
-            alt = words[:i] + [d.pick(alts)] + words[i + 1 :] if alts else words[:i] + words[i + 1 :]
-            candidate = " ".join(alt)
+        for _ in range(size * 2):
+            if len(hyps) >= size or not heard:
+                break
+            i = int(d.u() * len(heard))
+            alts = SOUND_ALIKE.get(heard[i])
+            swapped = [d.pick(alts)] if alts else ([] if d.chance(0.5) else [d.pick(FILLERS)])
+            candidate = " ".join(heard[:i] + swapped + heard[i + 1 :])
             if candidate and candidate not in hyps:
                 hyps.append(candidate)
         out = [{"text": text, "confidence": round(confidence, 4)}]
         rest = 1.0 - confidence
         for k, hyp in enumerate(hyps[1:], start=1):
-            share = d.u() * (0.9 if (k == 1 and wrong) else 0.5)
-            conf = min(rest * share + (0.25 * confidence * d.u() if k == 1 and wrong else 0.0),
-                       out[-1]["confidence"])
+            close = k == 1 and truth_listed
+            conf = rest * d.u() * (0.9 if close else 0.5)
+            if close:
+                conf += 0.25 * confidence * d.u()
+            conf = min(conf, out[-1]["confidence"])
             out.append({"text": hyp, "confidence": round(conf, 4)})
             rest = max(rest - conf, 0.0)
         return out
 
     def _nlu_error_rate(self, request: Request, device: Device) -> float:
         intent = request.intent
-        p = 0.022 + 0.03 * intent.ambiguity
+        p = 0.05 + 0.04 * intent.ambiguity
         kinds = [CROSS_KIND.get(self.mention(v, False), frozenset()) for v in request.values.values()
                  if isinstance(v, Entity)]
         if intent.name in PLAY_INTENTS.values() and any(len(k) > 1 for k in kinds):
@@ -581,7 +581,7 @@ class DialogueSimulator:
             group = tuple(e for e in group if e in pool) or (meant,)
         h = len(group)
         rare = meant.popularity < 1.0 / len(CATALOGUE[kind])
-        miss = scale * (0.008 + (0.04 if rare else 0.0)) * (0.3 if request.qualified else 1.0)
+        miss = scale * (0.03 + (0.09 if rare else 0.0)) * (0.3 if request.qualified else 1.0)
         if d.chance(miss):  # the catalogue has it, the resolver's index does not
             return found(None, (-0.9, 0.9), extras, "no_match", False)
         if h > 1 and not request.qualified:
@@ -592,7 +592,7 @@ class DialogueSimulator:
             if top is not meant:
                 if r < 0.3:
                     return found(None, (0.2, 0.6), h + extras, "ambiguous", True)
-                if r < 0.3 + min(0.65, 0.4 * scale):  # popularity bias picks the famous twin
+                if r < 0.3 + min(0.65, 0.5 * scale):  # popularity bias picks the famous twin
                     return found(top, (1.4, 0.9), h + extras, "resolved", False)
             elif r < 0.06:
                 return found(None, (0.2, 0.6), h + extras, "ambiguous", True)
@@ -600,7 +600,7 @@ class DialogueSimulator:
             near = [c for c in user.contacts if c.spoken in SOUND_ALIKE.get(meant.spoken, ())]
             if near and d.chance(min(0.6, 0.12 * scale)):
                 return found(d.pick(near), (1.5, 0.9), 1 + len(near) + extras, "resolved", False)
-        if d.chance(0.006 * scale):
+        if d.chance(0.03 * scale):
             other = d.pick(pool or CATALOGUE[kind])
             if other is not meant:
                 return found(other, (1.2, 0.9), 1 + extras, "resolved", False)
@@ -638,7 +638,7 @@ class DialogueSimulator:
                            latency)
         media = a in MEDIA_ACTIONS
         response = intent.response.format(**resolved)
-        rate = (0.03 + 0.02 * len(intent.slots)) * self.scenario.result_boost.get(intent.domain, 1)
+        rate = (0.05 + 0.02 * len(intent.slots)) * self.scenario.result_boost.get(intent.domain, 1)
         if intent is STOP_INTENT:
             rate = 0.01
         if upstream != CORRECT or not (request.result_bug or d.chance(rate)):
@@ -672,13 +672,15 @@ class DialogueSimulator:
         d = self.d
         wake = self._wake("follow_up" if mode == "follow_up" else "wake_word", addressed=False)
         text = d.pick(BACKGROUND_SPEECH)
+        if d.chance(0.6):  # overheard speech runs on
+            text = f"{text} {d.pick(BACKGROUND_SPEECH)}"
         n_words = len(text.split())
         snr = DEVICE_SNR[device.type] + user.room_snr + self.scenario.snr_shift + d.normal(-3, 4)
         conf = d.logit_normal(0.6 - 0.04 * n_words, 1.0)
         asr = {
             "text": text,
             "confidence": round(conf, 4),
-            "nbest": [{"text": text, "confidence": round(conf, 4)}],
+            "nbest": self._asr_nbest(text, text, conf),
             "audio_ms": round(n_words * d.normal(300.0, 50.0) + d.normal(400.0, 150.0)),
             "snr_db": round(snr, 1),
         }

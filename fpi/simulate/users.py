@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 from fpi.simulate.catalog import (
@@ -57,7 +58,13 @@ class User:
     follow_up: bool  # has follow-up mode on (no wake word within a few seconds)
 
 
-def make_users(n: int, domains: tuple[str, ...], draws: Draws, prefix: str) -> list[User]:
+def make_users(
+    n: int,
+    domains: tuple[str, ...],
+    domain_weights: tuple[float, ...],
+    draws: Draws,
+    prefix: str,
+) -> list[User]:
     """`n` users with preferences over `domains`; ids are opaque hashes unique per `prefix`."""
     locale_names = tuple(name for name, _ in LOCALES)
     locale_cum = cumulative([w for _, w in LOCALES])
@@ -69,11 +76,11 @@ def make_users(n: int, domains: tuple[str, ...], draws: Draws, prefix: str) -> l
     for i in range(n):
         locale = draws.weighted(locale_names, locale_cum)
         # Each user favours a few domains (a Dirichlet-like draw from exponentials).
-        preference = [(-math.log(1.0 - draws.u())) ** 2.5 for _ in domains]
+        preference = [w * (-math.log(1.0 - draws.u())) ** 2.5 for w in domain_weights]
         n_devices = 1 + int(draws.u() * 2.2)
         devices = tuple(
             Device(
-                id=f"dev-{prefix}-{i:05d}-{k}",
+                id=f"dev-{_opaque(f'{prefix}-{i}-{k}')}",
                 type=(kind := draws.weighted(device_names, device_cum)),
                 has_screen=HAS_SCREEN[kind],
             )
@@ -83,7 +90,7 @@ def make_users(n: int, domains: tuple[str, ...], draws: Draws, prefix: str) -> l
         appliances = tuple(e for e in CATALOGUE["appliance"] if draws.chance(0.45))
         users.append(
             User(
-                id=f"u-{prefix}-{(i * 2654435761) % 16**6:06x}",
+                id=f"u-{_opaque(f'{prefix}-{i}')}",
                 locale=locale,
                 accent=max(0.0, LOCALE_ACCENT[locale] + draws.normal(0.0, 0.3)),
                 ms_per_word=draws.lognormal(330.0, 0.18),
@@ -132,3 +139,8 @@ def session_start_ms(
 def _weekday_of(epoch_ms: int) -> int:
     """Monday = 0 for a UTC epoch in milliseconds (1970-01-01 was a Thursday)."""
     return (epoch_ms // 86_400_000 + 3) % 7
+
+
+def _opaque(text: str) -> str:
+    """A short opaque id, as real dumps carry hashed user and device ids."""
+    return f"{zlib.crc32(text.encode()):08x}"

@@ -1,0 +1,409 @@
+"""Checks that records follow `fpi-trace/1`, and `validate_dumps`, the report behind `fpi validate`.
+
+Types come from the parse: polars parses whole blocks strictly, and `check_record_json` names
+the field, the expected type and what was found for the few lines it rejects. Values (ranges,
+enums, ids, timestamps, duplicate keys) are checked vectorised over parsed frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import polars as pl
+
+from fpi.schema import (
+    DEVICE_TYPES,
+    DIALOGUE_KEY,
+    ER_STATUSES,
+    FAILURE_POINTS,
+    FEEDBACK_VALUES,
+    RESULT_STATUSES,
+    TIMESTAMP_DTYPE,
+    TRACE_JSON_SCHEMA,
+    WAKE_MODES,
+    Problem,
+    Reject,
+)
+
+#: RFC 3339 date-time: `T` (or `t`, or a space), 0-9 fraction digits, `Z` or a `+hh:mm` offset.
+RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+_ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
+
+NOTHING = "nothing (missing or null)"
+A_PROBABILITY = "a number in 0..1"
+A_DURATION = "a number >= 0"
+A_COUNT = "an integer >= 0"
+AN_ID = "a non-empty string"
+A_TIMESTAMP = "an RFC 3339 timestamp"
+A_JSON_OBJECT = "a JSON object"
+A_UNIQUE_KEY = "a unique (dialogue_id, turn_index)"
+KEY_FIELD = "(dialogue_id, turn_index)"
+
+#: A type or value problem before it is placed in a file: (field path, expected, found).
+Finding = tuple[str, str, str]
+
+
+def parse_rfc3339(timestamps: pl.Expr) -> pl.Expr:
+    """RFC 3339 text as Datetime(us, UTC); null where the text is not a valid RFC 3339 instant."""
+    iso = timestamps.str.replace(r"^(.{10})[t ]", "${1}T").str.replace(r"[Zz]$", "+00:00")
+    parsed = iso.str.to_datetime(_ISO_FORMAT, time_unit="us", time_zone="UTC", strict=False)
+    return pl.when(timestamps.str.contains(RFC3339_PATTERN)).then(parsed).cast(TIMESTAMP_DTYPE)
+
+
+# ---- types, one line at a time ---------------------------------------------------------
+
+_TYPE_NAMES = {
+    pl.String: "a string",
+    pl.Int64: "an integer",
+    pl.Float64: "a number",
+    pl.Boolean: "true or false",
+}
+_JSON_KINDS = {str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+
+
+class RecordCheck(NamedTuple):
+    """Type findings for one JSON line, and the record with every bad value set to null."""
+
+    findings: list[Finding]
+    repaired: dict | None  # None when the line is not a JSON object at all
+
+
+def describe_json(value: Any, limit: int = 40) -> str:
+    """A short rendering of a JSON value and its kind, e.g. `"0.9" (a string)`."""
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return f"{text} (an object)"
+    if isinstance(value, list):
+        return f"{text} (a list)"
+    return f"{text} ({_JSON_KINDS[type(value)]})"
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_value(value: Any, dtype: pl.DataType, path: str, findings: list[Finding]) -> Any:
+    """The value with every part that does not fit `dtype` replaced by None (and recorded)."""
+    if value is None:
+        return None
+    if path == "reference_labels":
+        ok, expected = isinstance(value, dict), A_JSON_OBJECT
+    elif isinstance(dtype, pl.Struct):
+        if isinstance(value, dict):
+            return {
+                f.name: _check_value(value[f.name], f.dtype, _join(path, f.name), findings)
+                for f in dtype.fields
+                if f.name in value
+            }
+        ok, expected = False, "an object"
+    elif isinstance(dtype, pl.List):
+        if isinstance(value, list):
+            return [
+                _check_value(item, dtype.inner, f"{path}[{i}]", findings)
+                for i, item in enumerate(value)
+            ]
+        ok, expected = False, "a list"
+    else:
+        expected = _TYPE_NAMES[dtype.base_type()]
+        if dtype == pl.String:
+            ok = isinstance(value, str)
+        elif dtype == pl.Boolean:
+            ok = isinstance(value, bool)
+        elif dtype == pl.Int64:
+            ok = type(value) is int and -(2**63) <= value < 2**63
+        else:
+            ok = type(value) in (int, float) and math.isfinite(value)
+    if ok:
+        return value
+    findings.append((path, expected, describe_json(value)))
+    return None
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def check_record_json(line: str) -> RecordCheck:
+    """Parse one JSONL line and name every field whose JSON type breaks `fpi-trace/1`."""
+    try:
+        record = json.loads(line, parse_constant=_reject_constant)
+    except RecursionError:
+        return RecordCheck([("", A_JSON_OBJECT, "JSON nested too deeply")], None)
+    except ValueError as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        column = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        return RecordCheck([("", A_JSON_OBJECT, f"malformed JSON ({reason}{column})")], None)
+    if not isinstance(record, dict):
+        return RecordCheck([("", A_JSON_OBJECT, describe_json(record))], None)
+    findings: list[Finding] = []
+    repaired = _check_value(record, pl.Struct(TRACE_JSON_SCHEMA), "", findings)
+    return RecordCheck(findings, repaired)
+
+
+# ---- values, vectorised ------------------------------------------------------------------
+
+
+def _outside_probability(x: pl.Expr) -> pl.Expr:
+    return ~(x.is_finite() & x.is_between(0.0, 1.0))
+
+
+def _negative(x: pl.Expr) -> pl.Expr:
+    return ~(x.is_finite() & (x >= 0))
+
+
+def _negative_count(x: pl.Expr) -> pl.Expr:
+    return x < 0
+
+
+def _not_finite(x: pl.Expr) -> pl.Expr:
+    return ~x.is_finite()
+
+
+def _not_one_of(values: Sequence[str]) -> Callable[[pl.Expr], pl.Expr]:
+    return lambda x: ~x.is_in(list(values))
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRule:
+    """A value check on one field path; `[]` marks a list whose every element is checked."""
+
+    path: str
+    expected: str
+    is_bad: Callable[[pl.Expr], pl.Expr]
+    quoted: bool = False  # render what was found as a JSON string
+
+
+def _one_of(path: str, values: Sequence[str]) -> ValueRule:
+    return ValueRule(path, "one of " + ", ".join(values), _not_one_of(values), quoted=True)
+
+
+VALUE_RULES: tuple[ValueRule, ...] = (
+    ValueRule("turn_index", A_COUNT, _negative_count),
+    _one_of("device.type", DEVICE_TYPES),
+    _one_of("wake.mode", WAKE_MODES),
+    ValueRule("wake.confidence", A_PROBABILITY, _outside_probability),
+    ValueRule("wake.verifier_confidence", A_PROBABILITY, _outside_probability),
+    ValueRule("asr.confidence", A_PROBABILITY, _outside_probability),
+    ValueRule("asr.nbest[].confidence", A_PROBABILITY, _outside_probability),
+    ValueRule("asr.audio_ms", A_DURATION, _negative),
+    ValueRule("asr.snr_db", "a finite number", _not_finite),
+    ValueRule("nlu.confidence", A_PROBABILITY, _outside_probability),
+    ValueRule("nlu.nbest[].confidence", A_PROBABILITY, _outside_probability),
+    ValueRule("nlu.slots[].confidence", A_PROBABILITY, _outside_probability),
+    ValueRule("er.entities[].score", A_PROBABILITY, _outside_probability),
+    ValueRule("er.entities[].candidates", A_COUNT, _negative_count),
+    _one_of("er.entities[].status", ER_STATUSES),
+    _one_of("result.status", RESULT_STATUSES),
+    ValueRule("result.latency_ms", A_DURATION, _negative),
+    ValueRule("tts.duration_ms", A_DURATION, _negative),
+    ValueRule("signals.barge_in_ms", A_DURATION, _negative),
+    _one_of("signals.explicit_feedback", FEEDBACK_VALUES),
+    _one_of("label.failure_point", FAILURE_POINTS),
+)
+
+
+def _field_expr(path: str, root: pl.Expr | None = None) -> pl.Expr:
+    names = path.split(".")
+    expr = pl.col(names[0]) if root is None else root.struct.field(names[0])
+    for name in names[1:]:
+        expr = expr.struct.field(name)
+    return expr
+
+
+def _found(value: pl.Expr, quoted: bool) -> pl.Expr:
+    text = value.cast(pl.String)
+    return pl.concat_str(pl.lit('"'), text, pl.lit('"')) if quoted else text
+
+
+def _rule_problems(records: pl.LazyFrame, rule: ValueRule, row: str) -> pl.LazyFrame:
+    """Rows breaking one rule as (row, field, expected, found)."""
+    if "[]" not in rule.path:
+        value = _field_expr(rule.path)
+        return records.filter(value.is_not_null() & rule.is_bad(value)).select(
+            pl.col(row),
+            pl.lit(rule.path).alias("field"),
+            pl.lit(rule.expected).alias("expected"),
+            _found(value, rule.quoted).alias("found"),
+        )
+    outer, inner = rule.path.split("[].")
+    items = _field_expr(outer)
+    element_bad = rule.is_bad(_field_expr(inner, pl.element())).fill_null(False)
+    item = pl.col("_item")
+    value = _field_expr(inner, item)
+    return (
+        records.filter(items.list.eval(element_bad).list.any())
+        .select(pl.col(row), items.alias("_item"), pl.int_ranges(items.list.len()).alias("_i"))
+        .explode("_item", "_i")
+        .filter(value.is_not_null() & rule.is_bad(value))
+        .select(
+            pl.col(row),
+            pl.format(f"{outer}[{{}}].{inner}", pl.col("_i")).alias("field"),
+            pl.lit(rule.expected).alias("expected"),
+            _found(value, rule.quoted).alias("found"),
+        )
+    )
+
+
+def _required_problems(records: pl.LazyFrame, row: str) -> list[pl.LazyFrame]:
+    def problems(condition: pl.Expr, name: str, expected: str, found: pl.Expr) -> pl.LazyFrame:
+        return records.filter(condition).select(
+            pl.col(row),
+            pl.lit(name).alias("field"),
+            pl.lit(expected).alias("expected"),
+            found.alias("found"),
+        )
+
+    def blank(name: str) -> pl.Expr:
+        return pl.col(name).str.strip_chars().str.len_bytes() == 0
+
+    def quoted(name: str) -> pl.Expr:
+        return _found(pl.col(name), quoted=True)
+
+    timestamp = pl.col("timestamp")
+    return [
+        problems(pl.col("dialogue_id").is_null(), "dialogue_id", AN_ID, pl.lit(NOTHING)),
+        problems(blank("dialogue_id"), "dialogue_id", AN_ID, quoted("dialogue_id")),
+        problems(blank("turn_id"), "turn_id", AN_ID + " or null", quoted("turn_id")),
+        problems(pl.col("turn_index").is_null(), "turn_index", A_COUNT, pl.lit(NOTHING)),
+        problems(timestamp.is_null(), "timestamp", A_TIMESTAMP, pl.lit(NOTHING)),
+        problems(
+            timestamp.is_not_null() & parse_rfc3339(timestamp).is_null(),
+            "timestamp",
+            A_TIMESTAMP,
+            quoted("timestamp"),
+        ),
+    ]
+
+
+def value_problems(records: pl.DataFrame, row: str = "_row") -> pl.DataFrame:
+    """Every range, enum, id and timestamp problem in a `TRACE_JSON_SCHEMA` frame.
+
+    `records` carries a `row` column naming each record; the result has one row per problem:
+    (`row`, `field`, `expected`, `found`), ordered by `row`.
+    """
+    lazy = records.lazy()
+    parts = _required_problems(lazy, row) + [_rule_problems(lazy, r, row) for r in VALUE_RULES]
+    return pl.concat(parts).collect().sort(row, maintain_order=True)
+
+
+def duplicate_problems(traces: pl.DataFrame) -> pl.DataFrame:
+    """Later records repeating a `(dialogue_id, turn_index)`, in input order (first one wins).
+
+    `traces` is in input order with `source_file` and `source_line`; the result has one row per
+    repeat: (`row`, `field`, `expected`, `found`), where `row` is the position in `traces`.
+    """
+    key = pl.struct(DIALOGUE_KEY)
+    keyed = traces.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+        *DIALOGUE_KEY,
+        key.is_first_distinct().alias("_first"),
+        "source_file",
+        "source_line",
+    )
+    repeats = keyed.filter(~pl.col("_first"))
+    if repeats.is_empty():
+        return pl.DataFrame(
+            schema={"row": pl.Int64, "field": pl.String, "expected": pl.String, "found": pl.String}
+        )
+    firsts = keyed.filter(pl.col("_first")).join(
+        repeats.select(DIALOGUE_KEY).unique(), on=list(DIALOGUE_KEY)
+    )
+    return (
+        repeats.join(firsts, on=list(DIALOGUE_KEY), suffix="_first", maintain_order="left")
+        .select(
+            "row",
+            pl.lit(KEY_FIELD).alias("field"),
+            pl.lit(A_UNIQUE_KEY).alias("expected"),
+            pl.format(
+                '("{}", {}), first seen at {}:{}',
+                *DIALOGUE_KEY,
+                "source_file_first",
+                "source_line_first",
+            ).alias("found"),
+        )
+        .sort("row")
+    )
+
+
+# ---- the report ----------------------------------------------------------------------------
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def problem_kind(problem: Problem) -> tuple[str, str]:
+    """(field with list positions dropped, expected): the key problems are counted under."""
+    return _INDEX.sub("[]", problem.field), problem.expected
+
+
+@dataclass
+class ValidationReport:
+    """What `validate_dumps` found; `read == accepted + rejected`."""
+
+    files: tuple[str, ...]
+    read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    blank_lines: int = 0
+    empty_files: list[str] = field(default_factory=list)
+    problem_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    examples: list[Reject] = field(default_factory=list)  # the first rejects found
+    rejects_path: Path | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.rejected == 0
+
+
+def validate_dumps(
+    paths: Sequence[str | Path],
+    *,
+    rejects_path: Path | str | None = None,
+    max_examples: int = 10,
+    batch_turns: int = 200_000,
+) -> ValidationReport:
+    """Check every record of the dumps, streaming with bounded memory.
+
+    Counts and the first `max_examples` rejects are kept; with `rejects_path` every reject is
+    written there as JSONL (`Reject.to_json()`). Unreadable input raises `InputError`.
+    """
+    from fpi.io import ReadStats, RejectsWriter, iter_trace_batches, resolve_inputs
+
+    files = resolve_inputs(paths)
+    stats = ReadStats()
+    report = ValidationReport(files=tuple(str(f) for f in files))
+    examples: list[Reject] = []
+
+    def collect(reject: Reject) -> None:
+        report.problem_counts.update(problem_kind(p) for p in reject.problems)
+        if len(examples) < max_examples:
+            examples.append(reject)
+
+    with RejectsWriter(rejects_path) as writer:
+
+        def sink(reject: Reject) -> None:
+            collect(reject)
+            writer(reject)
+
+        for batch in iter_trace_batches(
+            files, batch_turns=batch_turns, rejects_sink=sink, stats=stats
+        ):
+            report.read += batch.read
+            report.accepted += batch.traces.height
+            report.rejected += len(batch.rejects)
+    order = {name: i for i, name in enumerate(report.files)}
+    report.examples = sorted(examples, key=lambda r: (order.get(r.file, 0), r.line or 0))
+    report.blank_lines = stats.blank_lines
+    report.empty_files = list(stats.empty_files)
+    report.rejects_path = Path(rejects_path) if rejects_path is not None else None
+    return report
