@@ -123,7 +123,8 @@ def main() -> None:
     write_report(report, args.out / "report")
     timings["write_report"] = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"{triaged.height:,} turns over {len(weeks)} weeks")
+    turns = report.tables["trend"].filter(pl.col("failure_point") == "all")["classified"].sum()
+    print(f"{turns:,} classified turns over {len(weeks)} weeks")
     for stage, seconds in timings.items():
         print(f"  {stage:<13} {seconds:6.2f} s")
     print(f"  peak RSS      {peak_gb:6.2f} GB")

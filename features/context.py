@@ -67,6 +67,11 @@ _slot_pairs = _slots.list.eval(
         separator="=",
     )
 )
+_asked_question = (
+    pl.coalesce(_result.field("response_text"), pl.col("tts").struct.field("text"))
+    .str.strip_chars()
+    .str.ends_with("?")
+)
 _next_similarity = _with_next(jaccard(words(_text), words(_text.shift(-1))))
 _next_same_intent = _intent == _intent.shift(-1)
 _shared_names = _slot_names.list.set_intersection(_slot_names.shift(-1)).list.len()
@@ -85,7 +90,7 @@ FEATURES: tuple[Feature, ...] = (
         stage=STAGE,
         expr=_next_similarity,
         description="Word Jaccard similarity of the next turn's text to this one (a repeat)",
-        reason="the next turn repeated this one's words (similarity {value:.2f})",
+        reason="the next turn shared {value:.0%} of its words with this one",
     ),
     Feature(
         name="context__next_same_intent",
@@ -149,7 +154,7 @@ FEATURES: tuple[Feature, ...] = (
         stage=STAGE,
         expr=_with_previous(_next_similarity.shift(1)),
         description="Word Jaccard similarity of this turn's text to the previous one (a rephrase)",
-        reason="this turn repeated the previous one's words (similarity {value:.2f})",
+        reason="this turn shared {value:.0%} of its words with the previous one",
     ),
     Feature(
         name="context__prev_result_status",
@@ -164,8 +169,15 @@ FEATURES: tuple[Feature, ...] = (
         stage=STAGE,
         expr=_with_previous(_result.field("action").shift(1)),
         description="The assistant's previous action or prompt (its dialogue acts)",
-        reason="the assistant had just said {value}",
+        reason="the assistant's previous action was {value}",
         categorical=True,
+    ),
+    Feature(
+        name="context__prev_asked_question",
+        stage=STAGE,
+        expr=_with_previous(_asked_question.shift(1)),
+        description="The assistant's previous response ended with a question",
+        reason="{value:the assistant had just asked a question|the assistant had not asked}",
     ),
     Feature(
         name="context__position",

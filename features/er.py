@@ -30,7 +30,7 @@ FEATURES: tuple[Feature, ...] = (
         stage=STAGE,
         expr=_entities.list.len(),
         description="Number of entities sent to resolution",
-        reason="{value:.0f} entities were resolved",
+        reason="ER handled {value:.0f} entities",
     ),
     Feature(
         name="er__resolved_count",
@@ -79,7 +79,7 @@ FEATURES: tuple[Feature, ...] = (
         stage=STAGE,
         expr=_entities.list.eval(1.0 - jaccard(words(_mention), words(_resolved))).list.max(),
         description="Largest word Jaccard distance between a mention and its resolved value",
-        reason="a resolved value differed from what was said by {value:.2f} (word distance)",
+        reason="resolved values strayed from what was said by up to {value:.2f} (word distance)",
     ),
     Feature(
         name="er__exact_match_share",

@@ -17,7 +17,7 @@ FEATURES: tuple[Feature, ...] = (
         stage=STAGE,
         expr=_wake.field("mode"),
         description="How the turn was opened (wake_word, follow_up, button)",
-        reason="the turn was opened by {value}",
+        reason="the wake mode was {value}",
         categorical=True,
     ),
     Feature(
@@ -25,7 +25,7 @@ FEATURES: tuple[Feature, ...] = (
         stage=STAGE,
         expr=pl.col("device").struct.field("type"),
         description="Type of the device that woke (speaker, tv, car, ...)",
-        reason="the device was a {value}",
+        reason="the device type was {value}",
         categorical=True,
     ),
     Feature(

@@ -1,4 +1,4 @@
-"""Exact path-dependent TreeSHAP for LightGBM models, one class per row, compiled with numba.
+r"""Exact path-dependent TreeSHAP for LightGBM models, one class per row, compiled with numba.
 
 The values equal the asked class's block of LightGBM's ``predict(pred_contrib=True)`` (the
 same path-dependent TreeSHAP, cover = data counts) but cost a fraction of it:
@@ -7,10 +7,10 @@ same path-dependent TreeSHAP, cover = data counts) but cost a fraction of it:
 - each leaf is explained on its own (as in GPUTreeShap and Fast TreeSHAP v2). For a leaf with
   value v whose root path tests the distinct features P (d of them; a feature tested twice is
   merged, its zero fraction z_j the product of child/parent data counts), a row satisfies the
-  conditions of a subset H ("hot") and fails those of P \\ H ("cold"). With
-  K(T) = sum over S subset of T of |S|!(d-|S|-1)!/d! * prod_{j in T \\ S} z_j and
-  M(T) = v * K(T) * prod_{j in P \\ T} z_j, the leaf adds -M(H) to every cold feature and
-  (1 - z_i) / z_i * M(H \\ {i}) to each hot feature i. M is tabulated per leaf for all 2^d
+  conditions of a subset H ("hot") and fails those of P \ H ("cold"). With
+  K(T) = sum over S subset of T of |S|!(d-|S|-1)!/d! * prod_{j in T \ S} z_j and
+  M(T) = v * K(T) * prod_{j in P \ T} z_j, the leaf adds -M(H) to every cold feature and
+  (1 - z_i) / z_i * M(H \ {i}) to each hot feature i. M is tabulated per leaf for all 2^d
   subsets when d <= ``precompute_depth``; deeper leaves compute K per row in O(d^2) from the
   elementary symmetric polynomials of the hot z's;
 - identical rows (same bytes, same class) are explained once.

@@ -32,6 +32,8 @@ __all__ = [
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 #: Where each row stood in the input, while the frame is in dialogue order.
 _INPUT_ROW = "__fpi_input_row"
+#: Trace columns no feature may see (nor the sort carry along).
+_NEVER_READ = ("label", "reference_labels", "source_file", "source_line")
 
 
 def feature_dtype(feature: Feature) -> pl.DataType:
@@ -49,24 +51,25 @@ def extract_features(traces: Frame) -> Frame:
     Takes a `TRACE_SCHEMA` DataFrame or LazyFrame and returns the same kind with exactly
     `feature_schema()`. Optional columns that are absent count as null; a stage that did not
     run gives null features, and so does an undefined ratio (never NaN). `label` and
-    `reference_labels` are never read. Context features look at the other turns of each
-    dialogue, so pass whole dialogues: the frame is sorted into dialogue order for the
-    selection and put back in input order after.
+    `reference_labels` are dropped before any feature is computed. Context features look at
+    the other turns of each dialogue, so pass whole dialogues: the frame is sorted into
+    dialogue order for the selection and put back in input order after.
     """
     present = set(traces.collect_schema().names())
     missing_required = [name for name in REQUIRED_FIELDS if name not in present]
     if missing_required:
         raise InputError(f"traces lack the required column(s) {', '.join(missing_required)}")
-    absent = [
-        pl.lit(None, dtype).alias(name)
-        for name, dtype in TRACE_SCHEMA.items()
-        if name not in present
+    inputs = [
+        pl.col(name) if name in present else pl.lit(None, TRACE_SCHEMA[name]).alias(name)
+        for name in TRACE_SCHEMA.names()
+        if name not in _NEVER_READ
     ]
     turn_id = pl.coalesce(
         pl.col("turn_id"), pl.format("{}/{}", pl.col("dialogue_id"), pl.col("turn_index"))
     )
-    return (
-        traces.with_columns(absent)
+    matrix = (
+        traces.lazy()
+        .select(inputs)
         .with_row_index(_INPUT_ROW)
         .sort(*DIALOGUE_ORDER, _INPUT_ROW)
         .select(
@@ -78,6 +81,7 @@ def extract_features(traces: Frame) -> Frame:
         .drop(_INPUT_ROW)
         .with_columns(pl.col(pl.Float64).fill_nan(None))
     )
+    return matrix.collect(engine="streaming") if isinstance(traces, pl.DataFrame) else matrix
 
 
 class _Formattable:

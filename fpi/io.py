@@ -173,7 +173,7 @@ def _dumps_under(directory: Path) -> list[Path]:
 
 def resolve_inputs(paths: Sequence[str | Path]) -> list[Path]:
     """Files to read: files as given, directories searched recursively, globs expanded (sorted)."""
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}  # resolved path -> path as given
     for given in paths:
         path = Path(given)
         if path.is_dir():
@@ -192,10 +192,11 @@ def resolve_inputs(paths: Sequence[str | Path]) -> list[Path]:
                 raise InputError(f"{given}: no trace dumps match this pattern")
         else:
             raise InputError(f"{path}: no such file or directory")
-        found.update(dict.fromkeys(files))
+        for file in files:
+            found.setdefault(file.resolve(), file)
     if not found:
         raise InputError("no trace dumps given")
-    return list(found)
+    return list(found.values())
 
 
 def _suffix_list() -> str:
@@ -358,21 +359,31 @@ def _read_ndjson(payload: bytes, idx: Sequence[int]) -> pl.DataFrame | None:
 
 
 def _parse_lines(lines: list[bytes], idx: list[int], payload: bytes | None = None) -> _Parsed:
-    """Parse the lines `idx` with polars; bisect a failing part down to lines checked one by one."""
+    """Parse the lines `idx` with polars, bisecting a part that fails down to its bad lines.
+
+    Small parts, and parts whose every sub-part fails (bad lines everywhere), are checked
+    line by line in Python; the lines it finds no fault with are parsed by polars again.
+    """
     parsed = _Parsed([], {})
 
-    def visit(part: list[int], payload: bytes | None = None) -> None:
-        frame = _read_ndjson(payload or b"\n".join(lines[i] for i in part), part)
-        if frame is not None:
-            parsed.frames.append(frame)
-        elif len(part) > _LEAF_LINES:
-            step = -(-len(part) // _BISECT_WAYS)
-            for start in range(0, len(part), step):
-                visit(part[start : start + step])
-        else:
-            leaf(part)
+    def parse(part: list[int]) -> pl.DataFrame | None:
+        return _read_ndjson(b"\n".join(lines[i] for i in part), part)
 
-    def leaf(part: list[int]) -> None:
+    def visit(part: list[int]) -> None:
+        if len(part) <= _LEAF_LINES:
+            return one_by_one(part)
+        step = -(-len(part) // _BISECT_WAYS)
+        children = [part[start : start + step] for start in range(0, len(part), step)]
+        frames = [parse(child) for child in children]
+        if all(frame is None for frame in frames):
+            return one_by_one(part)
+        for child, frame in zip(children, frames, strict=True):
+            if frame is None:
+                visit(child)
+            else:
+                parsed.frames.append(frame)
+
+    def one_by_one(part: list[int]) -> None:
         typed = []
         for i in part:
             check = check_record_json(lines[i].decode())
@@ -380,7 +391,11 @@ def _parse_lines(lines: list[bytes], idx: list[int], payload: bytes | None = Non
                 parsed.failed[i] = check
             else:
                 typed.append(i)
-        for i in typed:  # the Python check found nothing: polars has the last word
+        frame = parse(typed) if typed else None
+        if frame is not None:
+            parsed.frames.append(frame)
+            return
+        for i in typed:  # Python found no fault, polars did: polars has the last word
             frame = _read_ndjson(lines[i], [i])
             if frame is None:
                 parsed.failed[i] = RecordCheck([_parser_finding(lines[i])], None)
@@ -388,7 +403,11 @@ def _parse_lines(lines: list[bytes], idx: list[int], payload: bytes | None = Non
                 parsed.frames.append(frame)
 
     if idx:
-        visit(idx, payload)
+        frame = _read_ndjson(payload, idx) if payload is not None else parse(idx)
+        if frame is not None:
+            parsed.frames.append(frame)
+        else:
+            visit(idx)
     return parsed
 
 
@@ -405,11 +424,14 @@ def _parser_finding(line: bytes) -> Finding:
 def _repaired_frame(failed: dict[int, RecordCheck]) -> pl.DataFrame | None:
     """The failed records with bad values nulled, so their values can be checked too."""
     rows = [(i, check.repaired) for i, check in failed.items() if check.repaired is not None]
-    frames = []
-    for i, record in rows:
-        frame = _read_ndjson(json.dumps(record).encode(), [i])
-        if frame is not None:
-            frames.append(frame)
+    if not rows:
+        return None
+    texts = [json.dumps(record).encode() for _, record in rows]
+    frame = _read_ndjson(b"\n".join(texts), [i for i, _ in rows])
+    if frame is not None:
+        return frame
+    frames = [_read_ndjson(text, [i]) for (i, _), text in zip(rows, texts, strict=True)]
+    frames = [f for f in frames if f is not None]
     return pl.concat(frames) if frames else None
 
 
@@ -421,11 +443,10 @@ class _Checked(NamedTuple):
 def _check_records(parsed: _Parsed, *, file: str, base: int, raw: Callable[[int], str]) -> _Checked:
     """Value-check parsed records; a record's line is `base + _idx`; rejects carry every problem."""
     frames = [f for f in parsed.frames if f.height]
-    good = (
-        pl.concat(frames)
-        if frames
-        else pl.DataFrame(schema={**TRACE_JSON_SCHEMA, "_idx": pl.Int64})
-    )
+    if not frames:
+        good = pl.DataFrame(schema={**TRACE_JSON_SCHEMA, "_idx": pl.Int64})
+    else:
+        good = frames[0] if len(frames) == 1 else pl.concat(frames).sort("_idx")
     problems: defaultdict[int, list[Finding]] = defaultdict(list)
     for i, check in parsed.failed.items():
         problems[i].extend(check.findings)
@@ -770,7 +791,9 @@ class _Spill:
                     finer.add(pl.read_parquet(path))
                     path.unlink()
                 finer.flush()
-                yield from finer.groups(batch_turns, depth + 1 if len(finer.files) > 1 else 99)
+                # one partition left means one (or a few colliding) huge dialogue(s): stop
+                deeper = depth + 1 if len(finer.files) > 1 else MAX_SPILL_DEPTH
+                yield from finer.groups(batch_turns, deeper)
                 continue
             group.append(number)
             size += rows

@@ -96,7 +96,7 @@ def _reasons(
         },
     )
     grouped = long.group_by("row", maintain_order=True).agg(
-        pl.struct(REASON.to_schema().names()).alias("reasons")
+        pl.struct([f.name for f in REASON.fields]).alias("reasons")
     )
     return (
         pl.DataFrame({"row": np.arange(n)})

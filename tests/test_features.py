@@ -217,6 +217,7 @@ def test_context_slot_change_feedback_and_abandonment(features):
 def test_context_previous_system_response_on_dstc2(features):
     answer = row(features, "voip-00d76b791d-20130327_010416/1")
     assert answer["context__prev_action"] == "request"
+    assert answer["context__prev_asked_question"] == 1.0
     assert answer["context__prev_result_status"] == "clarification"
     assert answer["context__position"] == 1
     assert answer["context__abandoned"] == 1.0  # the last row of the whole frame, too

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 #: Okabe-Ito colours (distinguishable with colour-vision deficiency).
 STAGE_COLORS = {
@@ -33,6 +35,8 @@ def axes_for(ax: Axes | None, size: tuple[float, float]) -> Axes:
     """`ax`, or the axes of a new figure of `size` inches (no pyplot, so no global state)."""
     if ax is not None:
         return ax
+    from matplotlib.figure import Figure
+
     return Figure(figsize=size, layout="constrained").add_subplot()
 
 

@@ -87,9 +87,9 @@ def build_report(
     """The report for ISO `week` over the `weeks_back` weeks ending with it.
 
     `triaged` follows `fpi.schema.TRIAGE_SCHEMA` (plus `owner` if already assigned); a lazy
-    frame is read only for the columns and rows the report needs. With
-    `owner`, only that team's turns count as defects (the denominator stays all classified
-    turns); `redact` masks utterances after their first word.
+    frame is read only for the columns and rows the report needs. With `owner`, only that
+    team's turns count as defects (the denominator stays all classified turns); `redact`
+    masks utterances after their first word.
     """
     weeks, _, _ = week_window(week, weeks_back)
     previous = weeks[-2]

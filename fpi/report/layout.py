@@ -70,10 +70,6 @@ def table(frame: pl.DataFrame, columns: Sequence[Column]) -> Table:
     )
 
 
-def _significance(value: bool | None) -> str:
-    return "–" if value is None else "yes" if value else "no"
-
-
 def _headline(report: Report) -> list[Block]:
     head = report.headline
     total = {
@@ -94,9 +90,7 @@ def _headline(report: Report) -> list[Block]:
         Heading("Headline", 2, "headline"),
         Paragraph(report.summary),
         table(
-            rows.with_columns(
-                pl.struct("change_low", "change_high").alias("ci"),
-            ),
+            rows.with_columns(pl.struct("change_low", "change_high").alias("ci")),
             [
                 Column("failure point", "failure_point", stage_label),
                 Column("defect turns", "turns", count, True),
@@ -109,7 +103,7 @@ def _headline(report: Report) -> list[Block]:
                     lambda ci: interval(ci["change_low"], ci["change_high"], signed=True),
                     True,
                 ),
-                Column("significant", "significant", _significance),
+                Column("significant", "significant", lambda v: "yes" if v else "no"),
             ],
         ),
         Paragraph(

@@ -199,6 +199,11 @@ def mix(turns: pl.DataFrame, rates_frame: pl.DataFrame, week: str, previous: str
     )
 
 
+def _ratio(numerator: str, denominator: str) -> pl.Expr:
+    """numerator / denominator, null (not NaN) where the denominator is zero."""
+    return pl.when(pl.col(denominator) > 0).then(pl.col(numerator) / pl.col(denominator))
+
+
 def segments(turns: pl.DataFrame, week: str, previous: str) -> pl.DataFrame:
     """Every (failure point, dimension, value): defect turns and rate this week and last."""
     two_weeks = turns.filter(pl.col("week").is_in([week, previous]))
@@ -231,8 +236,8 @@ def segments(turns: pl.DataFrame, week: str, previous: str) -> pl.DataFrame:
     stage_totals = pl.col("turns").sum().over("failure_point", "dimension")
     return frame.with_columns(
         (pl.col("turns") / stage_totals).alias("share"),
-        (pl.col("turns") / pl.col("classified")).alias("rate"),
-        (pl.col("last_turns") / pl.col("last_classified")).alias("last_rate"),
+        _ratio("turns", "classified").alias("rate"),
+        _ratio("last_turns", "last_classified").alias("last_rate"),
         (pl.col("turns") - pl.col("last_turns")).alias("change_turns"),
     ).select(
         "failure_point",
@@ -355,15 +360,16 @@ def utterances(details: pl.DataFrame, *, redact: bool) -> pl.DataFrame:
     )
 
 
-def runner_up() -> pl.Expr:
-    """The most probable class other than `predicted`."""
-    masked = pl.concat_list(
+def runner_up() -> tuple[pl.Expr, pl.Expr]:
+    """The most probable class other than `predicted`, and its probability."""
+    others = pl.concat_list(
         pl.when(pl.col("predicted") == c).then(pl.lit(-1.0)).otherwise(pl.col(f"p_{c}"))
         for c in FAILURE_POINTS
     )
-    return masked.list.arg_max().replace_strict(
+    name = others.list.arg_max().replace_strict(
         dict(enumerate(FAILURE_POINTS)), return_dtype=pl.String
     )
+    return name.alias("runner_up"), others.list.max().alias("p_runner")
 
 
 def uncertain_queue(
@@ -381,19 +387,9 @@ def uncertain_queue(
         "last_turns": last_week.height,
         "median_confidence": this.get_column("confidence").median(),
     }
-    margin = pl.max_horizontal(*(pl.col(f"p_{c}") for c in FAILURE_POINTS)) - pl.col("p_runner")
+    margin = pl.col("confidence") - pl.col("p_runner")
     pairs = (
-        this.with_columns(runner_up().alias("runner_up"))
-        .with_columns(
-            pl.concat_list(pl.col(f"p_{c}") for c in FAILURE_POINTS)
-            .list.get(
-                pl.col("runner_up").replace_strict(
-                    {c: i for i, c in enumerate(FAILURE_POINTS)}, return_dtype=pl.Int64
-                )
-            )
-            .alias("p_runner"),
-            normalised_utterance().alias("utterance"),
-        )
+        this.with_columns(*runner_up(), normalised_utterance().alias("utterance"))
         .group_by("predicted", "runner_up")
         .agg(
             _count("turns"),

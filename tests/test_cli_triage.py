@@ -1,0 +1,96 @@
+"""The model-facing commands through typer's CliRunner: train, evaluate, triage, explain."""
+
+import json
+
+import polars as pl
+from typer.testing import CliRunner
+
+from fpi.cli import app
+from fpi.schema import FAILURE_POINTS
+
+runner = CliRunner()
+
+
+def test_train_writes_a_bundle(small_dump, tmp_path):
+    out = tmp_path / "model"
+    result = runner.invoke(
+        app,
+        ["train", str(small_dump), "--out", str(out), "--rounds", "8", "--param", "num_leaves=7"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "trained on 4000 turns" in result.output
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["params"]["num_leaves"] == 7 and meta["params"]["rounds"] == 8
+
+
+def test_train_rejects_a_malformed_param(small_dump, tmp_path):
+    result = runner.invoke(app, ["train", str(small_dump), "--out", str(tmp_path), "--param", "x"])
+    assert result.exit_code == 2
+
+
+def test_evaluate_prints_tables_and_writes_json(small_dump, small_model_dir, tmp_path):
+    out = tmp_path / "metrics.json"
+    result = runner.invoke(
+        app, ["evaluate", str(small_dump), "--model", str(small_model_dir), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "single_annotator" in result.output and "rule baseline" in result.output
+    report = json.loads(out.read_text())
+    assert report["n"] == 4000
+    assert set(report["per_class"]) == set(FAILURE_POINTS)
+    assert report["references"]["single_annotator"]["n"] == 4000
+    assert report["accuracy"] > report["rule_baseline"]["accuracy"]
+    assert report["coverage"][0]["threshold"] == 0.0
+
+
+def test_triage_summary_and_component_filter(small_dump, small_model_dir):
+    result = runner.invoke(
+        app, ["triage", str(small_dump), "--model", str(small_model_dir), "--component", "asr"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "read 4,000 turns = 4,000 triaged + 0 rejected" in result.output
+    assert "highest-confidence defects" in result.output
+    assert "nlu" not in result.output.split("failure points")[1].split("highest")[0]
+
+
+def test_triage_writes_every_format(small_dump, small_model_dir, tmp_path):
+    for suffix in (".parquet", ".jsonl", ".csv"):
+        out = tmp_path / f"t{suffix}"
+        args = ["triage", str(small_dump), "--model", str(small_model_dir), "--out", str(out)]
+        result = runner.invoke(app, [*args, "--min-confidence", "0.8", "--device-type", "speaker"])
+        assert result.exit_code == 0, result.output
+        frame = {
+            ".parquet": pl.read_parquet,
+            ".jsonl": pl.read_ndjson,
+            ".csv": pl.read_csv,
+        }[suffix](out)
+        assert len(frame) > 0
+        assert (frame["confidence"] >= 0.8).all()
+        assert set(frame["device_type"]) == {"speaker"}
+
+
+def test_triage_bad_component_and_bad_model(small_dump, tmp_path):
+    bad = runner.invoke(app, ["triage", str(small_dump), "--component", "nope"])
+    assert bad.exit_code == 2
+    missing = runner.invoke(app, ["triage", str(small_dump), "--model", str(tmp_path)])
+    assert missing.exit_code == 2
+    assert "no model bundle" in missing.output
+
+
+def test_explain_shows_stages_reasons_and_writes_png(
+    small_dump, small_model_dir, small_traces, tmp_path
+):
+    turn_id = small_traces["turn_id"][10]
+    png = tmp_path / "w.png"
+    result = runner.invoke(
+        app,
+        ["explain", str(small_dump), turn_id, "--model", str(small_model_dir), "--png", str(png)],
+    )
+    assert result.exit_code == 0, result.output
+    for stage in ("wake", "asr", "nlu", "result", "class probabilities"):
+        assert stage in result.output
+    assert png.read_bytes().startswith(b"\x89PNG")
+    unknown = runner.invoke(
+        app, ["explain", str(small_dump), "no-such-turn", "--model", str(small_model_dir)]
+    )
+    assert unknown.exit_code == 2 and "no-such-turn" in unknown.output
