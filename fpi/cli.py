@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -36,7 +37,9 @@ def domain_errors() -> Iterator[None]:
     try:
         yield
     except FpiError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -360,7 +363,12 @@ def triage(
             mix.add_row(name, f"{count:,}", f"{count / max(run.kept, 1):.1%}")
     console.print(mix)
     defects = Table(
-        "turn", "failure point", "conf.", "ASR text", "domain / intent", "reasons",
+        "turn",
+        "failure point",
+        "conf.",
+        "ASR text",
+        "domain / intent",
+        "reasons",
         title="highest-confidence defects",
     )
     for row in run.top_defects.iter_rows(named=True):
@@ -407,7 +415,10 @@ def explain(
         proba.add_row(name, f"{p:.3f}", style=style)
     console.print(proba)
     reasons = Table(
-        "contribution", "feature", "value", "reason",
+        "contribution",
+        "feature",
+        "value",
+        "reason",
         title=f"why {explanation.predicted} (base value {explanation.base_value:+.2f})",
     )
     for row in explanation.contributions.head(top).iter_rows(named=True):
@@ -585,3 +596,102 @@ def features_command(
         f"{matrix.height:,} turns x {matrix.width - 1} features written to {escape(str(out))}",
         highlight=False,
     )
+
+
+class ScenarioChoice(StrEnum):
+    """The simulator's scenarios (kept in step with `fpi.simulate.SCENARIOS` by a test)."""
+
+    base = "base"
+    farfield = "farfield"
+    newdomain = "newdomain"
+    drift = "drift"
+
+
+@app.command("simulate")
+def simulate_command(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
+            show_default=False,
+        ),
+    ],
+    turns: Annotated[int, typer.Option(min=1, help="Turns to simulate (exactly).")] = 10_000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same traces).")] = 0,
+    scenario: Annotated[
+        ScenarioChoice, typer.Option(help="World to simulate (see the README).")
+    ] = ScenarioChoice.base,
+    start: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
+    ] = datetime(2026, 11, 2),
+    weeks: Annotated[int, typer.Option(min=1, help="Weeks the traffic spreads over.")] = 4,
+) -> None:
+    """Simulate realistic voice-assistant traces with gold failure points."""
+    from rich.table import Table
+
+    from fpi.simulate import simulate_to_file
+
+    with domain_errors(), console.status("simulating"):
+        summary = simulate_to_file(
+            out, turns, seed=seed, scenario=scenario.value, start=start.date(), weeks=weeks
+        )
+    first = f"{summary.first:%Y-%m-%d %H:%M}" if summary.first else "-"
+    last = f"{summary.last:%Y-%m-%d %H:%M}" if summary.last else "-"
+    console.print(
+        f"{summary.turns:,} turns in {summary.dialogues:,} dialogues, {first} .. {last} UTC, "
+        f"written to {escape(str(out))}",
+        highlight=False,
+    )
+    mix = Table("failure point", "turns", "share", title=f"class mix ({scenario.value})")
+    for label, count in summary.class_mix.items():
+        mix.add_row(label, f"{count:,}", f"{count / max(summary.turns, 1):.1%}")
+    console.print(mix)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the weekly report goes.")] = Path(
+        "reports/example"
+    ),
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the simulated traces and triage output go.")
+    ] = Path(".fpi-demo"),
+    weeks: Annotated[
+        int, typer.Option(min=2, help="Weeks of traffic; the last is a drift week.")
+    ] = 4,
+    turns_per_week: Annotated[
+        int, typer.Option(min=100, help="Simulated turns per week.")
+    ] = 25_000,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 2026,
+    owners: Annotated[
+        Path | None,
+        typer.Option("--owners", help="Owners file (TOML) for the report."),
+    ] = None,
+    model: ModelOption = None,
+) -> None:
+    """Simulate weeks of traffic, triage it with the bundled model, write the weekly report."""
+    from fpi.demo import run_demo
+
+    with domain_errors(), console.status("simulating, validating, triaging, reporting..."):
+        result = run_demo(
+            out_dir=out,
+            data_dir=data_dir,
+            weeks=weeks,
+            turns_per_week=turns_per_week,
+            seed=seed,
+            owners_path=owners,
+            model_dir=model,
+        )
+    weeks_text = ", ".join(f"{week} {scenario}" for week, scenario in result.scenarios)
+    v, t = result.validation, result.triage
+    console.print(f"simulated {weeks_text} -> {escape(str(result.traces_path))}")
+    console.print(f"validated: read {v.read:,} = {v.accepted:,} accepted + {v.rejected:,} rejected")
+    console.print(
+        f"triaged:   read {t.read:,} = {t.triaged:,} triaged + {t.rejected:,} rejected "
+        f"-> {escape(str(result.triage_path))}"
+    )
+    console.print(f"\n[bold]Weekly report {result.week}[/]\n{escape(result.summary)}\n")
+    for path in result.report_files:
+        if path.suffix in (".html", ".md"):
+            console.print(f"wrote {escape(str(path))}")

@@ -24,8 +24,7 @@ unseen categories go right.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -46,8 +45,7 @@ _MISSING_NAN = 2
 _ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
-@dataclass(frozen=True)
-class _Forest:
+class _Forest(NamedTuple):
     """The trees as flat arrays; the trees of class c are ``class_tree_start[c]:[c + 1]``.
 
     Per tree, internal nodes are numbered by LightGBM's split index (children: >= 0 internal,
@@ -62,9 +60,7 @@ class _Forest:
     tree_leaf_start: np.ndarray
     node_feature: np.ndarray
     node_threshold: np.ndarray
-    node_flags: (
-        np.ndarray
-    )  # LightGBM's decision_type: bit 0 categorical, 1 default left, 2-3 missing
+    node_flags: np.ndarray  # LightGBM's decision_type: 1 categorical, 2 default left, 12 missing
     node_left: np.ndarray
     node_right: np.ndarray
     node_cat_start: np.ndarray
@@ -123,24 +119,8 @@ class FastExplainer:
     def raw_scores(self, X: np.ndarray) -> np.ndarray:
         """Raw scores (n_rows, n_classes), equal to ``booster.predict(X, raw_score=True)``."""
         X = self._check_rows(X)
-        f = self._forest
         out = np.zeros((X.shape[0], self.num_classes))
-        _raw_scores(
-            X,
-            f.class_tree_start,
-            f.tree_node_start,
-            f.tree_leaf_start,
-            f.node_feature,
-            f.node_threshold,
-            f.node_flags,
-            f.node_left,
-            f.node_right,
-            f.node_cat_start,
-            f.node_cat_len,
-            f.cat_words,
-            f.leaf_value,
-            out,
-        )
+        _raw_scores(X, self._forest, out)
         return out
 
     def shap_values(
@@ -187,9 +167,7 @@ class FastExplainer:
 
     def _explain_chunk(self, X: np.ndarray, classes: np.ndarray, dedupe: bool) -> np.ndarray:
         if dedupe:
-            keyed = np.ascontiguousarray(np.column_stack([X, classes.astype(np.float64)]))
-            rows = keyed.view(np.dtype((np.void, keyed.dtype.itemsize * keyed.shape[1])))
-            _, first, inverse = np.unique(rows.ravel(), return_index=True, return_inverse=True)
+            first, inverse = _unique_rows(X, classes)
             return self._explain(X[first], classes[first])[inverse]
         return self._explain(X, classes)
 
@@ -202,37 +180,7 @@ class FastExplainer:
         block_class = sorted_classes[block_start]
         block_start = np.append(block_start, X.shape[0])
         out = np.zeros((X.shape[0], self.num_features + 1))
-        f = self._forest
-        _shap_blocks(
-            X,
-            order,
-            block_start,
-            block_class,
-            f.class_tree_start,
-            f.tree_node_start,
-            f.tree_edge_start,
-            f.tree_leaf_start,
-            f.node_feature,
-            f.node_threshold,
-            f.node_flags,
-            f.node_cat_start,
-            f.node_cat_len,
-            f.cat_words,
-            f.edge_parent,
-            f.edge_node,
-            f.edge_left,
-            f.edge_elem,
-            f.leaf_value,
-            f.leaf_position,
-            f.leaf_elem_start,
-            f.leaf_table_start,
-            f.elem_feature,
-            f.elem_zero,
-            f.elem_ratio,
-            f.table,
-            f.weights,
-            out,
-        )
+        _shap_blocks(X, order, block_start, block_class, self._forest, out)
         out[:, -1] = self.expected_values[classes]
         return out
 
@@ -268,6 +216,29 @@ def top_contributions(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
     contributions = np.empty((values.shape[0], k))
     _top_k(values, indices, contributions)
     return indices, contributions
+
+
+def _unique_rows(X: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the distinct (row bytes, class) pairs and, per row, which one it is.
+
+    Rows are grouped by a 64-bit hash of their words, then each repeat is checked word for word
+    against its representative; a collision (never seen in practice) falls back to sorting bytes.
+    """
+    words = X.view(np.uint64)
+    multipliers = np.random.default_rng(0).integers(1, 2**63, X.shape[1] + 1, dtype=np.uint64) | 1
+    keys = (words * multipliers[:-1]).sum(axis=1, dtype=np.uint64)
+    keys += classes.astype(np.uint64) * multipliers[-1]
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    representative = first[inverse]
+    repeats = np.flatnonzero(representative != np.arange(len(X)))
+    if np.array_equal(words[repeats], words[representative[repeats]]) and np.array_equal(
+        classes[repeats], classes[representative[repeats]]
+    ):
+        return first, inverse
+    keyed = np.column_stack([words, classes.astype(np.uint64)])
+    rows = keyed.view(np.dtype((np.void, keyed.itemsize * keyed.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    return first, inverse
 
 
 def _check_k(k: int, num_features: int) -> None:
@@ -472,39 +443,24 @@ def _goes_left(x, threshold, flags, cat_start, cat_len, cat_words):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _raw_scores(
-    X,
-    class_tree_start,
-    tree_node_start,
-    tree_leaf_start,
-    node_feature,
-    node_threshold,
-    node_flags,
-    node_left,
-    node_right,
-    node_cat_start,
-    node_cat_len,
-    cat_words,
-    leaf_value,
-    out,
-):
+def _raw_scores(X, f, out):
     for r in prange(X.shape[0]):
-        for c in range(class_tree_start.shape[0] - 1):
-            for t in range(class_tree_start[c], class_tree_start[c + 1]):
-                n0 = tree_node_start[t]
-                node = 0 if tree_node_start[t + 1] > n0 else -1
+        for c in range(f.class_tree_start.shape[0] - 1):
+            for t in range(f.class_tree_start[c], f.class_tree_start[c + 1]):
+                n0 = f.tree_node_start[t]
+                node = 0 if f.tree_node_start[t + 1] > n0 else -1
                 while node >= 0:
                     i = n0 + node
                     left = _goes_left(
-                        X[r, node_feature[i]],
-                        node_threshold[i],
-                        node_flags[i],
-                        node_cat_start[i],
-                        node_cat_len[i],
-                        cat_words,
+                        X[r, f.node_feature[i]],
+                        f.node_threshold[i],
+                        f.node_flags[i],
+                        f.node_cat_start[i],
+                        f.node_cat_len[i],
+                        f.cat_words,
                     )
-                    node = node_left[i] if left else node_right[i]
-                out[r, c] += leaf_value[tree_leaf_start[t] + ~node]
+                    node = f.node_left[i] if left else f.node_right[i]
+                out[r, c] += f.leaf_value[f.tree_leaf_start[t] + ~node]
 
 
 @njit(cache=True, nogil=True)
@@ -555,39 +511,10 @@ def _k_of(poly, size, d, weights):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _shap_blocks(
-    X,
-    order,
-    block_start,
-    block_class,
-    class_tree_start,
-    tree_node_start,
-    tree_edge_start,
-    tree_leaf_start,
-    node_feature,
-    node_threshold,
-    node_flags,
-    node_cat_start,
-    node_cat_len,
-    cat_words,
-    edge_parent,
-    edge_node,
-    edge_left,
-    edge_elem,
-    leaf_value,
-    leaf_position,
-    leaf_elem_start,
-    leaf_table_start,
-    elem_feature,
-    elem_zero,
-    elem_ratio,
-    table,
-    weights,
-    out,
-):
+def _shap_blocks(X, order, block_start, block_class, f, out):
     max_nodes = 1
-    for t in range(tree_node_start.shape[0] - 1):
-        max_nodes = max(max_nodes, tree_node_start[t + 1] - tree_node_start[t])
+    for t in range(f.tree_node_start.shape[0] - 1):
+        max_nodes = max(max_nodes, f.tree_node_start[t + 1] - f.tree_node_start[t])
     max_rows = 1
     for b in range(block_start.shape[0] - 1):
         max_rows = max(max_rows, block_start[b + 1] - block_start[b])
@@ -604,56 +531,58 @@ def _shap_blocks(
         poly = np.empty(_MAX_PATH_FEATURES + 1)
         deflated = np.empty(_MAX_PATH_FEATURES + 1)
         c = block_class[b]
-        for t in range(class_tree_start[c], class_tree_start[c + 1]):
-            n0 = tree_node_start[t]
-            for i in range(tree_node_start[t + 1] - n0):
-                x = block_x[node_feature[n0 + i]]
-                threshold = node_threshold[n0 + i]
-                flags = node_flags[n0 + i]
+        for t in range(f.class_tree_start[c], f.class_tree_start[c + 1]):
+            n0 = f.tree_node_start[t]
+            for i in range(f.tree_node_start[t + 1] - n0):
+                x = block_x[f.node_feature[n0 + i]]
+                threshold = f.node_threshold[n0 + i]
+                flags = f.node_flags[n0 + i]
                 if flags & _CATEGORICAL:
                     for j in range(num_rows):
                         goes_left[i, j] = _goes_left(
                             x[j],
                             threshold,
                             flags,
-                            node_cat_start[n0 + i],
-                            node_cat_len[n0 + i],
-                            cat_words,
+                            f.node_cat_start[n0 + i],
+                            f.node_cat_len[n0 + i],
+                            f.cat_words,
                         )
                 elif (flags >> 2) & 3 == _MISSING_ZERO:
                     for j in range(num_rows):
-                        goes_left[i, j] = _goes_left(x[j], threshold, flags, 0, 0, cat_words)
+                        goes_left[i, j] = _goes_left(x[j], threshold, flags, 0, 0, f.cat_words)
                 else:
                     nan_left = _nan_goes_left(threshold, flags)
                     for j in range(num_rows):
                         goes_left[i, j] = x[j] <= threshold or (nan_left and np.isnan(x[j]))
-            k0 = tree_edge_start[t]
-            num_edges = tree_edge_start[t + 1] - k0
-            l0 = tree_leaf_start[t]
-            num_leaves = tree_leaf_start[t + 1] - l0
+            k0 = f.tree_edge_start[t]
+            num_edges = f.tree_edge_start[t + 1] - k0
+            l0 = f.tree_leaf_start[t]
+            num_leaves = f.tree_leaf_start[t + 1] - l0
             for j in range(num_rows):
                 r = order[first + j]
                 for k in range(num_edges):
-                    disagree = np.int64(goes_left[edge_node[k0 + k], j] != edge_left[k0 + k])
-                    hot_at[k + 1] = hot_at[edge_parent[k0 + k]] & ~(disagree << edge_elem[k0 + k])
+                    disagree = np.int64(goes_left[f.edge_node[k0 + k], j] != f.edge_left[k0 + k])
+                    hot_at[k + 1] = hot_at[f.edge_parent[k0 + k]] & ~(
+                        disagree << f.edge_elem[k0 + k]
+                    )
                 for q in range(num_leaves):
-                    e0 = leaf_elem_start[l0 + q]
-                    d = leaf_elem_start[l0 + q + 1] - e0
-                    hot = hot_at[leaf_position[l0 + q]] & ((1 << d) - 1)
-                    start = leaf_table_start[l0 + q]
+                    e0 = f.leaf_elem_start[l0 + q]
+                    d = f.leaf_elem_start[l0 + q + 1] - e0
+                    hot = hot_at[f.leaf_position[l0 + q]] & ((1 << d) - 1)
+                    start = f.leaf_table_start[l0 + q]
                     if start >= 0:
-                        cold = -table[start + hot]
+                        cold = -f.table[start + hot]
                         for e in range(d):
-                            hot_value = elem_ratio[e0 + e] * table[start + (hot ^ (1 << e))]
-                            out[r, elem_feature[e0 + e]] += hot_value if (hot >> e) & 1 else cold
+                            hot_value = f.elem_ratio[e0 + e] * f.table[start + (hot ^ (1 << e))]
+                            out[r, f.elem_feature[e0 + e]] += hot_value if (hot >> e) & 1 else cold
                     elif d > 0:
                         _explain_leaf(
                             out[r],
                             hot,
-                            leaf_value[l0 + q],
-                            elem_feature[e0 : e0 + d],
-                            elem_zero[e0 : e0 + d],
-                            weights,
+                            f.leaf_value[l0 + q],
+                            f.elem_feature[e0 : e0 + d],
+                            f.elem_zero[e0 : e0 + d],
+                            f.weights,
                             poly,
                             deflated,
                         )

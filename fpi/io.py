@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import polars as pl
 import zstandard
@@ -211,12 +211,9 @@ def _check_content(path: Path, fmt: str) -> None:
     with path.open("rb") as fh:
         head = fh.read(4)
     actual = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), "text")
-    if actual != _CONTENT[fmt]:
-        what = "not gzip data" if fmt == ".jsonl.gz" else f"{actual} data"
-        if fmt == ".jsonl.zst":
-            what = "not zstd data"
-        elif fmt == ".parquet":
-            what = "not a Parquet file"
+    expected = _CONTENT[fmt]
+    if actual != expected:
+        what = f"{actual} data" if expected == "text" else f"not {expected} data"
         raise InputError(f"{path}: {what}, but the name says {fmt}")
 
 
@@ -231,7 +228,7 @@ def _decompressed(path: Path, fmt: str) -> Iterator[bytes]:
                         done += len(piece)
                         yield piece
             elif fmt == ".jsonl.zst":
-                for piece in _zstd_pieces(raw, path):
+                for piece in _zstd_pieces(raw):
                     done += len(piece)
                     yield piece
             else:
@@ -246,12 +243,12 @@ def _decompressed(path: Path, fmt: str) -> Iterator[bytes]:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _zstd_pieces(raw: Iterable[bytes] | object, path: Path) -> Iterator[bytes]:
+def _zstd_pieces(raw: BinaryIO) -> Iterator[bytes]:
     """Decompress every zstd frame of a file object, refusing a frame cut short."""
     context = zstandard.ZstdDecompressor()
     frame = context.decompressobj()
     in_frame = False
-    while compressed := raw.read(1 << 20):  # type: ignore[attr-defined]
+    while compressed := raw.read(1 << 20):
         while compressed:
             piece = frame.decompress(compressed)
             in_frame = True

@@ -59,13 +59,34 @@ def parse_rfc3339(timestamps: pl.Expr) -> pl.Expr:
 
 # ---- types, one line at a time ---------------------------------------------------------
 
-_TYPE_NAMES = {
-    pl.String: "a string",
-    pl.Int64: "an integer",
-    pl.Float64: "a number",
-    pl.Boolean: "true or false",
-}
 _JSON_KINDS = {str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+_EXPECTED = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": A_JSON_OBJECT,
+}
+_SCALAR_KINDS = {
+    pl.String: "string",
+    pl.Int64: "integer",
+    pl.Float64: "number",
+    pl.Boolean: "boolean",
+}
+
+
+def _json_shape(dtype: pl.DataType, name: str = "") -> Any:
+    """The JSON shape of a dtype: a dict of field shapes, `[item shape]`, or a scalar kind."""
+    if name == "reference_labels":
+        return "object"
+    if isinstance(dtype, pl.Struct):
+        return {f.name: _json_shape(f.dtype, f.name) for f in dtype.fields}
+    if isinstance(dtype, pl.List):
+        return [_json_shape(dtype.inner)]
+    return _SCALAR_KINDS[dtype.base_type()]
+
+
+_TRACE_SHAPE = _json_shape(pl.Struct(TRACE_JSON_SCHEMA))
 
 
 class RecordCheck(NamedTuple):
@@ -93,40 +114,46 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _check_value(value: Any, dtype: pl.DataType, path: str, findings: list[Finding]) -> Any:
-    """The value with every part that does not fit `dtype` replaced by None (and recorded)."""
-    if value is None:
-        return None
-    if path == "reference_labels":
-        ok, expected = isinstance(value, dict), A_JSON_OBJECT
-    elif isinstance(dtype, pl.Struct):
-        if isinstance(value, dict):
-            return {
-                f.name: _check_value(value[f.name], f.dtype, _join(path, f.name), findings)
-                for f in dtype.fields
-                if f.name in value
-            }
-        ok, expected = False, "an object"
-    elif isinstance(dtype, pl.List):
-        if isinstance(value, list):
-            return [
-                _check_value(item, dtype.inner, f"{path}[{i}]", findings)
-                for i, item in enumerate(value)
-            ]
-        ok, expected = False, "a list"
-    else:
-        expected = _TYPE_NAMES[dtype.base_type()]
-        if dtype == pl.String:
-            ok = isinstance(value, str)
-        elif dtype == pl.Boolean:
-            ok = isinstance(value, bool)
-        elif dtype == pl.Int64:
-            ok = type(value) is int and -(2**63) <= value < 2**63
-        else:
-            ok = type(value) in (int, float) and math.isfinite(value)
-    if ok:
+def _fits(value: Any, kind: str) -> bool:
+    kind_of = type(value)
+    if kind == "string":
+        return kind_of is str
+    if kind == "number":
+        return kind_of is int or (kind_of is float and math.isfinite(value))
+    if kind == "integer":
+        return kind_of is int and -(2**63) <= value < 2**63
+    if kind == "boolean":
+        return kind_of is bool
+    return kind_of is dict
+
+
+def _check_value(value: Any, shape: Any, path: str, findings: list[Finding]) -> Any:
+    """A non-null value with every part that does not fit `shape` set to None (and recorded)."""
+    if type(shape) is dict:
+        if type(value) is not dict:
+            findings.append((path, "an object", describe_json(value)))
+            return None
+        fitted = {}
+        for name, field_shape in shape.items():
+            if name not in value:
+                continue
+            item = value[name]
+            if item is None or (type(field_shape) is str and _fits(item, field_shape)):
+                fitted[name] = item
+            else:
+                fitted[name] = _check_value(item, field_shape, _join(path, name), findings)
+        return fitted
+    if type(shape) is list:
+        if type(value) is not list:
+            findings.append((path, "a list", describe_json(value)))
+            return None
+        return [
+            item if item is None else _check_value(item, shape[0], f"{path}[{i}]", findings)
+            for i, item in enumerate(value)
+        ]
+    if _fits(value, shape):
         return value
-    findings.append((path, expected, describe_json(value)))
+    findings.append((path, _EXPECTED[shape], describe_json(value)))
     return None
 
 
@@ -147,7 +174,7 @@ def check_record_json(line: str) -> RecordCheck:
     if not isinstance(record, dict):
         return RecordCheck([("", A_JSON_OBJECT, describe_json(record))], None)
     findings: list[Finding] = []
-    repaired = _check_value(record, pl.Struct(TRACE_JSON_SCHEMA), "", findings)
+    repaired = _check_value(record, _TRACE_SHAPE, "", findings)
     return RecordCheck(findings, repaired)
 
 

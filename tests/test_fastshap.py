@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fpi.errors import ModelError
-from fpi.fastshap import FastExplainer, top_contributions
+from fpi.fastshap import FastExplainer, _unique_rows, top_contributions
 
 NUM_FEATURES = 8
 CATEGORICAL = [6, 7]
@@ -150,6 +150,21 @@ def test_any_values_follow_lightgbm_decisions(small, X, cls):
         explainer.shap_values(X, classes), contrib_of(booster, X, classes), atol=TOLERANCE
     )
     np.testing.assert_array_equal(explainer.raw_scores(X), booster.predict(X, raw_score=True))
+
+
+def test_rows_with_colliding_hashes_stay_apart():
+    multipliers = np.random.default_rng(0).integers(1, 2**63, 3, dtype=np.uint64) | 1
+    words = np.array([[5, 7], [5, 7], [5, 7]], dtype=np.uint64)
+    # Row 2 differs but hashes like row 0 (wrapping arithmetic): m0*(w0 + m1) + m1*(w1 - m0).
+    words[2] += np.array([multipliers[1], 0], dtype=np.uint64)
+    words[2] -= np.array([0, multipliers[0]], dtype=np.uint64)
+    X = words.view(np.float64)
+    classes = np.zeros(3, dtype=np.int64)
+
+    first, inverse = _unique_rows(X, classes)
+
+    assert len(first) == 2
+    np.testing.assert_array_equal(X[first][inverse].view(np.uint64), words)
 
 
 def test_best_iteration_and_num_iteration_are_honoured():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +138,49 @@ def test_parquet_with_other_types_is_checked_row_by_row(tmp_path: Path) -> None:
     assert json.loads(rejects[0].record)["timestamp"] == "not a time"
 
 
+def test_parquet_duplicates_are_rejected_with_the_row_as_json(tmp_path: Path) -> None:
+    write_traces(read_traces(VALID), tmp_path / "a.parquet")
+    write_traces(read_traces(VALID).head(2), tmp_path / "b.parquet")
+    rejects: list[Reject] = []
+    traces = read_traces(tmp_path, rejects=rejects)
+    assert len(traces) == 4
+    assert [(Path(r.file).name, r.line) for r in rejects] == [("b.parquet", 0), ("b.parquet", 1)]
+    assert json.loads(rejects[0].record)["dialogue_id"] == "d-0001"
+    assert rejects[0].problems[0].found.endswith("a.parquet:0")
+
+
+def test_concatenated_zstd_frames_and_gzip_members_are_read(tmp_path: Path) -> None:
+    first, second = (json.dumps(record("a", i)).encode() + b"\n" for i in range(2))
+    compressor = zstandard.ZstdCompressor()
+    (tmp_path / "two.jsonl.zst").write_bytes(
+        compressor.compress(first) + compressor.compress(second)
+    )
+    (tmp_path / "two.jsonl.gz").write_bytes(gzip.compress(first) + gzip.compress(second))
+    for name in ["two.jsonl.zst", "two.jsonl.gz"]:
+        assert read_traces(tmp_path / name)["turn_index"].to_list() == [0, 1]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
+def test_line_numbers_hold_across_many_small_blocks(
+    tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fpi.io.BLOCK_BYTES", 200)  # a few lines per block, some lines longer
+    lines = BROKEN.read_text(encoding="utf-8").splitlines() * 5
+    path = tmp_path / f"broken{suffix}"
+    data = ("\n".join(lines) + "\n").encode()
+    if suffix == ".jsonl.gz":
+        data = gzip.compress(data)
+    elif suffix == ".jsonl.zst":
+        data = zstandard.ZstdCompressor().compress(data)
+    path.write_bytes(data)
+    rejects: list[Reject] = []
+    traces = read_traces(path, rejects=rejects)
+    assert len(traces) + len(rejects) == 55
+    for row in traces.iter_rows(named=True):
+        assert json.loads(lines[row["source_line"] - 1])["turn_index"] == row["turn_index"]
+    assert all(r.record == lines[r.line - 1] for r in rejects)
+
+
 # ---- inputs ---------------------------------------------------------------------------------
 
 
@@ -149,6 +193,9 @@ def test_resolve_inputs_recurses_directories_and_expands_globs(tmp_path: Path) -
         tmp_path / "a/deep/0.jsonl.zst",
         tmp_path / "b/2.jsonl.gz",
         tmp_path / "c.jsonl",
+    ]
+    assert resolve_inputs([tmp_path / "c.jsonl", os.path.relpath(tmp_path / "c.jsonl")]) == [
+        tmp_path / "c.jsonl"
     ]
     assert resolve_inputs([str(tmp_path / "*" / "*.jsonl*"), tmp_path / "c.jsonl"]) == [
         tmp_path / "b/2.jsonl.gz",
@@ -356,7 +403,7 @@ def test_crlf_lines_and_a_byte_order_mark(tmp_path: Path) -> None:
         ("named.jsonl", gzip.compress(b"{}\n"), "gzip data, but the name says .jsonl"),
         ("plain.jsonl.gz", b"{}\n", "not gzip data"),
         ("fake.parquet", b"PAR1 not really", "unreadable Parquet"),
-        ("text.parquet", b'{"a": 1}\n', "not a Parquet file"),
+        ("text.parquet", b'{"a": 1}\n', "not Parquet data"),
     ],
 )
 def test_unreadable_files_are_input_errors(

@@ -9,6 +9,8 @@ next turn of the dialogue.
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from fpi.errors import InputError
 from fpi.schema import FAILURE_POINTS, TRACE_JSON_SCHEMA, TRACE_SCHEMA
 from fpi.simulate.catalog import (
     BASE_INTENTS,
@@ -93,12 +96,10 @@ def simulate(
                 rows[name].append(record[name])
             rows["label"].append({"failure_point": turn.label, "source": LABEL_SOURCE})
             annotator = annotate(turn.label, draws)
-            rows["reference_labels"].append(f'{{"single_annotator":"{annotator}"}}')
+            rows["reference_labels"].append(json.dumps({"single_annotator": annotator}))
     rows["timestamp"] = timestamps
     columns = {
-        name: pl.Series(
-            name, values, dtype=TRACE_SCHEMA[name] if name != "timestamp" else pl.Int64
-        )
+        name: pl.Series(name, values, dtype=TRACE_SCHEMA[name] if name != "timestamp" else pl.Int64)
         for name, values in rows.items()
     }
     frame = pl.DataFrame(columns).with_columns(
@@ -131,11 +132,7 @@ class SimulationSummary:
 
 def summarize(traces: pl.DataFrame, path: Path | None = None) -> SimulationSummary:
     """Turns, dialogues, date range and gold class mix of a simulated frame."""
-    counts = dict(
-        traces.group_by(pl.col("label").struct.field("failure_point"))
-        .len()
-        .iter_rows()
-    )
+    counts = dict(traces.group_by(pl.col("label").struct.field("failure_point")).len().iter_rows())
     return SimulationSummary(
         path=path,
         turns=traces.height,
@@ -156,8 +153,13 @@ def simulate_to_file(
     weeks: int = 4,
 ) -> SimulationSummary:
     """Simulate and write the traces (format by suffix, see `fpi.io.write_traces`)."""
-    from fpi.io import write_traces
+    from fpi.io import DUMP_SUFFIXES, dump_format, write_traces
 
+    if dump_format(path) is None:
+        raise InputError(f"{path}: unknown dump format (use {', '.join(DUMP_SUFFIXES)})")
     traces = simulate(turns, seed=seed, scenario=scenario, start=start, weeks=weeks)
-    return summarize(traces, write_traces(traces, path))
-
+    try:
+        written = write_traces(traces, path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the dump ({exc.strerror or exc})") from exc
+    return summarize(traces, written)

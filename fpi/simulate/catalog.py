@@ -41,15 +41,21 @@ class Intent:
     handler: str
     action: str
     response: str  # str.format over slot display values
-    slots: Mapping[str, str] = field(default_factory=dict)  # slot name -> entity kind or literal pool
+    slots: Mapping[str, str] = field(
+        default_factory=dict
+    )  # slot name -> entity kind or literal pool
     supported: bool = True
     needs_screen: bool = False
     weight: float = 1.0  # how often users ask for it within its domain
     ambiguity: float = 0.0  # extra NLU difficulty: wordings shared with other domains
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 FUNCTION_WORDS = frozenset(
-    "a an the to for of on in at my me some please by with and it is what's what me up".split()
+    _words("a an the to for of on in at my me some please by with and it is what's what up")
 )
 FILLERS = ("the", "a", "uh", "um", "and", "to")
 
@@ -317,20 +323,20 @@ _HEADS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 # Word lists that make the long tail of each catalogue (fixed, never random per seed).
-_ADJECTIVES = (
+_ADJECTIVES = _words(
     "blue golden silent broken electric wild velvet lonely crimson neon hidden northern "
     "summer midnight paper silver burning gentle distant little"
-).split()
-_NOUNS = (
-    "horizon river train garden heart city ocean dream fire road light rain letter "
-    "shadow mountain window season island forest story"
-).split()
+)
+_NOUNS = _words(
+    "horizon river train garden heart city ocean dream fire road light rain letter shadow "
+    "mountain window season island forest story"
+)
 _TAIL_SIZES = {"song": 220, "film": 120, "audiobook": 90, "book": 60, "podcast": 30}
-_TOWN_TAIL = (
+_TOWN_TAIL = _words(
     "leeds bristol glasgow dublin denver seattle chicago houston phoenix dallas miami "
-    "atlanta nashville chennai pune kolkata bangalore melbourne brisbane auckland vancouver "
-    "ottawa calgary cardiff oxford york bath reading bedford"
-).split()
+    "atlanta nashville chennai pune kolkata bangalore melbourne brisbane auckland "
+    "vancouver ottawa calgary cardiff oxford york bath reading bedford"
+)
 
 #: Share of each kind's tail that the service genuinely does not have.
 _UNAVAILABLE_SHARE = {"song": 0.08, "film": 0.12, "audiobook": 0.12, "book": 0.1, "podcast": 0.1}
@@ -360,9 +366,7 @@ def _build_catalogue() -> dict[str, tuple[Entity, ...]]:
     for kind, heads in _HEADS.items():
         rows = [(name, qualifier, True) for name, qualifier in heads]
         unavailable = _UNAVAILABLE_SHARE.get(kind, 0.0)
-        rows += [
-            (name, "", bool(rng.random() >= unavailable)) for name in _tail_names(kind, rng)
-        ]
+        rows += [(name, "", bool(rng.random() >= unavailable)) for name in _tail_names(kind, rng)]
         # Zipf popularity over a shuffled rank, so homonyms differ in popularity.
         ranks = rng.permutation(len(rows)) + 1
         weights = 1.0 / ranks**1.1
@@ -422,93 +426,300 @@ def _i(domain: str, name: str, templates: str, handler: str, action: str, respon
 
 
 BASE_INTENTS: tuple[Intent, ...] = (
-    _i("Music", "PlayMusicIntent", "play {song} | play {song} please | put on {song} | "
-       "play the song {song}", "MusicSkill", "PlaySong", "Playing {song}.",
-       slots={"song": "song"}, weight=5.0, ambiguity=0.4),
-    _i("Music", "PauseIntent", "pause | pause the music | stop the music", "MusicSkill",
-       "Pause", "", weight=1.5),
-    _i("Music", "NextIntent", "next song | skip | skip this song | next", "MusicSkill",
-       "NextTrack", "", weight=1.5),
-    _i("Video", "PlayVideoIntent", "play {film} | watch {film} | put on {film} | "
-       "show me {film}", "VideoSkill", "PlayVideo", "Here's {film}.",
-       slots={"film": "film"}, needs_screen=True, weight=3.0, ambiguity=0.6),
-    _i("Books", "PlayAudiobookIntent", "read {audiobook} | play the audiobook {audiobook} | "
-       "play {audiobook} | continue {audiobook}", "AudibleSkill", "PlayAudiobook",
-       "Resuming {audiobook}.", slots={"audiobook": "audiobook"}, weight=2.0, ambiguity=0.8),
-    _i("Books", "ReadBookIntent", "open the book {book} | read the book {book} | "
-       "open {book} on kindle", "KindleSkill", "OpenBook", "Opening {book}.",
-       slots={"book": "book"}, needs_screen=True, weight=0.7, ambiguity=0.5),
-    _i("Weather", "GetWeatherIntent", "what's the weather in {town} | weather for {town} | "
-       "what's the weather like in {town} | will it rain in {town}", "WeatherSkill",
-       "Forecast", "In {town} it's 14 degrees and cloudy.", slots={"town": "town"}, weight=3.0),
-    _i("Weather", "LocalWeatherIntent", "what's the weather | will it rain today | "
-       "what's the weather like", "WeatherSkill", "Forecast",
-       "Right now it's 14 degrees and cloudy.", weight=3.0),
-    _i("Timers", "SetTimerIntent", "set a timer for {duration} | timer for {duration} | "
-       "set a {duration} timer", "TimerSkill", "StartTimer", "Timer set for {duration}.",
-       slots={"duration": "duration"}, weight=3.0),
-    _i("Timers", "SetAlarmIntent", "wake me up at {clock} | set an alarm for {clock} | "
-       "alarm at {clock}", "AlarmSkill", "SetAlarm", "Alarm set for {clock}.",
-       slots={"clock": "clock"}, weight=1.5),
-    _i("SmartHome", "TurnOnIntent", "turn on the {appliance} | switch on the {appliance} | "
-       "{appliance} on", "SmartHomeSkill", "TurnOn", "OK.",
-       slots={"appliance": "appliance"}, weight=3.0),
-    _i("SmartHome", "TurnOffIntent", "turn off the {appliance} | switch off the {appliance} | "
-       "{appliance} off", "SmartHomeSkill", "TurnOff", "OK.",
-       slots={"appliance": "appliance"}, weight=3.0),
-    _i("SmartHome", "SetTemperatureIntent", "set the heating to {temperature} | "
-       "set the thermostat to {temperature}", "SmartHomeSkill", "SetTemperature",
-       "Setting the temperature to {temperature}.", slots={"temperature": "temperature"}),
-    _i("Communication", "CallIntent", "call {contact} | ring {contact} | phone {contact}",
-       "CallingSkill", "StartCall", "Calling {contact}.", slots={"contact": "contact"},
-       weight=2.0),
-    _i("Communication", "SendMessageIntent", "text {contact} {message} | "
-       "send a message to {contact} saying {message} | tell {contact} {message}",
-       "MessagingSkill", "SendMessage", "Message sent to {contact}.",
-       slots={"contact": "contact", "message": "message"}, weight=1.2, ambiguity=0.3),
-    _i("Shopping", "AddToListIntent", "add {product} to my shopping list | "
-       "put {product} on the list | add {product}", "ListSkill", "AddItem",
-       "I've added {product} to your shopping list.", slots={"product": "product"}, weight=2.0),
-    _i("Shopping", "BuyIntent", "order {product} | buy {product} | reorder {product}",
-       "ShoppingSkill", "PlaceOrder", "Your order for {product} is placed.",
-       slots={"product": "product"}, weight=0.7, ambiguity=0.3),
-    _i("Knowledge", "PersonInfoIntent", "who is {person} | how old is {person} | "
-       "tell me about {person}", "KnowledgeSkill", "Answer",
-       "{person} is a well known public figure.", slots={"person": "person"}, weight=1.5),
-    _i("Knowledge", "QuestionIntent", "what is {topic} | tell me {topic} | explain {topic}",
-       "KnowledgeSkill", "Answer", "Here's what I found about {topic}.",
-       slots={"topic": "topic"}, weight=1.5),
-    _i("Knowledge", "TimeIntent", "what time is it | what's the time | what's the date",
-       "ClockSkill", "TellTime", "It's ten past nine.", weight=1.5),
+    _i(
+        "Music",
+        "PlayMusicIntent",
+        "play {song} | play {song} please | put on {song} | play the song {song}",
+        "MusicSkill",
+        "PlaySong",
+        "Playing {song}.",
+        slots={"song": "song"},
+        weight=5.0,
+        ambiguity=0.4,
+    ),
+    _i(
+        "Music",
+        "PauseIntent",
+        "pause | pause the music | stop the music",
+        "MusicSkill",
+        "Pause",
+        "",
+        weight=1.5,
+    ),
+    _i(
+        "Music",
+        "NextIntent",
+        "next song | skip | skip this song | next",
+        "MusicSkill",
+        "NextTrack",
+        "",
+        weight=1.5,
+    ),
+    _i(
+        "Video",
+        "PlayVideoIntent",
+        "play {film} | watch {film} | put on {film} | show me {film}",
+        "VideoSkill",
+        "PlayVideo",
+        "Here's {film}.",
+        slots={"film": "film"},
+        needs_screen=True,
+        weight=3.0,
+        ambiguity=0.6,
+    ),
+    _i(
+        "Books",
+        "PlayAudiobookIntent",
+        "read {audiobook} | play the audiobook {audiobook} | "
+        "play {audiobook} | continue {audiobook}",
+        "AudibleSkill",
+        "PlayAudiobook",
+        "Resuming {audiobook}.",
+        slots={"audiobook": "audiobook"},
+        weight=2.0,
+        ambiguity=0.8,
+    ),
+    _i(
+        "Books",
+        "ReadBookIntent",
+        "open the book {book} | read the book {book} | open {book} on kindle",
+        "KindleSkill",
+        "OpenBook",
+        "Opening {book}.",
+        slots={"book": "book"},
+        needs_screen=True,
+        weight=0.7,
+        ambiguity=0.5,
+    ),
+    _i(
+        "Weather",
+        "GetWeatherIntent",
+        "what's the weather in {town} | weather for {town} | "
+        "what's the weather like in {town} | will it rain in {town}",
+        "WeatherSkill",
+        "Forecast",
+        "In {town} it's 14 degrees and cloudy.",
+        slots={"town": "town"},
+        weight=3.0,
+    ),
+    _i(
+        "Weather",
+        "LocalWeatherIntent",
+        "what's the weather | will it rain today | what's the weather like",
+        "WeatherSkill",
+        "Forecast",
+        "Right now it's 14 degrees and cloudy.",
+        weight=3.0,
+    ),
+    _i(
+        "Timers",
+        "SetTimerIntent",
+        "set a timer for {duration} | timer for {duration} | set a {duration} timer",
+        "TimerSkill",
+        "StartTimer",
+        "Timer set for {duration}.",
+        slots={"duration": "duration"},
+        weight=3.0,
+    ),
+    _i(
+        "Timers",
+        "SetAlarmIntent",
+        "wake me up at {clock} | set an alarm for {clock} | alarm at {clock}",
+        "AlarmSkill",
+        "SetAlarm",
+        "Alarm set for {clock}.",
+        slots={"clock": "clock"},
+        weight=1.5,
+    ),
+    _i(
+        "SmartHome",
+        "TurnOnIntent",
+        "turn on the {appliance} | switch on the {appliance} | {appliance} on",
+        "SmartHomeSkill",
+        "TurnOn",
+        "OK.",
+        slots={"appliance": "appliance"},
+        weight=3.0,
+    ),
+    _i(
+        "SmartHome",
+        "TurnOffIntent",
+        "turn off the {appliance} | switch off the {appliance} | {appliance} off",
+        "SmartHomeSkill",
+        "TurnOff",
+        "OK.",
+        slots={"appliance": "appliance"},
+        weight=3.0,
+    ),
+    _i(
+        "SmartHome",
+        "SetTemperatureIntent",
+        "set the heating to {temperature} | set the thermostat to {temperature}",
+        "SmartHomeSkill",
+        "SetTemperature",
+        "Setting the temperature to {temperature}.",
+        slots={"temperature": "temperature"},
+    ),
+    _i(
+        "Communication",
+        "CallIntent",
+        "call {contact} | ring {contact} | phone {contact}",
+        "CallingSkill",
+        "StartCall",
+        "Calling {contact}.",
+        slots={"contact": "contact"},
+        weight=2.0,
+    ),
+    _i(
+        "Communication",
+        "SendMessageIntent",
+        "text {contact} {message} | "
+        "send a message to {contact} saying {message} | tell {contact} {message}",
+        "MessagingSkill",
+        "SendMessage",
+        "Message sent to {contact}.",
+        slots={"contact": "contact", "message": "message"},
+        weight=1.2,
+        ambiguity=0.3,
+    ),
+    _i(
+        "Shopping",
+        "AddToListIntent",
+        "add {product} to my shopping list | put {product} on the list | add {product}",
+        "ListSkill",
+        "AddItem",
+        "I've added {product} to your shopping list.",
+        slots={"product": "product"},
+        weight=2.0,
+    ),
+    _i(
+        "Shopping",
+        "BuyIntent",
+        "order {product} | buy {product} | reorder {product}",
+        "ShoppingSkill",
+        "PlaceOrder",
+        "Your order for {product} is placed.",
+        slots={"product": "product"},
+        weight=0.7,
+        ambiguity=0.3,
+    ),
+    _i(
+        "Knowledge",
+        "PersonInfoIntent",
+        "who is {person} | how old is {person} | tell me about {person}",
+        "KnowledgeSkill",
+        "Answer",
+        "{person} is a well known public figure.",
+        slots={"person": "person"},
+        weight=1.5,
+    ),
+    _i(
+        "Knowledge",
+        "QuestionIntent",
+        "what is {topic} | tell me {topic} | explain {topic}",
+        "KnowledgeSkill",
+        "Answer",
+        "Here's what I found about {topic}.",
+        slots={"topic": "topic"},
+        weight=1.5,
+    ),
+    _i(
+        "Knowledge",
+        "TimeIntent",
+        "what time is it | what's the time | what's the date",
+        "ClockSkill",
+        "TellTime",
+        "It's ten past nine.",
+        weight=1.5,
+    ),
     # Requests the assistant cannot do by design: answered with a clear, correct "no".
-    _i("Travel", "BookFlightIntent", "book a flight to {town} | find me flights to {town}",
-       "Unsupported", "Decline", "Sorry, I can't book flights yet.",
-       slots={"town": "town"}, supported=False, weight=0.5),
-    _i("Food", "OrderFoodIntent", "order a pizza | order takeaway | get me a burger",
-       "Unsupported", "Decline", "Sorry, I can't order food yet.", supported=False,
-       weight=0.5),
-    _i("Finance", "CreditScoreIntent", "what's my credit score | check my bank balance",
-       "Unsupported", "Decline", "Sorry, I can't access your bank accounts.",
-       supported=False, weight=0.4),
+    _i(
+        "Travel",
+        "BookFlightIntent",
+        "book a flight to {town} | find me flights to {town}",
+        "Unsupported",
+        "Decline",
+        "Sorry, I can't book flights yet.",
+        slots={"town": "town"},
+        supported=False,
+        weight=0.5,
+    ),
+    _i(
+        "Food",
+        "OrderFoodIntent",
+        "order a pizza | order takeaway | get me a burger",
+        "Unsupported",
+        "Decline",
+        "Sorry, I can't order food yet.",
+        supported=False,
+        weight=0.5,
+    ),
+    _i(
+        "Finance",
+        "CreditScoreIntent",
+        "what's my credit score | check my bank balance",
+        "Unsupported",
+        "Decline",
+        "Sorry, I can't access your bank accounts.",
+        supported=False,
+        weight=0.4,
+    ),
 )
 
 #: The intent a user says to interrupt an unwanted response (after a false wake or a wrong song).
-STOP_INTENT = _i("Global", "StopIntent", "stop | cancel | never mind | shut up | be quiet",
-                 "SystemSkill", "Stop", "", weight=0.0)
+STOP_INTENT = _i(
+    "Global",
+    "StopIntent",
+    "stop | cancel | never mind | shut up | be quiet",
+    "SystemSkill",
+    "Stop",
+    "",
+    weight=0.0,
+)
 
 NEW_INTENTS: tuple[Intent, ...] = (
-    _i("Cooking", "GetRecipeIntent", "how do i make {dish} | recipe for {dish} | "
-       "show me a recipe for {dish}", "RecipeSkill", "ShowRecipe",
-       "Here's a recipe for {dish}.", slots={"dish": "dish"}, weight=3.0, ambiguity=0.4),
-    _i("Cooking", "ConvertUnitsIntent", "how many grams in a cup | how many ounces in a pound",
-       "RecipeSkill", "Convert", "There are about 120 grams in a cup.", weight=1.0),
-    _i("Sports", "GetScoreIntent", "what was the score of the {team} game | did the {team} win "
-       "| {team} score", "SportsSkill", "Score", "The {team} won 3 to 2.",
-       slots={"team": "team"}, weight=3.0, ambiguity=0.3),
-    _i("Podcasts", "PlayPodcastIntent", "play the latest episode of {podcast} | "
-       "play the podcast {podcast} | play {podcast}", "PodcastSkill", "PlayEpisode",
-       "Here's the latest episode of {podcast}.", slots={"podcast": "podcast"}, weight=3.0,
-       ambiguity=0.7),
+    _i(
+        "Cooking",
+        "GetRecipeIntent",
+        "how do i make {dish} | recipe for {dish} | show me a recipe for {dish}",
+        "RecipeSkill",
+        "ShowRecipe",
+        "Here's a recipe for {dish}.",
+        slots={"dish": "dish"},
+        weight=3.0,
+        ambiguity=0.4,
+    ),
+    _i(
+        "Cooking",
+        "ConvertUnitsIntent",
+        "how many grams in a cup | how many ounces in a pound",
+        "RecipeSkill",
+        "Convert",
+        "There are about 120 grams in a cup.",
+        weight=1.0,
+    ),
+    _i(
+        "Sports",
+        "GetScoreIntent",
+        "what was the score of the {team} game | did the {team} win | {team} score",
+        "SportsSkill",
+        "Score",
+        "The {team} won 3 to 2.",
+        slots={"team": "team"},
+        weight=3.0,
+        ambiguity=0.3,
+    ),
+    _i(
+        "Podcasts",
+        "PlayPodcastIntent",
+        "play the latest episode of {podcast} | play the podcast {podcast} | play {podcast}",
+        "PodcastSkill",
+        "PlayEpisode",
+        "Here's the latest episode of {podcast}.",
+        slots={"podcast": "podcast"},
+        weight=3.0,
+        ambiguity=0.7,
+    ),
 )
 NEW_DOMAINS: frozenset[str] = frozenset(i.domain for i in NEW_INTENTS)
 #: How often people use each base domain (new domains get a scenario-given share).
@@ -604,14 +815,32 @@ DEVICE_TYPES_WEIGHTED: tuple[tuple[str, float], ...] = (
     ("phone", 0.14),
     ("headphones", 0.08),
 )
-HAS_SCREEN = {"speaker": False, "screen": True, "tv": True, "car": False, "phone": True,
-              "headphones": False}
+HAS_SCREEN = {
+    "speaker": False,
+    "screen": True,
+    "tv": True,
+    "car": False,
+    "phone": True,
+    "headphones": False,
+}
 #: Typical signal-to-noise ratio (dB) of each device's microphone setting.
-DEVICE_SNR = {"speaker": 17.0, "screen": 17.0, "tv": 12.0, "car": 11.0, "phone": 21.0,
-              "headphones": 24.0}
+DEVICE_SNR = {
+    "speaker": 17.0,
+    "screen": 17.0,
+    "tv": 12.0,
+    "car": 11.0,
+    "phone": 21.0,
+    "headphones": 24.0,
+}
 #: How likely a device wakes on background speech (relative).
-DEVICE_FALSE_WAKE = {"speaker": 1.0, "screen": 1.0, "tv": 2.2, "car": 0.7, "phone": 0.4,
-                     "headphones": 0.3}
+DEVICE_FALSE_WAKE = {
+    "speaker": 1.0,
+    "screen": 1.0,
+    "tv": 2.2,
+    "car": 0.7,
+    "phone": 0.4,
+    "headphones": 0.3,
+}
 LOCALES: tuple[tuple[str, float], ...] = (
     ("en-US", 0.5),
     ("en-GB", 0.18),

@@ -9,6 +9,7 @@ was not absorbed downstream. The user's reaction (the next turn of the dialogue 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import NamedTuple
 
 from fpi.schema import Stage
@@ -132,6 +133,12 @@ class DialogueSimulator:
                 i for i in INTENT_BY_NAME.values() if i.domain == domain and i.weight > 0
             )
             self.domain_intents[domain] = (intents, cumulative([i.weight for i in intents]))
+        #: Entity kind -> the intent that plays it, for the domains of this scenario.
+        self.play_intents = {
+            kind: name
+            for kind, name in PLAY_INTENTS.items()
+            if INTENT_BY_NAME[name].domain in domains
+        }
         self.entity_cum = {k: cumulative([e.popularity for e in v]) for k, v in CATALOGUE.items()}
 
     # ---- requests --------------------------------------------------------------------
@@ -167,21 +174,22 @@ class DialogueSimulator:
     def mention(value: Entity | str, qualified: bool) -> str:
         if isinstance(value, str):
             return value
-        return f"{value.spoken} {value.qualifier}" if qualified and value.qualifier else value.spoken
+        return (
+            f"{value.spoken} {value.qualifier}" if qualified and value.qualifier else value.spoken
+        )
 
     def words(self, request: Request) -> tuple[list[str], list[str]]:
         """The spoken words and each word's role: "f" function, "k" keyword or a slot name."""
         words: list[str] = []
         roles: list[str] = []
-        for token in request.template.split():
-            if token.startswith("{"):
-                slot = token[1:-1]
-                for w in self.mention(request.values[slot], request.qualified).split():
-                    words.append(w)
-                    roles.append(slot)
+        for token, role in _template_tokens(request.template):
+            if role is None:
+                mention = self.mention(request.values[token], request.qualified).split()
+                words += mention
+                roles += [token] * len(mention)
             else:
                 words.append(token)
-                roles.append("f" if token in FUNCTION_WORDS else "k")
+                roles.append(role)
         return words, roles
 
     # ---- dialogues -------------------------------------------------------------------
@@ -271,12 +279,11 @@ class DialogueSimulator:
         harm = ""  # "" | "empty" | "key" | a slot name (its words were misrecognised)
         benign = 0
         if d.chance(sigmoid(-4.8 + 0.18 * (16.0 - snr) + sc.asr_offset)):
-            heard, harm = [], "empty"
+            heard, heard_roles, harm = [], [], "empty"
         else:
-            heard, benign, harm = self._recognise(words, roles, base_logit)
+            heard, heard_roles, benign, harm = self._recognise(words, roles, base_logit)
         text = " ".join(heard)
-        n_err = benign + (2 if harm else 0)
-        confidence = d.logit_normal(2.5 - 0.55 * difficulty - 0.5 * n_err, 0.85)
+        confidence = d.logit_normal(2.5 - 0.55 * difficulty - 0.4 * benign - 1.6 * bool(harm), 0.85)
         asr = {
             "text": text,
             "confidence": round(confidence, 4),
@@ -297,11 +304,14 @@ class DialogueSimulator:
             kind = intent.slots[slot]
             mention = self.mention(value, request.qualified)
             meant = value if isinstance(value, Entity) else None
+            heard_mention = " ".join(
+                h for h, r in zip(heard, heard_roles, strict=True) if r == slot
+            )
             if harm == slot:
-                mention = " ".join(h for h, r in zip(heard, self._align(heard, roles)) if r == slot)
                 meant = None  # what ER sees no longer names what the user meant
-                if not mention:
+                if not heard_mention:
                     continue  # the slot's words were lost: NLU finds no slot at all
+            mention = heard_mention or mention  # slips ER absorbs still show in the mention
             slots[slot] = (kind, mention, meant)
         if harm == "key":
             if d.chance(0.85):
@@ -324,7 +334,7 @@ class DialogueSimulator:
             "domain": intent.domain,
             "intent": intent.name,
             "confidence": round(nlu_conf, 4),
-            "nbest": self._nlu_nbest(intent, request.intent, nlu_conf, wrong),
+            "nbest": self._nlu_nbest(intent, request.intent, nlu_conf, 0.65 if nlu_error else 0.3),
             "slots": [
                 {
                     "name": name,
@@ -384,31 +394,40 @@ class DialogueSimulator:
 
     def _recognise(
         self, words: list[str], roles: list[str], base_logit: float
-    ) -> tuple[list[str], int, str]:
-        """Misrecognise words with phonetically plausible errors; say which ones did harm."""
+    ) -> tuple[list[str], list[str], int, str]:
+        """Misrecognise words with phonetically plausible errors.
+
+        Returns the heard words, the role of each, how many errors downstream will absorb,
+        and the role of the first error that will do harm ("" when none).
+        """
         d = self.d
         heard: list[str] = []
+        heard_roles: list[str] = []
         benign = 0
         harm = ""
         for word, role in zip(words, roles, strict=True):
             offset = -0.3 if role == "f" else (0.0 if role == "k" else 0.7)
             if not d.chance(sigmoid(base_logit + offset)):
                 heard.append(word)
+                heard_roles.append(role)
                 continue
             r = d.u()
             if r < 0.15:  # an inserted filler word, then the word itself
                 heard += [d.pick(FILLERS), word]
+                heard_roles += ["f", role]
                 benign += 1
                 continue
             alts = SOUND_ALIKE.get(word)
             if r < 0.75 and alts:
                 heard.append(d.pick(alts))
+                heard_roles.append(role)
                 hurts = role != "f" and d.chance(0.8 if role == "k" else 0.9)
             elif r < 0.75 and role not in ("f", "k"):
                 variant = word[:-1] if word.endswith("s") else word + "s"
                 if len(word) > 6 and d.chance(0.5):
                     variant = f"{word[: len(word) // 2]} {word[len(word) // 2 :]}"
                 heard.append(variant)
+                heard_roles.append(role)
                 hurts = d.chance(0.25)  # ER's fuzzy matching usually absorbs these
             else:  # deleted
                 hurts = role != "f" and d.chance(0.7)
@@ -416,12 +435,7 @@ class DialogueSimulator:
                 harm = "key" if role == "k" else role
             elif not hurts:
                 benign += 1
-        return heard, benign, harm
-
-    @staticmethod
-    def _align(heard: list[str], roles: list[str]) -> list[str]:
-        """A rough role per heard word (alignment by position, good enough for slot spans)."""
-        return [roles[min(i, len(roles) - 1)] for i in range(len(heard))]
+        return heard, heard_roles, benign, harm
 
     def _asr_nbest(self, text: str, true_text: str, confidence: float) -> list[dict]:
         """Alternative hypotheses: more of them when unsure, the truth often second when wrong."""
@@ -456,9 +470,12 @@ class DialogueSimulator:
     def _nlu_error_rate(self, request: Request, device: Device) -> float:
         intent = request.intent
         p = 0.05 + 0.04 * intent.ambiguity
-        kinds = [CROSS_KIND.get(self.mention(v, False), frozenset()) for v in request.values.values()
-                 if isinstance(v, Entity)]
-        if intent.name in PLAY_INTENTS.values() and any(len(k) > 1 for k in kinds):
+        kinds = [
+            CROSS_KIND.get(v.spoken, frozenset()) & self.play_intents.keys()
+            for v in request.values.values()
+            if isinstance(v, Entity)
+        ]
+        if intent.name in self.play_intents.values() and any(len(k) > 1 for k in kinds):
             own = next(k for k, n in PLAY_INTENTS.items() if n == intent.name)
             p += 0.08 if own in PLAY_PRIOR[device.type] else 0.42
         if self.scenario.new_domain_share and intent.domain in NEW_DOMAINS:
@@ -478,16 +495,15 @@ class DialogueSimulator:
             for v in request.values.values()
             if isinstance(v, Entity)
             for k in CROSS_KIND.get(v.spoken, ())
-            if k in PLAY_INTENTS and PLAY_INTENTS[k] != intent.name
+            if k in self.play_intents and self.play_intents[k] != intent.name
         ]
-        if intent.name in PLAY_INTENTS.values() and play_kinds:
+        if intent.name in self.play_intents.values() and play_kinds:
             preferred = [k for k in play_kinds if k in PLAY_PRIOR[device.type]]
             kind = d.pick(preferred or play_kinds)
-            other = INTENT_BY_NAME.get(PLAY_INTENTS[kind])
-            if other is not None:
-                (_, mention, meant) = next(iter(slots.values()))
-                twin = HOMONYMS[kind].get(meant.spoken) if meant else None
-                return other, {next(iter(other.slots)): (kind, mention, twin[0] if twin else None)}
+            other = INTENT_BY_NAME[self.play_intents[kind]]
+            (_, mention, meant) = next(iter(slots.values()))
+            twin = HOMONYMS[kind].get(meant.spoken) if meant else None
+            return other, {next(iter(other.slots)): (kind, mention, twin[0] if twin else None)}
         r = d.u()
         if r < 0.55 or not slots:
             other = self._misroute(intent, explicit=False)
@@ -525,10 +541,12 @@ class DialogueSimulator:
         return carried
 
     def _nlu_nbest(
-        self, intent: Intent, meant: Intent, confidence: float, wrong: bool
+        self, intent: Intent, meant: Intent, confidence: float, p_meant_listed: float
     ) -> list[dict]:
+        """Alternative readings; the meant one, when listed, comes second and close."""
         d = self.d
-        alternatives = [meant] if wrong and d.chance(0.65) else []
+        wrong = meant is not intent and d.chance(p_meant_listed)
+        alternatives = [meant] if wrong else []
         for name in NLU_CONFUSIONS.get(intent.name, ()):
             if INTENT_BY_NAME[name] not in alternatives and INTENT_BY_NAME[name] is not intent:
                 alternatives.append(INTENT_BY_NAME[name])
@@ -555,8 +573,13 @@ class DialogueSimulator:
         scale = self.scenario.er_boost.get(request.intent.domain, 1.0)
         extras = int(d.u() * d.u() * 5)
 
-        def found(entity: Entity | None, score: tuple[float, float], candidates: int,
-                  status: str, ok: bool) -> tuple[dict, bool]:
+        def found(
+            entity: Entity | None,
+            score: tuple[float, float],
+            candidates: int,
+            status: str,
+            ok: bool,
+        ) -> tuple[dict, bool]:
             fields = {
                 "resolved_value": entity.name if entity else None,
                 "resolved_id": entity.id if entity else None,
@@ -630,12 +653,14 @@ class DialogueSimulator:
         if er_status == "no_match":
             return Handled("no_content", h, a, f"Sorry, I couldn't find {what}.", latency)
         if er_status == "ambiguous":
-            return Handled("clarification", h, "Disambiguate", f"Which {what.title()} did you "
-                           "mean?", latency)
+            return Handled(
+                "clarification", h, "Disambiguate", f"Which {what.title()} did you mean?", latency
+            )
         missing = [s for s in intent.slots if s not in resolved]
         if missing:
-            return Handled("clarification", h, "Elicit", f"What {missing[0]} would you like?",
-                           latency)
+            return Handled(
+                "clarification", h, "Elicit", f"What {missing[0]} would you like?", latency
+            )
         media = a in MEDIA_ACTIONS
         response = intent.response.format(**resolved)
         rate = (0.05 + 0.02 * len(intent.slots)) * self.scenario.result_boost.get(intent.domain, 1)
@@ -651,19 +676,23 @@ class DialogueSimulator:
                 response = intent.response.format(**{**resolved, name: decoy})
             return Handled("success", h, a, response, latency * d.lognormal(1.3, 0.3), media, True)
         if r < 0.65:
-            return Handled("error", h, a, SOMETHING_WRONG, latency * d.lognormal(2.0, 0.5),
-                           error=True)
+            return Handled(
+                "error", h, a, SOMETHING_WRONG, latency * d.lognormal(2.0, 0.5), error=True
+            )
         if r < 0.8 and intent.slots:
-            return Handled("no_content", h, a, f"Sorry, I couldn't find {what}.", latency,
-                           error=True)
+            return Handled(
+                "no_content", h, a, f"Sorry, I couldn't find {what}.", latency, error=True
+            )
         return Handled("partial", h, a, TOO_SLOW, d.lognormal(5500.0, 0.35), error=True)
 
     def _decoy(self, kind: str, value: str) -> str:
         if kind in LITERALS:
             return self.d.pick(LITERALS[kind])
         pool = CATALOGUE[kind]
-        return next((e.name for e in pool if e.spoken == value.lower() and e.name != value), None) \
+        return (
+            next((e.name for e in pool if e.spoken == value.lower() and e.name != value), None)
             or self.d.pick(pool).name
+        )
 
     # ---- false wakes ---------------------------------------------------------------------
 
@@ -699,7 +728,7 @@ class DialogueSimulator:
             "domain": guess.domain,
             "intent": guess.name,
             "confidence": round(nlu_conf, 4),
-            "nbest": self._nlu_nbest(guess, guess, nlu_conf, False),
+            "nbest": self._nlu_nbest(guess, guess, nlu_conf, 0.0),
             "slots": [
                 {"name": s, "value": mention, "confidence": round(d.u(), 4)}
                 for s, (_, mention, _) in slots.items()
@@ -820,6 +849,17 @@ class DialogueSimulator:
         return None
 
 
+@cache
+def _template_tokens(template: str) -> tuple[tuple[str, str | None], ...]:
+    """A wording's tokens with their roles; slots as (slot name, None)."""
+    return tuple(
+        (token[1:-1], None)
+        if token.startswith("{")
+        else (token, "f" if token in FUNCTION_WORDS else "k")
+        for token in template.split()
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Reaction:
     """Chances of each user reaction after a turn (the rest of the next-turn mass is "end")."""
@@ -848,8 +888,14 @@ REACTIONS: dict[str, Reaction] = {
 
 
 #: How a single annotator mislabels each gold class (relative weights over the other labels).
-ANNOTATOR_AGREEMENT = {CORRECT: 0.925, FALSE_WAKE: 0.86, ASR: 0.79, NLU: 0.76, ER: 0.76,
-                       RESULT: 0.73}
+ANNOTATOR_AGREEMENT = {
+    CORRECT: 0.925,
+    FALSE_WAKE: 0.86,
+    ASR: 0.79,
+    NLU: 0.76,
+    ER: 0.76,
+    RESULT: 0.73,
+}
 ANNOTATOR_CONFUSION: dict[str, dict[str, float]] = {
     CORRECT: {RESULT: 0.45, ASR: 0.2, ER: 0.15, NLU: 0.1, FALSE_WAKE: 0.1},
     FALSE_WAKE: {ASR: 0.55, CORRECT: 0.35, NLU: 0.1},
