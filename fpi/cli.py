@@ -152,6 +152,10 @@ def train(
         list[str] | None,
         typer.Option("--param", help="LightGBM parameter override, KEY=VALUE (repeatable)."),
     ] = None,
+    without_stage: Annotated[
+        list[str] | None,
+        typer.Option(help="Leave out this stage's features, e.g. context (an ablation)."),
+    ] = None,
     rejects: RejectsOption = None,
 ) -> None:
     """Train the six-class failure-point model on labelled traces."""
@@ -183,6 +187,7 @@ def train(
                 params=overrides,
                 rounds=rounds,
                 seed=seed,
+                without_stages=tuple(without_stage or ()),
                 on_iteration=lambda done, total: bar.update(task, completed=done, total=total),
             )
         bundle.save(out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -88,11 +88,14 @@ def dialogue_split(
 
 def encode_features(features: pl.DataFrame, feature_meta: list[dict[str, Any]]) -> np.ndarray:
     """A float matrix in `feature_meta` order; categorical values become their fixed codes and
-    a value outside the recorded categories becomes missing (NaN)."""
+    a value outside the recorded categories becomes missing (NaN). A feature the bundle was
+    trained without (`used: false`, an ablation) is all missing."""
     columns = []
     for entry in feature_meta:
         column = features.get_column(entry["name"])
-        if entry["categorical"]:
+        if not entry["used"]:
+            column = pl.repeat(None, len(features), dtype=pl.Float64, eager=True)
+        elif entry["categorical"]:
             codes = {c: float(i) for i, c in enumerate(entry["categories"])}
             column = column.replace_strict(codes, default=None, return_dtype=pl.Float64)
         columns.append(column.cast(pl.Float64).fill_null(float("nan")))
@@ -143,17 +146,21 @@ class ModelBundle:
         return model_dir
 
 
-def _feature_metadata(features: pl.DataFrame) -> list[dict[str, Any]]:
+def _feature_metadata(
+    features: pl.DataFrame, without_stages: Sequence[str]
+) -> list[dict[str, Any]]:
     entries = []
     for feature in CATALOG:
+        used = feature.stage not in without_stages
         entry: dict[str, Any] = {
             "name": feature.name,
             "stage": feature.stage,
             "dtype": "categorical" if feature.categorical else "float64",
             "categorical": feature.categorical,
+            "used": used,
             "categories": [],
         }
-        if feature.categorical:
+        if feature.categorical and used:
             counts = features.get_column(feature.name).drop_nulls().value_counts()
             entry["categories"] = sorted(
                 counts.filter(pl.col("count") >= MIN_CATEGORY_COUNT)
@@ -249,12 +256,15 @@ def train(
     rounds: int = DEFAULT_ROUNDS,
     seed: int = 0,
     split_fractions: Mapping[str, float] | None = None,
+    without_stages: Sequence[str] = (),
     on_iteration: Callable[[int, int], None] | None = None,
 ) -> ModelBundle:
     """Train the six-class model on labelled traces.
 
     Turns are split train/valid/test by dialogue; early stopping watches the validation split
     and the held-out test split's metrics are stored in the bundle's metadata.
+    `without_stages` leaves out every feature of those stages (for ablations): the bundle
+    keeps the full catalogue but encodes them as missing, so it never splits on them.
     `on_iteration(done, total)` is called after every boosting round (for progress displays).
     """
     from fpi.evaluate import classification_metrics
@@ -265,7 +275,10 @@ def train(
         raise ModelError("too few dialogues to split into train and validation sets")
     labels = label_codes(traces)
     features = extract_features(traces)
-    feature_meta = _feature_metadata(features.filter(split == "train"))
+    unknown = set(without_stages) - {f.stage for f in CATALOG}
+    if unknown:
+        raise ModelError(f"unknown feature stage(s) {sorted(unknown)} in without_stages")
+    feature_meta = _feature_metadata(features.filter(split == "train"), without_stages)
     metadata: dict[str, Any] = {
         "bundle_format": BUNDLE_FORMAT,
         "fpi_version": __version__,

@@ -433,3 +433,24 @@ def test_cli_bad_root_is_an_error_without_traceback(tmp_path):
     assert code == 2
     assert "not a DSTC2 root" in output
     assert "Traceback" not in output
+
+
+def test_features_and_model_work_on_imported_telephone_traces(tmp_path, small_bundle):
+    from fpi.featurize import extract_features, feature_schema
+    from fpi.io import read_traces
+
+    out = tmp_path / "dstc2.parquet"
+    import_dstc2(ROOT, ROOT / "both.flist", out)
+    traces = read_traces([out])
+    assert len(traces) > 0
+    features = extract_features(traces)
+    assert features.schema == feature_schema()
+    # no wake word on the telephone: detector scores are missing, never invented
+    assert features["wake__detector_score"].is_null().all()
+    # the DSTC2 domain never occurs in simulated training data: it is encoded as missing
+    matrix = small_bundle.matrix(features)
+    domain = small_bundle.feature_names.index("nlu__domain")
+    assert set(features["nlu__domain"].drop_nulls()) == {"restaurant"}
+    assert all(value != value for value in matrix[:, domain])
+    proba = small_bundle.predict_proba(matrix)
+    assert proba.shape == (len(traces), 6)

@@ -115,3 +115,18 @@ def test_training_needs_labels(small_traces):
     )
     with pytest.raises(ModelError, match="label"):
         train(unlabelled, rounds=2)
+
+
+def test_ablation_leaves_a_stage_out(small_traces):
+    bundle = train(small_traces, rounds=10, without_stages=("context",))
+    unused = {f["name"] for f in bundle.metadata["features"] if not f["used"]}
+    assert unused == {f.name for f in CATALOG if f.stage == "context"}
+    importance = dict(
+        zip(bundle.feature_names, bundle.booster.feature_importance("split"), strict=True)
+    )
+    assert all(importance[name] == 0 for name in unused)
+    matrix = bundle.matrix(extract_features(small_traces.head(50)))
+    columns = [bundle.feature_names.index(n) for n in unused]
+    assert np.isnan(matrix[:, columns]).all()
+    with pytest.raises(ModelError, match="stage"):
+        train(small_traces, rounds=2, without_stages=("nope",))

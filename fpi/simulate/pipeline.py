@@ -283,7 +283,7 @@ class DialogueSimulator:
         else:
             heard, heard_roles, benign, harm = self._recognise(words, roles, base_logit)
         text = " ".join(heard)
-        confidence = d.logit_normal(2.5 - 0.55 * difficulty - 0.4 * benign - 1.6 * bool(harm), 0.85)
+        confidence = d.logit_normal(2.5 - 0.55 * difficulty - 0.4 * benign - 1.3 * bool(harm), 0.85)
         asr = {
             "text": text,
             "confidence": round(confidence, 4),
