@@ -342,8 +342,16 @@ def test_no_single_field_gives_the_label_away():
     index = {c: i for i, c in enumerate(FAILURE_POINTS)}
     ya = train["y"].replace_strict(index).to_numpy()
     yb = test["y"].replace_strict(index).to_numpy()
-    params = {"objective": "multiclass", "num_class": 6, "num_leaves": 15, "learning_rate": 0.1,
-              "min_data_in_leaf": 20, "verbosity": -1, "num_threads": 2, "deterministic": True}  # fmt: skip
+    params = {
+        "objective": "multiclass",
+        "num_class": 6,
+        "num_leaves": 15,
+        "learning_rate": 0.1,
+        "min_data_in_leaf": 20,
+        "verbosity": -1,
+        "num_threads": 2,
+        "deterministic": True,
+    }
     features = train.columns[1:]
     model = lgb.train(
         params,

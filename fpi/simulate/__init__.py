@@ -10,7 +10,6 @@ next turn of the dialogue.
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
