@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import json
 import re
 import sys
@@ -355,56 +356,58 @@ def _read_ndjson(payload: bytes, idx: Sequence[int]) -> pl.DataFrame | None:
     return frame.with_columns(pl.Series("_idx", idx, dtype=pl.Int64))
 
 
+def _parse_part(lines: list[bytes], part: list[int]) -> pl.DataFrame | None:
+    return _read_ndjson(b"\n".join(lines[i] for i in part), part)
+
+
+def _parse_one_by_one(lines: list[bytes], part: list[int], parsed: _Parsed) -> None:
+    """Check each line in Python; parse the lines it finds no fault with."""
+    typed = []
+    for i in part:
+        check = check_record_json(lines[i].decode())
+        if check.findings:
+            parsed.failed[i] = check
+        else:
+            typed.append(i)
+    frame = _parse_part(lines, typed) if typed else None
+    if frame is not None:
+        parsed.frames.append(frame)
+        return
+    for i in typed:  # Python found no fault, polars did: polars has the last word
+        frame = _read_ndjson(lines[i], [i])
+        if frame is None:
+            parsed.failed[i] = RecordCheck([_parser_finding(lines[i])], None)
+        else:
+            parsed.frames.append(frame)
+
+
 def _parse_lines(lines: list[bytes], idx: list[int], payload: bytes | None = None) -> _Parsed:
-    """Parse the lines `idx` with polars, bisecting a part that fails down to its bad lines.
+    """Parse the lines `idx` with polars, splitting a part that fails down to its bad lines.
 
     Small parts, and parts whose every sub-part fails (bad lines everywhere), are checked
-    line by line in Python; the lines it finds no fault with are parsed by polars again.
+    line by line in Python instead.
     """
     parsed = _Parsed([], {})
-
-    def parse(part: list[int]) -> pl.DataFrame | None:
-        return _read_ndjson(b"\n".join(lines[i] for i in part), part)
-
-    def visit(part: list[int]) -> None:
+    if not idx:
+        return parsed
+    frame = _read_ndjson(payload, idx) if payload is not None else _parse_part(lines, idx)
+    if frame is not None:
+        parsed.frames.append(frame)
+        return parsed
+    failing = [idx]
+    while failing:
+        part = failing.pop()
         if len(part) <= _LEAF_LINES:
-            return one_by_one(part)
+            _parse_one_by_one(lines, part, parsed)
+            continue
         step = -(-len(part) // _BISECT_WAYS)
         children = [part[start : start + step] for start in range(0, len(part), step)]
-        frames = [parse(child) for child in children]
+        frames = [_parse_part(lines, child) for child in children]
         if all(frame is None for frame in frames):
-            return one_by_one(part)
-        for child, frame in zip(children, frames, strict=True):
-            if frame is None:
-                visit(child)
-            else:
-                parsed.frames.append(frame)
-
-    def one_by_one(part: list[int]) -> None:
-        typed = []
-        for i in part:
-            check = check_record_json(lines[i].decode())
-            if check.findings:
-                parsed.failed[i] = check
-            else:
-                typed.append(i)
-        frame = parse(typed) if typed else None
-        if frame is not None:
-            parsed.frames.append(frame)
-            return
-        for i in typed:  # Python found no fault, polars did: polars has the last word
-            frame = _read_ndjson(lines[i], [i])
-            if frame is None:
-                parsed.failed[i] = RecordCheck([_parser_finding(lines[i])], None)
-            else:
-                parsed.frames.append(frame)
-
-    if idx:
-        frame = _read_ndjson(payload, idx) if payload is not None else parse(idx)
-        if frame is not None:
-            parsed.frames.append(frame)
-        else:
-            visit(idx)
+            _parse_one_by_one(lines, part, parsed)
+            continue
+        parsed.frames.extend(frame for frame in frames if frame is not None)
+        failing.extend(c for c, frame in zip(children, frames, strict=True) if frame is None)
     return parsed
 
 
@@ -686,12 +689,24 @@ class ReadStats:
     empty_files: list[str] = field(default_factory=list)
 
 
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame copied into tight buffers (via Arrow IPC).
+
+    A frame from polars' JSON reader keeps the reader's buffers, several times the size of
+    the data; a copy lets them go, so a dump in memory costs about its own size.
+    """
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer, compression="uncompressed")
+    buffer.seek(0)
+    return pl.read_ipc(buffer)
+
+
 def _jsonl_chunks(path: Path, fmt: str, file_index: int, stats: ReadStats) -> Iterator[_Chunk]:
     file = str(path)
     for block, first_line in _line_blocks(path, fmt):
         checked, blank = _parse_jsonl_block(block, first_line, file)
         stats.blank_lines += blank
-        traces = _to_traces(checked.records, file, first_line, file_index)
+        traces = _compact(_to_traces(checked.records, file, first_line, file_index))
         yield _Chunk(traces, checked.rejects, traces.height + len(checked.rejects))
 
 

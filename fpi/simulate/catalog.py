@@ -394,12 +394,12 @@ for _kind, _entities in CATALOGUE.items():
     for _e in _entities:
         _groups.setdefault(_e.spoken, []).append(_e)
     HOMONYMS[_kind] = {k: tuple(v) for k, v in _groups.items()}
-#: Spoken names that exist in more than one kind ("dune": song, film, audiobook, book).
-CROSS_KIND: dict[str, frozenset[str]] = {}
+#: Spoken name -> the kinds that have it ("dune": song, film, audiobook, book), in catalogue
+#: order (a tuple, not a set: iteration order must not depend on string hashing).
+CROSS_KIND: dict[str, tuple[str, ...]] = {}
 for _kind, _groups2 in HOMONYMS.items():
     for _spoken in _groups2:
-        CROSS_KIND.setdefault(_spoken, frozenset())
-        CROSS_KIND[_spoken] = CROSS_KIND[_spoken] | {_kind}
+        CROSS_KIND[_spoken] = (*CROSS_KIND.get(_spoken, ()), _kind)
 
 LITERALS: dict[str, tuple[str, ...]] = {
     "duration": (

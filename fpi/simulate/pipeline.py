@@ -472,12 +472,12 @@ class DialogueSimulator:
     def _nlu_error_rate(self, request: Request, device: Device) -> float:
         intent = request.intent
         p = 0.05 + 0.04 * intent.ambiguity
-        kinds = [
-            CROSS_KIND.get(v.spoken, frozenset()) & self.play_intents.keys()
+        playable = [
+            sum(k in self.play_intents for k in CROSS_KIND.get(v.spoken, ()))
             for v in request.values.values()
             if isinstance(v, Entity)
         ]
-        if intent.name in self.play_intents.values() and any(len(k) > 1 for k in kinds):
+        if intent.name in self.play_intents.values() and any(n > 1 for n in playable):
             own = next(k for k, n in PLAY_INTENTS.items() if n == intent.name)
             p += 0.08 if own in PLAY_PRIOR[device.type] else 0.42
         if self.scenario.new_domain_share and intent.domain in NEW_DOMAINS:
