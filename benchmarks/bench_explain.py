@@ -9,6 +9,8 @@ then with dedupe on unique rows and on rows of which half are repeats, and `expl
 that fpi equals pred_contrib, then prints a table: figure, fpi, peer, ratio.
 
     python benchmarks/bench_explain.py [--rows 20000] [--peer-rows 600] [--threads 2] [--repeat 2]
+
+Trained models are cached in --cache-dir (training the large one takes minutes).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import lightgbm as lgb
 import numba
@@ -66,19 +69,24 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
 def bench_model(name: str, rounds: int, leaves: int, args: argparse.Namespace) -> list[tuple]:
     rng = np.random.default_rng(1)
     X_train, y_train = make_rows(args.train_rows, rng)
-    params = {
-        "objective": "multiclass",
-        "num_class": NUM_CLASSES,
-        "num_leaves": leaves,
-        "learning_rate": 0.05,
-        "num_threads": args.threads,
-        "verbose": -1,
-    }
-    start = time.perf_counter()
-    booster = lgb.train(
-        params, lgb.Dataset(X_train, y_train, categorical_feature=CATEGORICAL), rounds
-    )
-    print(f"[{name}] trained {booster.num_trees()} trees in {time.perf_counter() - start:.0f} s")
+    cached = Path(args.cache_dir) / f"{name}-{rounds}x{leaves}-{args.train_rows}.txt"
+    if cached.exists():
+        booster = lgb.Booster(model_file=str(cached))
+    else:
+        params = {
+            "objective": "multiclass",
+            "num_class": NUM_CLASSES,
+            "num_leaves": leaves,
+            "learning_rate": 0.05,
+            "num_threads": args.threads,
+            "verbose": -1,
+        }
+        start = time.perf_counter()
+        data = lgb.Dataset(X_train, y_train, categorical_feature=CATEGORICAL)
+        booster = lgb.train(params, data, rounds)
+        print(f"[{name}] trained in {time.perf_counter() - start:.0f} s, saved to {cached}")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        booster.save_model(str(cached))
 
     X, _ = make_rows(args.rows, rng)
     X_repeats = with_repeats(X, rng)
@@ -164,6 +172,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2, help="best of this many runs")
     parser.add_argument("--models", default=",".join(MODELS), help="large,realistic")
+    parser.add_argument(
+        "--cache-dir", default="/tmp/fpi-bench-explain", help="trained models are kept here"
+    )
     args = parser.parse_args()
     numba.set_num_threads(args.threads)
 
@@ -174,7 +185,13 @@ def main() -> None:
     print("\n| figure | fpi | peer | ratio | peer is |\n|---|---:|---:|---:|---|")
     for figure, ours, peer, peer_name in rows:
         ratio = f"{ours / peer:.1f}x" if peer and "max |" not in figure else ""
-        print(f"| {figure} | {ours:,.4g} | {peer:,.4g} | {ratio} | {peer_name} |")
+        print(f"| {figure} | {number(ours)} | {number(peer)} | {ratio} | {peer_name} |")
+
+
+def number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if value >= 0.01 else f"{value:.1e}"
 
 
 if __name__ == "__main__":

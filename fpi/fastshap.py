@@ -36,6 +36,7 @@ DEFAULT_PRECOMPUTE_DEPTH = 10
 #: Rows explained per call of the compiled kernel (bounds the memory of ``explain_top``).
 DEFAULT_CHUNK_ROWS = 32_768
 _MAX_PATH_FEATURES = 62
+_MAX_PRECOMPUTE_DEPTH = 16
 _ROW_BLOCK = 256
 
 _CATEGORICAL = 1
@@ -49,9 +50,9 @@ class _Forest(NamedTuple):
     """The trees as flat arrays; the trees of class c are ``class_tree_start[c]:[c + 1]``.
 
     Per tree, internal nodes are numbered by LightGBM's split index (children: >= 0 internal,
-    < 0 ~leaf index) and all nodes get a preorder position; edge k of a tree leads from its
-    parent's position to position k + 1 and fails for a row that the parent's split sends the
-    other way, turning that feature's element of every leaf below cold.
+    < 0 ~leaf index) and all nodes get a position (see ``_tree_paths``); edge k of a tree leads
+    to position k + 1 and fails for a row that the parent's split sends the other way, turning
+    that feature's element of every leaf below cold.
     """
 
     class_tree_start: np.ndarray
@@ -98,8 +99,10 @@ class FastExplainer:
     ) -> None:
         if num_iteration is None:
             num_iteration = booster.best_iteration
-        if not 0 <= precompute_depth <= 20:
-            raise ValueError(f"precompute_depth must be in 0..20, got {precompute_depth}")
+        if not 0 <= precompute_depth <= _MAX_PRECOMPUTE_DEPTH:
+            raise ValueError(
+                f"precompute_depth must be in 0..{_MAX_PRECOMPUTE_DEPTH}, got {precompute_depth}"
+            )
         header, trees = _parse_model(booster.model_to_string(num_iteration=num_iteration))
         if "average_output" in header:
             raise ModelError("random-forest boosters (average_output) are not supported")
@@ -307,40 +310,15 @@ def _flatten(trees: list[dict[str, str]], num_classes: int, precompute_depth: in
         ):
             node_arrays[key].append(column)
         leaf_value.append(_numbers(tree, "leaf_value", np.float64))
-        counts = _numbers(tree, "internal_count", np.float64).tolist()
-        leaf_counts = _numbers(tree, "leaf_count", np.float64).tolist()
-        left_list, right_list, feature_list = left.tolist(), right.tolist(), feature.tolist()
-        tree_leaves: dict[int, tuple] = {}
-        # Preorder over the tree; a node's position is its index in that order. Each node
-        # carries its path's distinct features (first-seen order) and their zero fractions.
-        stack: list[tuple[int, int, list[int], list[float]]] = [(0 if counts else -1, 0, [], [])]
-        num_positions = 1
-        while stack:
-            node, position, features, zeros = stack.pop()
-            if node < 0:
-                if len(features) > _MAX_PATH_FEATURES:
-                    raise ModelError(
-                        f"a tree path tests {len(features)} distinct features; "
-                        f"at most {_MAX_PATH_FEATURES} are supported"
-                    )
-                tree_leaves[~node] = (position, features, zeros)
-                continue
-            split_feature = feature_list[node]
-            for child, goes_left in ((right_list[node], False), (left_list[node], True)):
-                fraction = (counts[child] if child >= 0 else leaf_counts[~child]) / counts[node]
-                child_features, child_zeros = list(features), list(zeros)
-                if split_feature in features:
-                    element = features.index(split_feature)
-                    child_zeros[element] *= fraction
-                else:
-                    element = len(features)
-                    child_features.append(split_feature)
-                    child_zeros.append(fraction)
-                edges.append((position, node, goes_left, element))
-                stack.append((child, num_positions, child_features, child_zeros))
-                num_positions += 1
-        for leaf in range(len(tree_leaves)):
-            position, features, zeros = tree_leaves[leaf]
+        tree_edges, tree_leaves = _tree_paths(
+            feature.tolist(),
+            left.tolist(),
+            right.tolist(),
+            _numbers(tree, "internal_count", np.float64).tolist(),
+            _numbers(tree, "leaf_count", np.float64).tolist(),
+        )
+        edges.extend(tree_edges)
+        for position, features, zeros in tree_leaves:
             leaf_position.append(position)
             leaf_elem_start.append(len(elem_feature))
             elem_feature.extend(features)
@@ -392,6 +370,48 @@ def _flatten(trees: list[dict[str, str]], num_classes: int, precompute_depth: in
         table=table,
         weights=weights,
     )
+
+
+def _tree_paths(
+    feature: list[int],
+    left: list[int],
+    right: list[int],
+    counts: list[float],
+    leaf_counts: list[float],
+) -> tuple[list[tuple], list[tuple]]:
+    """One tree's edges and, per leaf in index order, its position and path elements.
+
+    Nodes get positions in the order the walk reaches them (a parent before its children;
+    the root is 0); edge k leads to position k + 1: (parent position, parent node, goes left,
+    element of the parent's feature). A leaf's elements are its path's distinct features in
+    first-seen order and their zero fractions (products of child / parent data counts).
+    """
+    edges: list[tuple] = []
+    leaves: dict[int, tuple] = {}
+    stack: list[tuple[int, int, list[int], list[float]]] = [(0 if counts else -1, 0, [], [])]
+    while stack:
+        node, position, features, zeros = stack.pop()
+        if node < 0:
+            if len(features) > _MAX_PATH_FEATURES:
+                raise ModelError(
+                    f"a tree path tests {len(features)} distinct features; "
+                    f"at most {_MAX_PATH_FEATURES} are supported"
+                )
+            leaves[~node] = (position, features, zeros)
+            continue
+        for child, goes_left in ((right[node], False), (left[node], True)):
+            fraction = (counts[child] if child >= 0 else leaf_counts[~child]) / counts[node]
+            child_features, child_zeros = list(features), list(zeros)
+            if feature[node] in features:
+                element = features.index(feature[node])
+                child_zeros[element] *= fraction
+            else:
+                element = len(features)
+                child_features.append(feature[node])
+                child_zeros.append(fraction)
+            edges.append((position, node, goes_left, element))
+            stack.append((child, len(edges), child_features, child_zeros))
+    return edges, [leaves[leaf] for leaf in range(len(leaves))]
 
 
 def _expected_values(trees: list[dict[str, str]], num_classes: int) -> np.ndarray:
@@ -512,6 +532,8 @@ def _k_of(poly, size, d, weights):
 
 @njit(cache=True, nogil=True, parallel=True)
 def _shap_blocks(X, order, block_start, block_class, f, out):
+    """Adds the contributions of rows ``order[block_start[b]:block_start[b + 1]]`` toward
+    class ``block_class[b]`` to ``out``, tree by tree so each tree's data stays in cache."""
     max_nodes = 1
     for t in range(f.tree_node_start.shape[0] - 1):
         max_nodes = max(max_nodes, f.tree_node_start[t + 1] - f.tree_node_start[t])

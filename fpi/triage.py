@@ -7,7 +7,10 @@ Parquet, JSONL or CSV. Filters are plain functions over the triage frame.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,83 +31,111 @@ from fpi.schema import (
 )
 
 if TYPE_CHECKING:
+    from fpi.fastpredict import FastPredictor
+    from fpi.fastshap import FastExplainer
     from fpi.io import TraceBatch
     from fpi.model import ModelBundle
 
 DEFAULT_TOP_K = 5
 
 
-def _reason_values(
-    values: np.ndarray, features: np.ndarray, metadata: list[dict]
-) -> tuple[list[str | None], list[str | float | None]]:
-    """Each value as shown to a person, and as its reason template reads it.
+def _rendered(features: np.ndarray, values: np.ndarray, bundle: ModelBundle) -> pl.DataFrame:
+    """Name, shown value and reason text for each (feature index, value) pair.
 
     A categorical code becomes its category name; NaN (a stage that did not run, or a
-    category unseen in training) becomes None.
+    category unseen in training) becomes a null value and a "missing" reason.
     """
-    shown: list[str | None] = []
-    typed: list[str | float | None] = []
-    for value, index in zip(values.tolist(), features.tolist(), strict=True):
+    from fpi.featurize import CATALOG, render_reason
+
+    metadata = bundle.metadata["features"]
+    catalogue = {f.name: f for f in CATALOG}
+    names, shown, texts = [], [], []
+    for index, value in zip(features.tolist(), values.tolist(), strict=True):
         entry = metadata[index]
+        typed: str | float | None
         if value != value:
-            shown.append(None)
-            typed.append(None)
+            typed = display = None
         elif entry["categorical"]:
-            category = entry["categories"][int(value)]
-            shown.append(category)
-            typed.append(category)
+            typed = display = entry["categories"][int(value)]
         else:
-            shown.append(f"{value:.4g}")
-            typed.append(value)
-    return shown, typed
+            typed, display = value, f"{value:.4g}"
+        names.append(entry["name"])
+        shown.append(display)
+        texts.append(render_reason(catalogue[entry["name"]], typed))
+    return pl.DataFrame(
+        {"feature": names, "value": shown, "text": texts},
+        schema={"feature": pl.String, "value": pl.String, "text": pl.String},
+    )
 
 
 def _reasons(
     matrix: np.ndarray, indices: np.ndarray, contributions: np.ndarray, bundle: ModelBundle
 ) -> pl.Series:
-    """The top-k positive contributions per turn as `REASON` structs with filled templates."""
-    from fpi.featurize import CATALOG, render_reason
+    """The top-k positive contributions per turn as lists of `REASON` structs.
+
+    Each distinct (feature, value) pair is rendered once (a batch repeats most of them),
+    then the reasons are cut into one list per turn by offsets: the positive contributions
+    are a prefix of each turn's top-k, which comes sorted largest first.
+    """
+    import pyarrow as pa
 
     n, k = indices.shape
-    rows = np.repeat(np.arange(n), k)
-    flat_features, flat_contrib = indices.ravel(), contributions.ravel()
-    keep = flat_contrib > 0
-    rows, flat_features, flat_contrib = rows[keep], flat_features[keep], flat_contrib[keep]
-    raw = matrix[rows, flat_features]
-    metadata = bundle.metadata["features"]
-    catalogue = {f.name: f for f in CATALOG}
-    names = [metadata[i]["name"] for i in range(len(metadata))]
-    shown, typed = _reason_values(raw, flat_features, metadata)
-    texts = [
-        render_reason(catalogue[names[i]], value)
-        for i, value in zip(flat_features.tolist(), typed, strict=True)
-    ]
-    long = pl.DataFrame(
+    positive = contributions > 0
+    rows = np.repeat(np.arange(n), k)[positive.ravel()]
+    features = indices[positive]
+    values = matrix[rows, features]
+    reasons = pl.DataFrame(
         {
-            "row": rows,
-            "feature": [names[i] for i in flat_features.tolist()],
-            "value": shown,
-            "contribution": flat_contrib.astype(np.float64),
-            "text": texts,
-        },
-        schema={
-            "row": pl.Int64,
-            "feature": pl.String,
-            "value": pl.String,
-            "contribution": pl.Float64,
-            "text": pl.String,
-        },
+            "index": features.astype(np.int32),
+            "bits": values.view(np.int64),  # the exact value: -0.0 and NaN payloads stay apart
+            "contribution": contributions[positive],
+        }
     )
-    grouped = long.group_by("row", maintain_order=True).agg(
-        pl.struct([f.name for f in REASON.fields]).alias("reasons")
+    distinct = reasons.select("index", "bits").unique(maintain_order=True)
+    rendered = _rendered(
+        distinct.get_column("index").to_numpy(),
+        distinct.get_column("bits").to_numpy().view(np.float64),
+        bundle,
     )
-    return (
-        pl.DataFrame({"row": np.arange(n)})
-        .join(grouped, on="row", how="left", maintain_order="left")
+    structs = (
+        reasons.join(
+            pl.concat([distinct, rendered], how="horizontal"),
+            on=["index", "bits"],
+            how="left",
+            maintain_order="left",
+        )
+        .select(pl.struct([f.name for f in REASON.fields]).alias("reasons"))
         .get_column("reasons")
-        .fill_null(pl.lit([], dtype=pl.List(REASON)))
-        .cast(pl.List(REASON))
+        .rechunk()
     )
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(positive.sum(axis=1), out=offsets[1:])
+    lists = pa.ListArray.from_arrays(pa.array(offsets), structs.to_arrow())
+    return pl.Series("reasons", lists).cast(pl.List(REASON))
+
+
+@functools.lru_cache(maxsize=4)
+def _predictor(explainer: FastExplainer) -> FastPredictor:
+    from fpi.fastpredict import FastPredictor
+
+    return FastPredictor(explainer)
+
+
+@dataclass
+class PhaseTimes:
+    """Seconds spent per phase of a triage run, wall clock and CPU (all threads)."""
+
+    wall: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
 
 
 def triage_traces(
@@ -113,48 +144,58 @@ def triage_traces(
     *,
     top_k: int = DEFAULT_TOP_K,
     abstain_below: float | None = None,
+    times: PhaseTimes | None = None,
 ) -> pl.DataFrame:
     """One `TRIAGE_SCHEMA` row per turn, in input order.
 
     `failure_point` is the predicted class, or `uncertain` when the model's confidence is below
     `abstain_below` (a queue for human review); `predicted` always holds the model's class.
+    `times`, when given, accumulates the seconds of each phase.
     """
-    from fpi.fastshap import top_contributions
     from fpi.featurize import extract_features
 
-    matrix = bundle.matrix(extract_features(traces))
-    proba = bundle.predict_proba(matrix).reshape(len(traces), len(FAILURE_POINTS))
-    predicted = proba.argmax(axis=1)
-    confidence = proba[np.arange(len(traces)), predicted]
-    values = bundle.explainer.shap_values(matrix, predicted)
-    indices, contributions = top_contributions(values[:, :-1], top_k)
-    predicted_names = np.asarray(FAILURE_POINTS, dtype=object)[predicted]
-    if abstain_below is not None:
-        failure_point = np.where(confidence < abstain_below, UNCERTAIN, predicted_names)
-    else:
+    times = times if times is not None else PhaseTimes()
+    with times.phase("features"):
+        features = extract_features(traces)
+    with times.phase("encode"):
+        matrix = bundle.matrix(features)
+    with times.phase("predict"):
+        proba = _predictor(bundle.explainer).predict_proba(matrix)
+        predicted = proba.argmax(axis=1)
+        confidence = proba[np.arange(len(traces)), predicted]
+    with times.phase("explain"):
+        indices, contributions = bundle.explainer.explain_top(matrix, predicted, top_k)
+    with times.phase("reasons"):
+        reasons = _reasons(matrix, indices, contributions, bundle)
+    with times.phase("assemble"):
+        predicted_names = pl.Series(FAILURE_POINTS, dtype=pl.String).gather(predicted)
         failure_point = predicted_names
-    get = traces.get_column
-    out = pl.DataFrame(
-        {
-            "turn_id": get("turn_id"),
-            "dialogue_id": get("dialogue_id"),
-            "turn_index": get("turn_index"),
-            "timestamp": get("timestamp"),
-            "failure_point": pl.Series(failure_point.tolist(), dtype=pl.String),
-            "predicted": pl.Series(predicted_names.tolist(), dtype=pl.String),
-            "confidence": confidence,
-            **{name: proba[:, i] for i, name in enumerate(PROBABILITY_COLUMNS)},
-            "reasons": _reasons(matrix, indices, contributions, bundle),
-            "locale": get("locale"),
-            "device_type": get("device").struct.field("type"),
-            "asr_text": get("asr").struct.field("text"),
-            "domain": get("nlu").struct.field("domain"),
-            "intent": get("nlu").struct.field("intent"),
-            "result_status": get("result").struct.field("status"),
-            "label": get("label").struct.field("failure_point"),
-        }
-    )
-    return out.cast(dict(TRIAGE_SCHEMA))
+        if abstain_below is not None:
+            failure_point = predicted_names.clone().scatter(
+                np.flatnonzero(confidence < abstain_below), UNCERTAIN
+            )
+        get = traces.get_column
+        out = pl.DataFrame(
+            {
+                "turn_id": get("turn_id"),
+                "dialogue_id": get("dialogue_id"),
+                "turn_index": get("turn_index"),
+                "timestamp": get("timestamp"),
+                "failure_point": failure_point,
+                "predicted": predicted_names,
+                "confidence": confidence,
+                **{name: proba[:, i] for i, name in enumerate(PROBABILITY_COLUMNS)},
+                "reasons": reasons,
+                "locale": get("locale"),
+                "device_type": get("device").struct.field("type"),
+                "asr_text": get("asr").struct.field("text"),
+                "domain": get("nlu").struct.field("domain"),
+                "intent": get("nlu").struct.field("intent"),
+                "result_status": get("result").struct.field("status"),
+                "label": get("label").struct.field("failure_point"),
+            }
+        ).cast(dict(TRIAGE_SCHEMA))
+    return out
 
 
 @dataclass(frozen=True)
@@ -204,6 +245,7 @@ class TriageRun:
     kept: int = 0
     per_failure_point: dict[str, int] = field(default_factory=dict)
     top_defects: pl.DataFrame = field(default_factory=TRIAGE_SCHEMA.to_frame)
+    times: PhaseTimes = field(default_factory=PhaseTimes)
 
     def add(self, batch: TraceBatch, triaged: pl.DataFrame, kept: pl.DataFrame, top: int) -> None:
         self.read += batch.read
@@ -249,11 +291,15 @@ def run_triage(
             rejects=rejects,
             batch_turns=batch_turns,
             transform=transform,
+            times=run.times,
         ):
-            kept = keep.apply(triaged)
+            with run.times.phase("filter"):
+                kept = keep.apply(triaged)
             if writer is not None:
-                writer.write(kept)
-            run.add(batch, triaged, kept, top_defects)
+                with run.times.phase("write"):
+                    writer.write(kept)
+            with run.times.phase("summary"):
+                run.add(batch, triaged, kept, top_defects)
             if on_batch is not None:
                 on_batch(run)
     finally:
@@ -271,18 +317,30 @@ def iter_triage(
     rejects: list[Reject] | None = None,
     batch_turns: int = 200_000,
     transform=None,
+    times: PhaseTimes | None = None,
 ) -> Iterator[tuple[TraceBatch, pl.DataFrame]]:
     """Triage dumps batch by batch, yielding each input batch with its triage frame.
 
     `transform(triaged) -> triaged` runs on every batch before it is yielded (e.g. adding
     owners). With `rejects=None` an invalid record stops the run; otherwise rejects are
-    collected there and the run goes on.
+    collected there and the run goes on. `times`, when given, accumulates phase seconds.
     """
     from fpi.io import iter_trace_batches
 
-    for batch in iter_trace_batches(paths, batch_turns=batch_turns, rejects_sink=rejects):
-        triaged = triage_traces(batch.traces, bundle, top_k=top_k, abstain_below=abstain_below)
-        yield batch, (transform(triaged) if transform is not None else triaged)
+    times = times if times is not None else PhaseTimes()
+    batches = iter_trace_batches(paths, batch_turns=batch_turns, rejects_sink=rejects)
+    while True:
+        with times.phase("read"):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        triaged = triage_traces(
+            batch.traces, bundle, top_k=top_k, abstain_below=abstain_below, times=times
+        )
+        if transform is not None:
+            with times.phase("transform"):
+                triaged = transform(triaged)
+        yield batch, triaged
 
 
 def triage_paths(
