@@ -4,7 +4,8 @@
 dump: every optional field may be absent or null, blocks may be missing, floats may be written as
 JSON integers, timestamps use `Z` or `+hh:mm` offsets with 0-9 fraction digits, and an unknown
 extra field appears now and then. `trace_frames()` draws a `TRACE_JSON_SCHEMA` frame of 1..20
-turns over 1..5 dialogues with unique `(dialogue_id, turn_index)` keys, in scrambled order.
+turns over 1..5 dialogues with unique `(dialogue_id, turn_index)` keys, in scrambled order;
+`fpi.io.from_trace_records(frame)` turns it into a `TRACE_SCHEMA` frame.
 """
 
 from __future__ import annotations
@@ -116,7 +117,9 @@ def trace_records() -> st.SearchStrategy[dict]:
         "label": _block(failure_point=st.sampled_from(FAILURE_POINTS), source=_TEXT),
         "reference_labels": st.none()
         | st.dictionaries(_ID, st.none() | st.sampled_from(FAILURE_POINTS), max_size=3),
-        "x_unknown_extra": st.integers(-(2**63), 2**63 - 1) | _TEXT | st.lists(st.booleans(), max_size=2),
+        "x_unknown_extra": st.integers(-(2**63), 2**63 - 1)
+        | _TEXT
+        | st.lists(st.booleans(), max_size=2),
     }
     required = {
         "dialogue_id": _ID,
