@@ -73,59 +73,6 @@ RejectsOption = Annotated[
 ]
 
 
-import_app = typer.Typer(
-    help="Convert public corpora into labelled fpi-trace/1 dumps.", no_args_is_help=True
-)
-app.add_typer(import_app, name="import")
-
-
-@import_app.command("dstc2")
-def import_dstc2_command(
-    root: Annotated[
-        Path,
-        typer.Argument(help="DSTC2 root: holds data/ and scripts/config/.", show_default=False),
-    ],
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
-            show_default=False,
-        ),
-    ],
-    flist: Annotated[
-        str,
-        typer.Option("--flist", help="Calls to import: train, dev, or the path of an flist file."),
-    ] = "train",
-) -> None:
-    """Import DSTC2 calls as fpi-trace/1 turns labelled from the gold annotation."""
-    from rich.progress import Progress
-    from rich.table import Table
-
-    from fpi.dstc2 import import_dstc2
-
-    with domain_errors(), Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("importing calls", total=None)
-        summary = import_dstc2(
-            root,
-            flist,
-            out,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-    console.print(
-        f"calls read {summary.calls_listed}, imported {summary.calls_imported}, "
-        f"skipped {len(summary.calls_skipped)}; "
-        f"turns written {summary.turns} to {escape(str(out))}",
-        highlight=False,
-    )
-    for call, reason in summary.calls_skipped:
-        console.print(f"[yellow]skipped[/] {escape(call)}: {escape(reason)}", highlight=False)
-    mix = Table("label", "turns", "share", title="label mix")
-    for label, count in summary.label_counts.items():
-        mix.add_row(label, str(count), f"{count / max(summary.turns, 1):.1%}")
-    console.print(mix)
-
-
 ModelOption = Annotated[
     Path | None,
     typer.Option("--model", help="Model bundle directory (default: the bundled model)."),
@@ -140,6 +87,139 @@ def _finish_rejects(rejects: list | None, path: Path | None) -> None:
 
     write_rejects(rejects, path)
     console.print(f"{len(rejects)} rejected record(s) written to {escape(str(path))}")
+
+
+class ScenarioChoice(StrEnum):
+    """The simulator's scenarios (kept in step with `fpi.simulate.SCENARIOS` by a test)."""
+
+    base = "base"
+    farfield = "farfield"
+    newdomain = "newdomain"
+    drift = "drift"
+
+
+@app.command("simulate")
+def simulate_command(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
+            show_default=False,
+        ),
+    ],
+    turns: Annotated[int, typer.Option(min=1, help="Turns to simulate (exactly).")] = 10_000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same traces).")] = 0,
+    scenario: Annotated[
+        ScenarioChoice, typer.Option(help="World to simulate (see the README).")
+    ] = ScenarioChoice.base,
+    start: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
+    ] = datetime(2026, 11, 2),
+    weeks: Annotated[int, typer.Option(min=1, help="Weeks the traffic spreads over.")] = 4,
+) -> None:
+    """Simulate realistic voice-assistant traces with gold failure points."""
+    from rich.table import Table
+
+    from fpi.simulate import simulate_to_file
+
+    with domain_errors(), console.status("simulating"):
+        summary = simulate_to_file(
+            out, turns, seed=seed, scenario=scenario.value, start=start.date(), weeks=weeks
+        )
+    first = f"{summary.first:%Y-%m-%d %H:%M}" if summary.first else "-"
+    last = f"{summary.last:%Y-%m-%d %H:%M}" if summary.last else "-"
+    console.print(
+        f"{summary.turns:,} turns in {summary.dialogues:,} dialogues, {first} .. {last} UTC, "
+        f"written to {escape(str(out))}",
+        highlight=False,
+    )
+    mix = Table("failure point", "turns", "share", title=f"class mix ({scenario.value})")
+    for label, count in summary.class_mix.items():
+        mix.add_row(label, f"{count:,}", f"{count / max(summary.turns, 1):.1%}")
+    console.print(mix)
+
+
+@app.command()
+def validate(dumps: DumpArgs, rejects: RejectsOption = None) -> None:
+    """Check dumps against fpi-trace/1 and report every invalid record (exit 1 if any)."""
+    from rich.table import Table
+
+    from fpi.validate import validate_dumps
+
+    with domain_errors():
+        report = validate_dumps(dumps, rejects_path=rejects)
+    console.print(
+        f"{len(report.files)} file(s): {report.read:,} records read = "
+        f"{report.accepted:,} accepted + {report.rejected:,} rejected",
+        highlight=False,
+    )
+    if report.blank_lines:
+        console.print(f"{report.blank_lines:,} blank line(s) skipped", highlight=False)
+    for empty in report.empty_files:
+        console.print(f"{escape(empty)}: empty, no records", highlight=False)
+    if report.problem_counts:
+        kinds = Table("field", "expected", "problems", title="problems by kind")
+        for (field, expected), count in report.problem_counts.most_common():
+            kinds.add_row(escape(field or "(record)"), escape(expected), f"{count:,}")
+        console.print(kinds)
+        console.print("first examples:")
+        for reject in report.examples:
+            for problem in reject.problems:
+                console.print(f"  {escape(problem.message)}", highlight=False)
+    if rejects is not None:
+        console.print(
+            f"{report.rejected:,} rejected record(s) written to {escape(str(rejects))}",
+            highlight=False,
+        )
+    if not report.clean:
+        raise typer.Exit(1)
+    console.print("[green]all records valid[/]")
+
+
+@app.command("features")
+def features_command(
+    dumps: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Trace dumps: .jsonl, .jsonl.gz, .jsonl.zst, .parquet, directories or globs.",
+            metavar="DUMP",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Feature matrix to write (.parquet).")
+    ] = None,
+    list_catalogue: Annotated[
+        bool, typer.Option("--list", help="Print the feature catalogue instead (no DUMP needed).")
+    ] = False,
+    rejects: RejectsOption = None,
+) -> None:
+    """Write the feature matrix of trace dumps (one row per turn), or list the features."""
+    from rich.table import Table
+
+    from fpi.featurize import catalogue_frame, write_features
+
+    if list_catalogue:
+        catalogue = catalogue_frame()
+        table = Table("name", "stage", "description", title=f"{catalogue.height} features")
+        for row in catalogue.iter_rows(named=True):
+            kind = " (categorical)" if row["categorical"] else ""
+            table.add_row(row["name"], row["stage"], escape(row["description"]) + kind)
+        console.print(table)
+        return
+    if not dumps:
+        raise typer.BadParameter("give at least one trace dump (or --list)", param_hint="DUMP")
+    if out is None or not out.name.lower().endswith(".parquet"):
+        raise typer.BadParameter("give the output as --out FILE.parquet", param_hint="--out")
+    collected: list | None = [] if rejects is not None else None
+    with domain_errors():
+        matrix = write_features(dumps, out, rejects=collected)
+        _finish_rejects(collected, rejects)
+    console.print(
+        f"{matrix.height:,} turns x {matrix.width - 1} features written to {escape(str(out))}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -378,12 +458,14 @@ def triage(
     )
     for row in run.top_defects.iter_rows(named=True):
         reasons = "\n".join(r["text"] for r in row["reasons"][:3])
+        heard = row["asr_text"] if row["asr_text"] else "(nothing recognised)"
+        understood = " / ".join(v for v in (row["domain"], row["intent"]) if v) or "-"
         defects.add_row(
             escape(row["turn_id"]),
             row["failure_point"],
             f"{row['confidence']:.2f}",
-            escape(row["asr_text"] or ""),
-            escape(f"{row['domain']} / {row['intent']}"),
+            escape(heard),
+            escape(understood),
             escape(reasons),
         )
     console.print(defects)
@@ -522,139 +604,6 @@ def report(
 
 
 @app.command()
-def validate(dumps: DumpArgs, rejects: RejectsOption = None) -> None:
-    """Check dumps against fpi-trace/1 and report every invalid record (exit 1 if any)."""
-    from rich.table import Table
-
-    from fpi.validate import validate_dumps
-
-    with domain_errors():
-        report = validate_dumps(dumps, rejects_path=rejects)
-    console.print(
-        f"{len(report.files)} file(s): {report.read:,} records read = "
-        f"{report.accepted:,} accepted + {report.rejected:,} rejected",
-        highlight=False,
-    )
-    if report.blank_lines:
-        console.print(f"{report.blank_lines:,} blank line(s) skipped", highlight=False)
-    for empty in report.empty_files:
-        console.print(f"{escape(empty)}: empty, no records", highlight=False)
-    if report.problem_counts:
-        kinds = Table("field", "expected", "problems", title="problems by kind")
-        for (field, expected), count in report.problem_counts.most_common():
-            kinds.add_row(escape(field or "(record)"), escape(expected), f"{count:,}")
-        console.print(kinds)
-        console.print("first examples:")
-        for reject in report.examples:
-            for problem in reject.problems:
-                console.print(f"  {escape(problem.message)}", highlight=False)
-    if rejects is not None:
-        console.print(
-            f"{report.rejected:,} rejected record(s) written to {escape(str(rejects))}",
-            highlight=False,
-        )
-    if not report.clean:
-        raise typer.Exit(1)
-    console.print("[green]all records valid[/]")
-
-
-@app.command("features")
-def features_command(
-    dumps: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Trace dumps: .jsonl, .jsonl.gz, .jsonl.zst, .parquet, directories or globs.",
-            metavar="DUMP",
-            show_default=False,
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Feature matrix to write (.parquet).")
-    ] = None,
-    list_catalogue: Annotated[
-        bool, typer.Option("--list", help="Print the feature catalogue instead (no DUMP needed).")
-    ] = False,
-    rejects: RejectsOption = None,
-) -> None:
-    """Write the feature matrix of trace dumps (one row per turn), or list the features."""
-    from rich.table import Table
-
-    from fpi.featurize import catalogue_frame, write_features
-
-    if list_catalogue:
-        catalogue = catalogue_frame()
-        table = Table("name", "stage", "description", title=f"{catalogue.height} features")
-        for row in catalogue.iter_rows(named=True):
-            kind = " (categorical)" if row["categorical"] else ""
-            table.add_row(row["name"], row["stage"], escape(row["description"]) + kind)
-        console.print(table)
-        return
-    if not dumps:
-        raise typer.BadParameter("give at least one trace dump (or --list)", param_hint="DUMP")
-    if out is None or not out.name.lower().endswith(".parquet"):
-        raise typer.BadParameter("give the output as --out FILE.parquet", param_hint="--out")
-    collected: list | None = [] if rejects is not None else None
-    with domain_errors():
-        matrix = write_features(dumps, out, rejects=collected)
-        _finish_rejects(collected, rejects)
-    console.print(
-        f"{matrix.height:,} turns x {matrix.width - 1} features written to {escape(str(out))}",
-        highlight=False,
-    )
-
-
-class ScenarioChoice(StrEnum):
-    """The simulator's scenarios (kept in step with `fpi.simulate.SCENARIOS` by a test)."""
-
-    base = "base"
-    farfield = "farfield"
-    newdomain = "newdomain"
-    drift = "drift"
-
-
-@app.command("simulate")
-def simulate_command(
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
-            show_default=False,
-        ),
-    ],
-    turns: Annotated[int, typer.Option(min=1, help="Turns to simulate (exactly).")] = 10_000,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same traces).")] = 0,
-    scenario: Annotated[
-        ScenarioChoice, typer.Option(help="World to simulate (see the README).")
-    ] = ScenarioChoice.base,
-    start: Annotated[
-        datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
-    ] = datetime(2026, 11, 2),
-    weeks: Annotated[int, typer.Option(min=1, help="Weeks the traffic spreads over.")] = 4,
-) -> None:
-    """Simulate realistic voice-assistant traces with gold failure points."""
-    from rich.table import Table
-
-    from fpi.simulate import simulate_to_file
-
-    with domain_errors(), console.status("simulating"):
-        summary = simulate_to_file(
-            out, turns, seed=seed, scenario=scenario.value, start=start.date(), weeks=weeks
-        )
-    first = f"{summary.first:%Y-%m-%d %H:%M}" if summary.first else "-"
-    last = f"{summary.last:%Y-%m-%d %H:%M}" if summary.last else "-"
-    console.print(
-        f"{summary.turns:,} turns in {summary.dialogues:,} dialogues, {first} .. {last} UTC, "
-        f"written to {escape(str(out))}",
-        highlight=False,
-    )
-    mix = Table("failure point", "turns", "share", title=f"class mix ({scenario.value})")
-    for label, count in summary.class_mix.items():
-        mix.add_row(label, f"{count:,}", f"{count / max(summary.turns, 1):.1%}")
-    console.print(mix)
-
-
-@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the weekly report goes.")] = Path(
         "reports/example"
@@ -700,3 +649,56 @@ def demo(
     for path in result.report_files:
         if path.suffix in (".html", ".md"):
             console.print(f"wrote {escape(str(path))}")
+
+
+import_app = typer.Typer(
+    help="Convert public corpora into labelled fpi-trace/1 dumps.", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("dstc2")
+def import_dstc2_command(
+    root: Annotated[
+        Path,
+        typer.Argument(help="DSTC2 root: holds data/ and scripts/config/.", show_default=False),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
+            show_default=False,
+        ),
+    ],
+    flist: Annotated[
+        str,
+        typer.Option("--flist", help="Calls to import: train, dev, or the path of an flist file."),
+    ] = "train",
+) -> None:
+    """Import DSTC2 calls as fpi-trace/1 turns labelled from the gold annotation."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from fpi.dstc2 import import_dstc2
+
+    with domain_errors(), Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("importing calls", total=None)
+        summary = import_dstc2(
+            root,
+            flist,
+            out,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"calls read {summary.calls_listed}, imported {summary.calls_imported}, "
+        f"skipped {len(summary.calls_skipped)}; "
+        f"turns written {summary.turns} to {escape(str(out))}",
+        highlight=False,
+    )
+    for call, reason in summary.calls_skipped:
+        console.print(f"[yellow]skipped[/] {escape(call)}: {escape(reason)}", highlight=False)
+    mix = Table("label", "turns", "share", title="label mix")
+    for label, count in summary.label_counts.items():
+        mix.add_row(label, str(count), f"{count / max(summary.turns, 1):.1%}")
+    console.print(mix)
