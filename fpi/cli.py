@@ -73,6 +73,10 @@ RejectsOption = Annotated[
 ]
 
 
+OwnersOption = Annotated[
+    Path | None,
+    typer.Option("--owners", help="Owners file (TOML) mapping failure points to teams."),
+]
 ModelOption = Annotated[
     Path | None,
     typer.Option("--model", help="Model bundle directory (default: the bundled model)."),
@@ -364,9 +368,7 @@ def triage(
         float | None,
         typer.Option(help="Mark turns below this confidence 'uncertain' (for human review)."),
     ] = None,
-    owners: Annotated[
-        Path | None, typer.Option("--owners", help="Owners file (TOML): adds an owner column.")
-    ] = None,
+    owners: OwnersOption = None,
     owner: Annotated[
         list[str] | None, typer.Option("--owner", help="Keep this team's turns (needs --owners).")
     ] = None,
@@ -570,9 +572,7 @@ def report(
     weeks_back: Annotated[
         int, typer.Option("--weeks-back", help="Weeks in the trend, this one included.")
     ] = 8,
-    owners: Annotated[
-        Path | None, typer.Option("--owners", help="Owners file (TOML): adds the Who section.")
-    ] = None,
+    owners: OwnersOption = None,
     owner: Annotated[
         str | None, typer.Option("--owner", help="Write only this team's report.")
     ] = None,
@@ -618,10 +618,7 @@ def demo(
         int, typer.Option(min=100, help="Simulated turns per week.")
     ] = 25_000,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 2026,
-    owners: Annotated[
-        Path | None,
-        typer.Option("--owners", help="Owners file (TOML) for the report."),
-    ] = None,
+    owners: OwnersOption = None,
     model: ModelOption = None,
 ) -> None:
     """Simulate weeks of traffic, triage it with the bundled model, write the weekly report."""
