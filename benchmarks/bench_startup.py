@@ -1,8 +1,9 @@
 """Start-up: `fpi --help` against a bare Python interpreter (the bar: under 0.5 s).
 
 Each command runs `--repeat` times in a fresh process, interleaved (the machine may be
-shared); the best wall time counts. Also reports which heavy libraries `import fpi.cli`
-loads: none should be (they are imported inside the commands).
+shared); the best wall time counts, and the best CPU time (user + system, steadier under
+load). Also reports which heavy libraries `import fpi.cli` loads: none should be (they are
+imported inside the commands).
 
     python benchmarks/bench_startup.py [--repeat 10]
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
+
+from bench_triage import Measured, measure
 
 BAR_SECONDS = 0.5
 HEAVY = ("polars", "lightgbm", "shap", "numpy", "numba", "matplotlib", "pyarrow")
@@ -21,12 +23,6 @@ COMMANDS = {
     "fpi triage --help": [sys.executable, "-m", "fpi", "triage", "--help"],
 }
 PEER = [sys.executable, "-c", "pass"]
-
-
-def wall(command: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - started
 
 
 def heavy_imports() -> list[str]:
@@ -41,19 +37,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
-    times: dict[str, list[float]] = {name: [] for name in [*COMMANDS, "python -c pass"]}
+    runs: dict[str, list[Measured]] = {name: [] for name in [*COMMANDS, "python -c pass"]}
     for _ in range(args.repeat):
         for name, command in COMMANDS.items():
-            times[name].append(wall(command))
-        times["python -c pass"].append(wall(PEER))
-    peer = min(times["python -c pass"])
+            runs[name].append(measure(command))
+        runs["python -c pass"].append(measure(PEER))
     print(f"best of {args.repeat}; the bar is {BAR_SECONDS} s\n")
     print("| figure | fpi | peer | ratio |\n|---|---|---|---|")
     for name in COMMANDS:
-        best = min(times[name])
-        print(
-            f"| `{name}` wall s vs `python -c pass` | {best:.3f} | {peer:.3f} | {best / peer:.1f} |"
-        )
+        for what in ("wall", "cpu"):
+            best = min(getattr(run, what) for run in runs[name])
+            peer = min(getattr(run, what) for run in runs["python -c pass"])
+            print(
+                f"| `{name}` {what} s vs `python -c pass` | {best:.3f} | {peer:.3f} "
+                f"| {best / peer:.1f} |"
+            )
     print(f"\nheavy libraries loaded by `import fpi.cli`: {', '.join(heavy_imports()) or 'none'}")
 
 

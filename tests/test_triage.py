@@ -132,3 +132,35 @@ def test_csv_flattens_reasons(triaged, tmp_path):
     assert flat.schema["reasons"] == pl.String
     first = triaged["reasons"][0][0]
     assert flat["reasons"][0].startswith(first["text"])
+
+
+def test_reasons_render_each_value_and_keep_only_positive_contributions(small_bundle):
+    from fpi.triage import _reasons
+
+    names = small_bundle.feature_names
+    numeric = names.index("wake__detector_score")
+    categorical = names.index("wake__mode")
+    matrix = np.zeros((3, len(names)))
+    matrix[:, numeric] = [0.256, -0.0, np.nan]
+    matrix[:, categorical] = [0.0, 0.0, np.nan]
+    indices = np.array([[numeric, categorical], [numeric, categorical], [numeric, categorical]])
+    contributions = np.array([[0.5, 0.25], [-0.1, -0.2], [0.3, 0.1]])
+    reasons = _reasons(matrix, indices, contributions, small_bundle).to_list()
+    assert [len(r) for r in reasons] == [2, 0, 2]
+    first_mode = small_bundle.metadata["features"][categorical]["categories"][0]
+    assert reasons[0] == [
+        {
+            "feature": "wake__detector_score",
+            "value": "0.256",
+            "contribution": 0.5,
+            "text": "wake word detector score was 0.26",
+        },
+        {
+            "feature": "wake__mode",
+            "value": first_mode,
+            "contribution": 0.25,
+            "text": f"the wake mode was {first_mode}",
+        },
+    ]
+    assert [r["value"] for r in reasons[2]] == [None, None]
+    assert all(r["text"].endswith(": missing") for r in reasons[2])
