@@ -255,11 +255,14 @@ class TriageRun:
         for name, count in kept.get_column("failure_point").value_counts().iter_rows():
             self.per_failure_point[name] = self.per_failure_point.get(name, 0) + count
         defects = kept.filter(~pl.col("failure_point").is_in([Stage.CORRECT.value, UNCERTAIN]))
-        self.top_defects = (
+        best = (
             pl.concat([self.top_defects, defects], how="diagonal_relaxed")
             .sort("confidence", "turn_id", descending=[True, False])
             .head(top)
         )
+        # Rebuilt from its rows: a slice's strings are views that would keep every batch's
+        # string buffers alive, and memory would grow with the number of batches.
+        self.top_defects = pl.DataFrame(best.rows(), schema=best.schema, orient="row")
 
 
 def run_triage(
