@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fpi.fastshap import FastExplainer, _goes_left, _nan_goes_left
+from fpi.fastshap import FastExplainer, _goes_left, _leaf_of, _nan_goes_left
 
 _ROW_BLOCK = 512
 _MAX_MASK_LEAVES = 64
@@ -118,19 +118,7 @@ def _block_scores(X, f, masked, node_mask, ordered_value, lowest_bit, out):
                 l0 = f.tree_leaf_start[t]
                 if not masked[t]:
                     for j in range(num_rows):
-                        node = 0
-                        while node >= 0:
-                            i = n0 + node
-                            left = _goes_left(
-                                block_x[f.node_feature[i], j],
-                                f.node_threshold[i],
-                                f.node_flags[i],
-                                f.node_cat_start[i],
-                                f.node_cat_len[i],
-                                f.cat_words,
-                            )
-                            node = f.node_left[i] if left else f.node_right[i]
-                        out[first + j, c] += ordered_value[l0 + ~node]
+                        out[first + j, c] += f.leaf_value[l0 + _leaf_of(block_x[:, j], f, t)]
                     continue
                 leaves[:num_rows] = all_bits
                 for i in range(n0, f.tree_node_start[t + 1]):

@@ -462,25 +462,31 @@ def _goes_left(x, threshold, flags, cat_start, cat_len, cat_words):
     return x <= threshold
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _leaf_of(x, f, t):
+    """The leaf (its index within tree `t`) that the feature values `x` fall into."""
+    n0 = f.tree_node_start[t]
+    node = 0 if f.tree_node_start[t + 1] > n0 else -1
+    while node >= 0:
+        i = n0 + node
+        left = _goes_left(
+            x[f.node_feature[i]],
+            f.node_threshold[i],
+            f.node_flags[i],
+            f.node_cat_start[i],
+            f.node_cat_len[i],
+            f.cat_words,
+        )
+        node = f.node_left[i] if left else f.node_right[i]
+    return ~node
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _raw_scores(X, f, out):
     for r in prange(X.shape[0]):
         for c in range(f.class_tree_start.shape[0] - 1):
             for t in range(f.class_tree_start[c], f.class_tree_start[c + 1]):
-                n0 = f.tree_node_start[t]
-                node = 0 if f.tree_node_start[t + 1] > n0 else -1
-                while node >= 0:
-                    i = n0 + node
-                    left = _goes_left(
-                        X[r, f.node_feature[i]],
-                        f.node_threshold[i],
-                        f.node_flags[i],
-                        f.node_cat_start[i],
-                        f.node_cat_len[i],
-                        f.cat_words,
-                    )
-                    node = f.node_left[i] if left else f.node_right[i]
-                out[r, c] += f.leaf_value[f.tree_leaf_start[t] + ~node]
+                out[r, c] += f.leaf_value[f.tree_leaf_start[t] + _leaf_of(X[r], f, t)]
 
 
 @njit(cache=True, nogil=True)
