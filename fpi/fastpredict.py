@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fpi.fastshap import FastExplainer, _goes_left, _leaf_of, _nan_goes_left
+from fpi.fastshap import FastExplainer, _goes_left, _leaf_of, _nan_goes_left, numba_threads
 
 _ROW_BLOCK = 512
 _MAX_MASK_LEAVES = 64
@@ -42,6 +42,7 @@ class FastPredictor:
     def __init__(self, explainer: FastExplainer) -> None:
         self.num_classes = explainer.num_classes
         self.num_features = explainer.num_features
+        self.num_threads = explainer.num_threads
         self._forest = explainer._forest
         forest = self._forest
         self._node_mask = np.zeros(len(forest.node_feature), dtype=np.uint64)
@@ -79,15 +80,16 @@ class FastPredictor:
         """Raw scores (n_rows, n_classes), equal to ``booster.predict(X, raw_score=True)``."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         out = np.zeros((X.shape[0], self.num_classes))
-        _block_scores(
-            X,
-            self._forest,
-            self._masked,
-            self._node_mask,
-            self._ordered_value,
-            self._lowest_bit,
-            out,
-        )
+        with numba_threads(self.num_threads):
+            _block_scores(
+                X,
+                self._forest,
+                self._masked,
+                self._node_mask,
+                self._ordered_value,
+                self._lowest_bit,
+                out,
+            )
         return out
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -24,8 +24,11 @@ unseen categories go right.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -87,7 +90,8 @@ class FastExplainer:
 
     ``num_iteration`` follows ``Booster.predict``: None uses the best iteration if one is set,
     else all. ``precompute_depth`` trades memory (2^d floats per leaf) for speed; 0 disables the
-    tables. Single-output boosters (binary, regression) have one class, 0.
+    tables. Single-output boosters (binary, regression) have one class, 0. ``num_threads``
+    caps numba's workers during each call (None or <= 0: numba's default, one per core).
     """
 
     def __init__(
@@ -96,7 +100,9 @@ class FastExplainer:
         *,
         num_iteration: int | None = None,
         precompute_depth: int = DEFAULT_PRECOMPUTE_DEPTH,
+        num_threads: int | None = None,
     ) -> None:
+        self.num_threads = num_threads if num_threads and num_threads > 0 else None
         if num_iteration is None:
             num_iteration = booster.best_iteration
         if not 0 <= precompute_depth <= _MAX_PRECOMPUTE_DEPTH:
@@ -123,7 +129,8 @@ class FastExplainer:
         """Raw scores (n_rows, n_classes), equal to ``booster.predict(X, raw_score=True)``."""
         X = self._check_rows(X)
         out = np.zeros((X.shape[0], self.num_classes))
-        _raw_scores(X, self._forest, out)
+        with numba_threads(self.num_threads):
+            _raw_scores(X, self._forest, out)
         return out
 
     def shap_values(
@@ -142,9 +149,10 @@ class FastExplainer:
         X = self._check_rows(X)
         classes = self._check_classes(classes, X.shape[0])
         out = np.empty((X.shape[0], self.num_features + 1))
-        for start in range(0, X.shape[0], chunk_rows):
-            stop = start + chunk_rows
-            out[start:stop] = self._explain_chunk(X[start:stop], classes[start:stop], dedupe)
+        with numba_threads(self.num_threads):
+            for start in range(0, X.shape[0], chunk_rows):
+                stop = start + chunk_rows
+                out[start:stop] = self._explain_chunk(X[start:stop], classes[start:stop], dedupe)
         return out
 
     def explain_top(
@@ -162,10 +170,11 @@ class FastExplainer:
         _check_k(k, self.num_features)
         indices = np.empty((X.shape[0], k), dtype=np.int32)
         contributions = np.empty((X.shape[0], k))
-        for start in range(0, X.shape[0], chunk_rows):
-            stop = start + chunk_rows
-            values = self._explain_chunk(X[start:stop], classes[start:stop], dedupe)
-            _top_k(values[:, :-1], indices[start:stop], contributions[start:stop])
+        with numba_threads(self.num_threads):
+            for start in range(0, X.shape[0], chunk_rows):
+                stop = start + chunk_rows
+                values = self._explain_chunk(X[start:stop], classes[start:stop], dedupe)
+                _top_k(values[:, :-1], indices[start:stop], contributions[start:stop])
         return indices, contributions
 
     def _explain_chunk(self, X: np.ndarray, classes: np.ndarray, dedupe: bool) -> np.ndarray:
@@ -205,6 +214,20 @@ class FastExplainer:
                 + (" (a single-output model has one class, 0)" if self.num_classes == 1 else "")
             )
         return classes.astype(np.int64)
+
+
+@contextmanager
+def numba_threads(count: int | None) -> Iterator[None]:
+    """Run the block with at most `count` numba workers (None: leave the setting alone)."""
+    if count is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def top_contributions(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

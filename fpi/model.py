@@ -129,10 +129,11 @@ class ModelBundle:
 
     @cached_property
     def explainer(self):
-        """Exact TreeSHAP for this booster (`fpi.fastshap.FastExplainer`), built once."""
+        """Exact TreeSHAP for this booster (`fpi.fastshap.FastExplainer`), built once; it uses
+        as many threads as the bundle's LightGBM parameters ask for."""
         from fpi.fastshap import FastExplainer
 
-        return FastExplainer(self.booster)
+        return FastExplainer(self.booster, num_threads=self.num_threads)
 
     @property
     def num_threads(self) -> int:

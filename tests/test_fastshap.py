@@ -276,3 +276,26 @@ def _depth(node: dict) -> int:
     if "left_child" not in node:
         return 0
     return 1 + max(_depth(node["left_child"]), _depth(node["right_child"]))
+
+
+def test_num_threads_caps_numba_during_calls_only(small, monkeypatch):
+    import numba
+
+    import fpi.fastshap
+
+    booster, default = small
+    capped = FastExplainer(booster, precompute_depth=4, num_threads=1)
+    seen = []
+    kernel = fpi.fastshap._shap_blocks
+    monkeypatch.setattr(
+        fpi.fastshap,
+        "_shap_blocks",
+        lambda *args: (seen.append(numba.get_num_threads()), kernel(*args)),
+    )
+    before = numba.get_num_threads()
+    X = probe_rows(300, seed=5)
+    classes = np.zeros(len(X), dtype=int)
+    np.testing.assert_array_equal(capped.shap_values(X, classes), default.shap_values(X, classes))
+    assert seen[0] == 1 and set(seen[1:]) == {before}
+    assert numba.get_num_threads() == before
+    assert FastExplainer(booster, num_threads=0).num_threads is None
