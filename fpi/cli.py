@@ -456,7 +456,7 @@ def triage(
         "ASR text",
         "domain / intent",
         "reasons",
-        title="highest-confidence defects",
+        title="most confident defects of each failure point",
     )
     for row in run.top_defects.iter_rows(named=True):
         reasons = "\n".join(r["text"] for r in row["reasons"][:3])

@@ -237,7 +237,8 @@ def _utc(moment: datetime) -> pl.Expr:
 
 @dataclass
 class TriageRun:
-    """What a streamed triage did: the nothing-lost counts, the class mix and the top defects."""
+    """What a streamed triage did: the nothing-lost counts, the class mix and, per failure
+    point, its most confident defects (so every stage owner sees their own)."""
 
     read: int = 0
     triaged: int = 0
@@ -247,7 +248,9 @@ class TriageRun:
     top_defects: pl.DataFrame = field(default_factory=TRIAGE_SCHEMA.to_frame)
     times: PhaseTimes = field(default_factory=PhaseTimes)
 
-    def add(self, batch: TraceBatch, triaged: pl.DataFrame, kept: pl.DataFrame, top: int) -> None:
+    def add(
+        self, batch: TraceBatch, triaged: pl.DataFrame, kept: pl.DataFrame, per_stage: int
+    ) -> None:
         self.read += batch.read
         self.triaged += len(triaged)
         self.rejected += len(batch.rejects)
@@ -255,10 +258,15 @@ class TriageRun:
         for name, count in kept.get_column("failure_point").value_counts().iter_rows():
             self.per_failure_point[name] = self.per_failure_point.get(name, 0) + count
         defects = kept.filter(~pl.col("failure_point").is_in([Stage.CORRECT.value, UNCERTAIN]))
+        pipeline_order = pl.col("failure_point").replace_strict(
+            {name: i for i, name in enumerate(FAILURE_POINTS)}, return_dtype=pl.Int32
+        )
         best = (
             pl.concat([self.top_defects, defects], how="diagonal_relaxed")
             .sort("confidence", "turn_id", descending=[True, False])
-            .head(top)
+            .group_by("failure_point", maintain_order=True)
+            .head(per_stage)
+            .sort(pipeline_order, maintain_order=True)
         )
         # Rebuilt from its rows: a slice's strings are views that would keep every batch's
         # string buffers alive, and memory would grow with the number of batches.
@@ -276,10 +284,11 @@ def run_triage(
     rejects: list[Reject] | None = None,
     batch_turns: int = 200_000,
     transform=None,
-    top_defects: int = 20,
+    defects_per_stage: int = 4,
     on_batch=None,
 ) -> TriageRun:
-    """Triage dumps end to end: batches in, filtered rows to `out` (if given), counts back.
+    """Triage dumps end to end: batches in, filtered rows to `out` (if given), counts back,
+    with the `defects_per_stage` most confident defects of each failure point.
 
     `on_batch(run)` is called after every batch (for progress displays).
     """
@@ -302,7 +311,7 @@ def run_triage(
                 with run.times.phase("write"):
                     writer.write(kept)
             with run.times.phase("summary"):
-                run.add(batch, triaged, kept, top_defects)
+                run.add(batch, triaged, kept, defects_per_stage)
             if on_batch is not None:
                 on_batch(run)
     finally:

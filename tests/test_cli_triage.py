@@ -49,7 +49,7 @@ def test_triage_summary_and_component_filter(small_dump, small_model_dir):
     )
     assert result.exit_code == 0, result.output
     assert "read 4,000 turns = 4,000 triaged + 0 rejected" in result.output
-    assert "highest-confidence defects" in result.output
+    assert "most confident defects of each failure point" in result.output
     assert "nlu" not in result.output.split("failure points")[1].split("highest")[0]
 
 

@@ -164,3 +164,19 @@ def test_reasons_render_each_value_and_keep_only_positive_contributions(small_bu
     ]
     assert [r["value"] for r in reasons[2]] == [None, None]
     assert all(r["text"].endswith(": missing") for r in reasons[2])
+
+
+def test_run_keeps_the_most_confident_defects_of_each_stage(small_dump, small_model_dir):
+    from fpi.model import load_bundle
+
+    run = run_triage([small_dump], load_bundle(small_model_dir), batch_turns=700)
+    whole = triage_paths([small_dump], model_dir=small_model_dir)
+    defects = whole.filter(pl.col("failure_point") != "correct")
+    shown = run.top_defects
+    assert shown["failure_point"].to_list() == sorted(
+        shown["failure_point"], key=FAILURE_POINTS.index
+    )
+    for stage, group in defects.group_by("failure_point"):
+        expected = group.sort("confidence", "turn_id", descending=[True, False]).head(4)
+        kept = shown.filter(pl.col("failure_point") == stage[0])
+        assert kept["turn_id"].to_list() == expected["turn_id"].to_list()
