@@ -91,6 +91,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_next_similarity,
         description="Word Jaccard similarity of the next turn's text to this one (a repeat)",
         reason="the next turn shared {value:.0%} of its words with this one",
+        missing="no next turn with words to compare",
     ),
     Feature(
         name="context__next_same_intent",
@@ -133,6 +134,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=pl.when(_tts_ms > 0).then(_barge_in_ms / _tts_ms),
         description="Share of the response played before the user interrupted",
         reason="the user interrupted after {value:.0%} of the response",
+        missing="the user did not interrupt a played response",
     ),
     Feature(
         name="context__explicit_feedback",

@@ -31,6 +31,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_entities.list.len(),
         description="Number of entities sent to resolution",
         reason="ER handled {value:.0f} entities",
+        missing="entity resolution did not run",
     ),
     Feature(
         name="er__resolved_count",
@@ -38,6 +39,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_status_count("resolved"),
         description="Entities resolved to one catalogue value",
         reason="{value:.0f} entities resolved cleanly",
+        missing="entity resolution did not run",
     ),
     Feature(
         name="er__ambiguous_count",
@@ -45,6 +47,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_status_count("ambiguous"),
         description="Entities left ambiguous between several catalogue values",
         reason="{value:.0f} entities were ambiguous",
+        missing="entity resolution did not run",
     ),
     Feature(
         name="er__no_match_count",
@@ -52,6 +55,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_status_count("no_match"),
         description="Entities with no catalogue match",
         reason="{value:.0f} entities found no match",
+        missing="entity resolution did not run",
     ),
     Feature(
         name="er__min_score",
@@ -59,6 +63,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_field("score").list.min(),
         description="Lowest entity resolution score",
         reason="the weakest entity resolved with score {value:.2f}",
+        missing="no entity had a resolution score",
     ),
     Feature(
         name="er__mean_score",
@@ -66,6 +71,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_field("score").list.mean(),
         description="Mean entity resolution score",
         reason="entity resolution scores averaged {value:.2f}",
+        missing="no entity had a resolution score",
     ),
     Feature(
         name="er__max_candidates",
@@ -73,6 +79,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_field("candidates").list.max(),
         description="Most catalogue candidates any entity had",
         reason="an entity had {value:.0f} catalogue candidates",
+        missing="no entity had a candidate count",
     ),
     Feature(
         name="er__max_mention_distance",
@@ -80,6 +87,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_entities.list.eval(1.0 - jaccard(words(_mention), words(_resolved))).list.max(),
         description="Largest word Jaccard distance between a mention and its resolved value",
         reason="resolved values strayed from what was said by up to {value:.2f} (word distance)",
+        missing="no entity had both a mention and a resolved value",
     ),
     Feature(
         name="er__exact_match_share",
@@ -92,5 +100,6 @@ FEATURES: tuple[Feature, ...] = (
         ),
         description="Share of resolved values equal to their mention (ignoring case)",
         reason="{value:.0%} of resolved values matched the mention exactly",
+        missing="no entity had both a mention and a resolved value",
     ),
 )

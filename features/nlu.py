@@ -52,6 +52,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_nlu.field("confidence"),
         description="NLU confidence of the chosen interpretation",
         reason="NLU confidence was {value:.2f}",
+        missing="NLU reported no confidence",
     ),
     Feature(
         name="nlu__nbest_size",
@@ -66,6 +67,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=top_margin(_nbest_confidences),
         description="Confidence of the best NLU interpretation minus the second best",
         reason="NLU top-2 margin was {value:.2f}",
+        missing="NLU returned no scored interpretation",
     ),
     Feature(
         name="nlu__nbest_entropy",
@@ -105,6 +107,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_slots.list.eval(pl.element().struct.field("confidence")).list.min(),
         description="Lowest confidence among the filled slots",
         reason="the least sure slot had confidence {value:.2f}",
+        missing="no filled slot had a confidence",
     ),
     Feature(
         name="nlu__slot_words_not_heard",
@@ -115,5 +118,6 @@ FEATURES: tuple[Feature, ...] = (
         ),
         description="Distinct words of the slot values that are not in the recognised text",
         reason="{value:.0f} slot value words were not in what ASR heard",
+        missing="there were no slot values or no recognised text to compare",
     ),
 )

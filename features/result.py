@@ -50,6 +50,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_result.field("latency_ms"),
         description="Time from end of speech to the response (ms)",
         reason="the response took {value:.0f} ms",
+        missing="the response time was not recorded",
     ),
     Feature(
         name="result__response_words",

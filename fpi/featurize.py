@@ -108,11 +108,12 @@ class _Formattable:
 def render_reason(feature: Feature, value: Any) -> str:
     """The feature's reason template filled with `value`, e.g. "ASR confidence was 0.31".
 
-    A null (None or NaN) value gives "<description>: missing"; a value the template cannot
-    format (say, text for a number) gives "<description>: <value>". Never raises.
+    A null (None or NaN) value gives the feature's `missing` text, else "<description>:
+    missing"; a value the template cannot format (say, text for a number) gives
+    "<description>: <value>". Never raises.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{feature.description}: missing"
+        return feature.missing or f"{feature.description}: missing"
     try:
         return feature.reason.format(value=_Formattable(value))
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):

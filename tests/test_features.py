@@ -89,8 +89,19 @@ def test_every_reason_renders_a_typical_value_and_a_null(feature: Feature):
     typical = "success" if feature.categorical else 0.42
     text = render_reason(feature, typical)
     assert text and "{" not in text and text != f"{feature.description}: {typical}"
-    assert render_reason(feature, None) == f"{feature.description}: missing"
-    assert render_reason(feature, float("nan")) == f"{feature.description}: missing"
+    null_text = feature.missing or f"{feature.description}: missing"
+    assert "{" not in null_text
+    assert render_reason(feature, None) == render_reason(feature, float("nan")) == null_text
+
+
+def test_a_null_reads_as_what_its_absence_says():
+    assert render_reason(BY_NAME["nlu__min_slot_confidence"], None) == (
+        "no filled slot had a confidence"
+    )
+    assert render_reason(BY_NAME["er__resolved_count"], None) == "entity resolution did not run"
+    plain = BY_NAME["wake__detector_score"]
+    assert not plain.missing
+    assert render_reason(plain, None) == f"{plain.description}: missing"
 
 
 def test_render_reason_fills_templates_and_never_raises():
