@@ -375,6 +375,9 @@ def triage(
     top_k: Annotated[int, typer.Option(help="Reasons (SHAP contributions) per turn.")] = 5,
     batch_turns: Annotated[int, typer.Option(help="Turns per batch (bounds memory).")] = 200_000,
     rejects: RejectsOption = None,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Also print the seconds spent in each phase.")
+    ] = False,
 ) -> None:
     """Name the failure point of every turn, with probabilities and SHAP reasons."""
     import time
@@ -440,6 +443,11 @@ def triage(
         f"read {run.read:,} turns = {run.triaged:,} triaged + {run.rejected:,} rejected; "
         f"{run.kept:,} kept by the filters ({run.read / max(elapsed, 1e-9):,.0f} turns/s)"
     )
+    if profile:
+        phases = Table("phase", "wall s", "CPU s", "share of wall", title="where the time went")
+        for phase, wall, cpu, share in run.times.frame().iter_rows():
+            phases.add_row(phase, f"{wall:.2f}", f"{cpu:.2f}", f"{share:.0%}")
+        console.print(phases)
     if out is not None:
         console.print(f"written to {escape(str(out))}")
         return

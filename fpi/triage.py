@@ -137,6 +137,24 @@ class PhaseTimes:
             self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
             self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
 
+    def frame(self) -> pl.DataFrame:
+        """One row per phase, in the order first timed: wall and CPU seconds, share of wall."""
+        total = sum(self.wall.values()) or 1.0
+        return pl.DataFrame(
+            {
+                "phase": list(self.wall),
+                "wall_s": list(self.wall.values()),
+                "cpu_s": [self.cpu[name] for name in self.wall],
+                "share": [seconds / total for seconds in self.wall.values()],
+            },
+            schema={
+                "phase": pl.String,
+                "wall_s": pl.Float64,
+                "cpu_s": pl.Float64,
+                "share": pl.Float64,
+            },
+        )
+
 
 def triage_traces(
     traces: pl.DataFrame,

@@ -50,7 +50,18 @@ def test_triage_summary_and_component_filter(small_dump, small_model_dir):
     assert result.exit_code == 0, result.output
     assert "read 4,000 turns = 4,000 triaged + 0 rejected" in result.output
     assert "most confident defects of each failure point" in result.output
-    assert "nlu" not in result.output.split("failure points")[1].split("highest")[0]
+    assert "nlu" not in result.output.split("failure points")[1].split("most confident")[0]
+
+
+def test_triage_profile_shows_where_the_time_went(small_dump, small_model_dir, tmp_path):
+    out = tmp_path / "t.parquet"
+    args = ["triage", str(small_dump), "--model", str(small_model_dir), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--profile"])
+    assert result.exit_code == 0, result.output
+    profile = result.output.split("where the time went")[1]
+    for phase in ("read", "features", "predict", "explain", "reasons", "write"):
+        assert f"\n│ {phase} " in profile
+    assert "where the time went" not in runner.invoke(app, args).output
 
 
 def test_triage_writes_every_format(small_dump, small_model_dir, tmp_path):

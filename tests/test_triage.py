@@ -180,3 +180,16 @@ def test_run_keeps_the_most_confident_defects_of_each_stage(small_dump, small_mo
         expected = group.sort("confidence", "turn_id", descending=[True, False]).head(4)
         kept = shown.filter(pl.col("failure_point") == stage[0])
         assert kept["turn_id"].to_list() == expected["turn_id"].to_list()
+
+
+def test_phase_times_frame_shares_add_up():
+    from fpi.triage import PhaseTimes
+
+    times = PhaseTimes()
+    for name in ("read", "explain", "read"):
+        with times.phase(name):
+            sum(range(20_000))
+    frame = times.frame()
+    assert frame["phase"].to_list() == ["read", "explain"]
+    assert frame["share"].sum() == pytest.approx(1.0)
+    assert (frame["wall_s"] > 0).all() and (frame["cpu_s"] >= 0).all()
