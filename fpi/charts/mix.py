@@ -7,7 +7,15 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.ticker import PercentFormatter
 
-from fpi.charts.style import LAST_WEEK_COLOR, STAGE_COLORS, STAGE_LABELS, axes_for, no_data, tidy
+from fpi.charts.style import (
+    STAGE_COLORS,
+    STAGE_LABELS,
+    WEEK_PAIR_HEIGHT,
+    axes_for,
+    no_data,
+    tidy,
+    week_pair_bars,
+)
 
 
 def failure_point_mix(df: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
@@ -17,27 +25,21 @@ def failure_point_mix(df: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
     frame = df.with_columns(pl.col("rate", "last_rate").cast(pl.Float64).fill_null(0.0) * 100)
     stages = frame.get_column("failure_point").to_list()
     positions = np.arange(len(stages))[::-1]
-    height = 0.38
-    ax.barh(
-        positions - height / 2,
+    week_pair_bars(
+        ax,
+        positions,
         frame.get_column("last_rate").to_numpy(),
-        height,
-        color=LAST_WEEK_COLOR,
-        label="last week",
-    )
-    ax.barh(
-        positions + height / 2,
         frame.get_column("rate").to_numpy(),
-        height,
-        color=[STAGE_COLORS.get(s, "#444444") for s in stages],
-        label="this week",
+        [STAGE_COLORS.get(s, "#444444") for s in stages],
     )
     significant = frame.get_column("significant").fill_null(False).to_list()
     for y, rate, star in zip(
         positions, frame.get_column("rate").to_list(), significant, strict=True
     ):
         if star:
-            ax.annotate("*", (rate, y + height / 2), xytext=(3, -4), textcoords="offset points")
+            ax.annotate(
+                "*", (rate, y + WEEK_PAIR_HEIGHT / 2), xytext=(3, -4), textcoords="offset points"
+            )
     if not stages:
         no_data(ax)
     ax.set_yticks(positions, [STAGE_LABELS.get(s, s) for s in stages])

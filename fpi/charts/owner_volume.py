@@ -7,7 +7,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-from fpi.charts.style import LAST_WEEK_COLOR, axes_for, no_data, plain, tidy
+from fpi.charts.style import axes_for, no_data, plain, tidy, week_pair_bars
 
 THIS_WEEK_COLOR = "#0072B2"
 
@@ -17,20 +17,12 @@ def owner_volume(df: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax = axes_for(ax, (8, max(2.5, 0.45 * df.height + 1.2)))
     frame = df.sort("turns")
     positions = np.arange(frame.height)
-    height = 0.38
-    ax.barh(
-        positions - height / 2,
+    week_pair_bars(
+        ax,
+        positions,
         frame.get_column("last_turns").to_numpy(),
-        height,
-        color=LAST_WEEK_COLOR,
-        label="last week",
-    )
-    ax.barh(
-        positions + height / 2,
         frame.get_column("turns").to_numpy(),
-        height,
-        color=THIS_WEEK_COLOR,
-        label="this week",
+        THIS_WEEK_COLOR,
     )
     if frame.is_empty():
         no_data(ax)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     from matplotlib.axes import Axes
 
 #: Okabe-Ito colours (distinguishable with colour-vision deficiency).
@@ -38,6 +39,19 @@ def axes_for(ax: Axes | None, size: tuple[float, float]) -> Axes:
     from matplotlib.figure import Figure
 
     return Figure(figsize=size, layout="constrained").add_subplot()
+
+
+#: Height of each bar of a `week_pair_bars` pair (positions are 1 apart).
+WEEK_PAIR_HEIGHT = 0.38
+
+
+def week_pair_bars(
+    ax: Axes, positions: np.ndarray, last_week: np.ndarray, this_week: np.ndarray, color
+) -> None:
+    """Two horizontal bars per position: last week (grey, below) and this week (`color`)."""
+    height = WEEK_PAIR_HEIGHT
+    ax.barh(positions - height / 2, last_week, height, color=LAST_WEEK_COLOR, label="last week")
+    ax.barh(positions + height / 2, this_week, height, color=color, label="this week")
 
 
 def plain(text: str) -> str:
