@@ -62,7 +62,7 @@ FEATURES: tuple[Feature, ...] = (
         stage=STAGE,
         expr=_field("score").list.min(),
         description="Lowest entity resolution score",
-        reason="the weakest entity resolved with score {value:.2f}",
+        reason="the lowest entity resolution score was {value:.2f}",
         missing="no entity had a resolution score",
     ),
     Feature(
