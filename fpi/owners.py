@@ -22,6 +22,7 @@ import tomllib
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -131,6 +132,17 @@ def _strings(value: object) -> tuple[str, ...] | None:
     return None
 
 
+def _check_keys(table: dict, allowed: Sequence[str], label: str, line_of, fail) -> None:
+    """Fail at the first key of `table` not in `allowed`, naming the closest allowed one."""
+    for key in table:
+        if key not in allowed:
+            fail(
+                line_of(key),
+                f"{label}: unknown key {key!r}{_suggest(key, allowed)}; "
+                f"allowed: {', '.join(allowed)}",
+            )
+
+
 def _parse_teams(raw: object, fail, locate: _Locator) -> dict[str, Team]:
     if not isinstance(raw, dict) or not raw:
         fail(locate._fallback("teams"), "expected [teams.<name>] tables with a contact")
@@ -138,13 +150,7 @@ def _parse_teams(raw: object, fail, locate: _Locator) -> dict[str, Team]:
     for name, table in raw.items():
         if not isinstance(table, dict):
             fail(locate.team(name), f"team {name!r}: expected a table with a contact")
-        for key in table:
-            if key not in TEAM_KEYS:
-                fail(
-                    locate.team(name, key),
-                    f"team {name!r}: unknown key {key!r}{_suggest(key, TEAM_KEYS)}; "
-                    f"allowed: {', '.join(TEAM_KEYS)}",
-                )
+        _check_keys(table, TEAM_KEYS, f"team {name!r}", partial(locate.team, name), fail)
         contact = table.get("contact")
         if not isinstance(contact, str) or not contact.strip():
             fail(locate.team(name, "contact"), f"team {name!r}: needs a non-empty contact")
@@ -156,13 +162,7 @@ def _parse_rule(index: int, raw: object, teams, fail, locate: _Locator) -> Rule:
     label = f"rule {index + 1}"
     if not isinstance(raw, dict):
         fail(locate.rule(index), f"{label}: expected a [[rules]] table")
-    for key in raw:
-        if key not in RULE_KEYS:
-            fail(
-                locate.rule(index, key),
-                f"{label}: unknown key {key!r}{_suggest(key, RULE_KEYS)}; "
-                f"allowed: {', '.join(RULE_KEYS)}",
-            )
+    _check_keys(raw, RULE_KEYS, label, partial(locate.rule, index), fail)
     team = raw.get("team")
     if not isinstance(team, str):
         fail(locate.rule(index, "team"), f'{label}: needs team = "<name>"')
