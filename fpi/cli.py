@@ -93,6 +93,13 @@ def _finish_rejects(rejects: list | None, path: Path | None) -> None:
     console.print(f"{len(rejects)} rejected record(s) written to {escape(str(path))}")
 
 
+class Engine(StrEnum):
+    """Where `fpi triage` runs."""
+
+    local = "local"
+    spark = "spark"
+
+
 class ScenarioChoice(StrEnum):
     """The simulator's scenarios (kept in step with `fpi.simulate.SCENARIOS` by a test)."""
 
@@ -378,8 +385,20 @@ def triage(
     profile: Annotated[
         bool, typer.Option("--profile", help="Also print the seconds spent in each phase.")
     ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="Run here (local) or on Apache Spark (needs PySpark: the spark extra)."),
+    ] = Engine.local,
+    master: Annotated[
+        str | None,
+        typer.Option(help="Spark master URL for --engine spark, e.g. local[2] (default: Spark's)."),
+    ] = None,
 ) -> None:
-    """Name the failure point of every turn, with probabilities and SHAP reasons."""
+    """Name the failure point of every turn, with probabilities and SHAP reasons.
+
+    With `--engine spark`, `--out` is a directory of Parquet partitioned by ISO week
+    (`week=2026-W48/`), which `fpi report` reads.
+    """
     import time
 
     from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -407,6 +426,15 @@ def triage(
         until=until,
         owners=tuple(owner or ()),
     )
+    if engine is Engine.spark:
+        if out is None:
+            raise typer.BadParameter("--engine spark needs --out DIR", param_hint="--out")
+        if owners is not None or profile:
+            raise typer.BadParameter(
+                "--owners and --profile run with the local engine only", param_hint="--engine"
+            )
+        _triage_on_spark(dumps, out, model, keep, top_k, abstain_below, rejects, master)
+        return
     collected: list | None = [] if rejects is not None else None
     started = time.perf_counter()
     with domain_errors():
@@ -479,6 +507,46 @@ def triage(
             escape(reasons),
         )
     console.print(defects)
+
+
+def _triage_on_spark(dumps, out, model, keep, top_k, abstain_below, rejects, master) -> None:
+    """`fpi triage --engine spark`: the same triage, as a Spark job, into a week-partitioned
+    Parquet directory."""
+    import time
+
+    from fpi.errors import InputError
+
+    started = time.perf_counter()
+    with domain_errors():
+        try:
+            from fpi import spark
+        except ImportError:
+            raise InputError(
+                "--engine spark needs PySpark and Java 17: pip install 'fpi[spark]'"
+            ) from None
+        from fpi.io import RejectsWriter
+
+        session = spark.session(master)
+        session.sparkContext.setLogLevel("ERROR")
+        with RejectsWriter(rejects) as writer:
+            run = spark.run_triage(
+                session,
+                dumps,
+                out,
+                bundle=model,
+                top_k=top_k,
+                abstain_below=abstain_below,
+                keep=keep,
+                rejects_sink=writer if rejects is not None else None,
+            )
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"read {run.read:,} turns = {run.triaged:,} triaged + {run.rejected:,} rejected; "
+        f"{run.kept:,} kept by the filters ({run.read / max(elapsed, 1e-9):,.0f} turns/s on Spark)"
+    )
+    if rejects is not None:
+        console.print(f"{run.rejected} rejected record(s) written to {escape(str(rejects))}")
+    console.print(f"written to {escape(str(out))} (Parquet, one directory per ISO week)")
 
 
 @app.command()

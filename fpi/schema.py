@@ -199,3 +199,18 @@ class Reject:
             ],
             "record": self.record,
         }
+
+
+#: A reject in table form (`Reject.to_json()`), for engines that keep rejects as rows.
+REJECT_SCHEMA = pl.Schema(
+    {
+        "file": pl.String,
+        "line": pl.Int64,
+        "reasons": pl.List(
+            pl.Struct(
+                {"field": pl.String, "expected": pl.String, "found": pl.String, "message": pl.String}
+            )
+        ),
+        "record": pl.String,
+    }
+)
