@@ -207,9 +207,7 @@ REJECT_SCHEMA = pl.Schema(
         "file": pl.String,
         "line": pl.Int64,
         "reasons": pl.List(
-            pl.Struct(
-                {"field": pl.String, "expected": pl.String, "found": pl.String, "message": pl.String}
-            )
+            pl.Struct({name: pl.String for name in ("field", "expected", "found", "message")})
         ),
         "record": pl.String,
     }

@@ -75,9 +75,7 @@ LINE_ARROW = pa.schema(
     ]
 )
 TRIAGE_ARROW = _arrow_schema(TRIAGE_SCHEMA)
-OUT_ARROW = pa.schema(
-    [*TRIAGE_ARROW, pa.field(_KEPT, pa.bool_()), pa.field(_REJECT, pa.string())]
-)
+OUT_ARROW = pa.schema([*TRIAGE_ARROW, pa.field(_KEPT, pa.bool_()), pa.field(_REJECT, pa.string())])
 
 
 def _spark_schema(schema: pa.Schema):
@@ -215,15 +213,19 @@ def _as_lines(df: DataFrame) -> DataFrame:
             numbers = rows.get_column("_row").to_list()
             body = rows.drop("_source", "_row")
             lines = _parquet_rows_ndjson(body, Path("<table>")).split(b"\n")[: body.height]
-            yield pa.table(
-                {
-                    "value": pa.array(lines, pa.binary()),
-                    "source_file": pa.array(source, pa.string()),
-                    "source_line": pa.array(numbers, pa.int64()),
-                    "file_order": pa.array([0] * len(lines), pa.int32()),
-                },
-                schema=LINE_ARROW,
-            ).to_batches()[0] if lines else pa.RecordBatch.from_pylist([], schema=LINE_ARROW)
+            yield (
+                pa.table(
+                    {
+                        "value": pa.array(lines, pa.binary()),
+                        "source_file": pa.array(source, pa.string()),
+                        "source_line": pa.array(numbers, pa.int64()),
+                        "file_order": pa.array([0] * len(lines), pa.int32()),
+                    },
+                    schema=LINE_ARROW,
+                ).to_batches()[0]
+                if lines
+                else pa.RecordBatch.from_pylist([], schema=LINE_ARROW)
+            )
 
     tagged = df.withColumn("_source", F.input_file_name()).withColumn(
         "_row", F.monotonically_increasing_id()
@@ -261,6 +263,7 @@ def _triage_block(block: pa.Table, bundle: ModelBundle, job: _Job) -> pa.RecordB
             names[str(path)] = (part.get_column("source_file")[0], part["source_line"].to_list())
             paths.append(path)
         traces = read_traces(sorted(paths), rejects=found)
+
     def original(match: re.Match) -> str:  # a block line named in a message, e.g. a repeat's
         file, numbers = names[match.group(1)]
         return f"{file}:{numbers[int(match.group(2)) - 1]}"
@@ -361,10 +364,33 @@ def _triage_all(
 
 @dataclass
 class SparkTriage:
-    """The triaged turns (`TRIAGE_SCHEMA` plus `kept` by the filters) and the rejects."""
+    """One cached triage of a DataFrame: its turns, its rejects, and the counts of both."""
 
-    turns: DataFrame
-    rejects: DataFrame
+    rows: DataFrame  # OUT_ARROW columns: a turn, or a reject (`_reject` set)
+
+    @property
+    def turns(self) -> DataFrame:
+        """`TRIAGE_SCHEMA` rows plus `_kept` (True where the filters keep the turn)."""
+        from pyspark.sql import functions as F
+
+        return self.rows.filter(F.col(_REJECT).isNull()).drop(_REJECT)
+
+    @property
+    def rejects(self) -> DataFrame:
+        """`REJECT_SCHEMA` rows: file, line, reasons, the verbatim record."""
+        from pyspark.sql import functions as F
+
+        reject = F.from_json(F.col(_REJECT), _spark_schema(REJECT_ARROW)).alias("r")
+        return self.rows.filter(F.col(_REJECT).isNotNull()).select(reject).select("r.*")
+
+    def counts(self) -> dict[tuple[bool, str | None, bool | None], int]:
+        """Rows by (rejected, failure point, kept), from one pass over the cached rows."""
+        from pyspark.sql import functions as F
+
+        grouped = self.rows.groupBy(
+            F.col(_REJECT).isNotNull().alias("rejected"), "failure_point", _KEPT
+        ).count()
+        return {(r[0], r[1], r[2]): r[3] for r in grouped.collect()}
 
 
 def triage_with_rejects(
@@ -378,19 +404,15 @@ def triage_with_rejects(
 ) -> SparkTriage:
     """Triage `df` (raw lines or trace columns); invalid turns go to `rejects` with reasons.
 
-    Both frames come from one cached computation, so `read = triaged + rejected`.
+    Turns and rejects come from one cached computation, so `read = triaged + rejected`.
     """
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
     _check_options(top_k, abstain_below)
-    both = _triage_all(
+    rows = _triage_all(
         df, bundle, top_k=top_k, abstain_below=abstain_below, keep=keep, partitions=partitions
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    turns = both.filter(F.col(_REJECT).isNull()).drop(_REJECT)
-    reasons = F.from_json(F.col(_REJECT), _spark_schema(REJECT_ARROW))
-    rejects = both.filter(F.col(_REJECT).isNotNull()).select(reasons.alias("r")).select("r.*")
-    return SparkTriage(turns, rejects)
+    )
+    return SparkTriage(rows.persist(StorageLevel.MEMORY_AND_DISK))
 
 
 def triage(
@@ -491,17 +513,7 @@ def run_triage(
         keep=keep,
         partitions=partitions,
     )
-    counts = {
-        (row["rejected"], row["failure_point"], row[_KEPT]): row["count"]
-        for row in run.turns.select(
-            F.lit(False).alias("rejected"), "failure_point", _KEPT
-        )
-        .unionByName(run.rejects.select(F.lit(True).alias("rejected"), F.lit(None).alias(
-            "failure_point"), F.lit(None).cast("boolean").alias(_KEPT)))
-        .groupBy("rejected", "failure_point", _KEPT)
-        .count()
-        .collect()
-    }
+    counts = run.counts()
     rejected = sum(n for (is_reject, _, _), n in counts.items() if is_reject)
     if rejected:
         rows = run.rejects.orderBy("file", "line").toLocalIterator()

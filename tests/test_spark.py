@@ -15,11 +15,11 @@ pytest.importorskip("pyspark", reason="PySpark not installed (pip install 'fpi[s
 if shutil.which("java") is None:
     pytest.skip("Java not found (Spark needs Java 17)", allow_module_level=True)
 
-from fpi import spark as fpi_spark  # noqa: E402
-from fpi.cli import app  # noqa: E402
-from fpi.io import write_traces  # noqa: E402
-from fpi.schema import PROBABILITY_COLUMNS, TRIAGE_SCHEMA  # noqa: E402
-from fpi.triage import triage_paths  # noqa: E402
+from fpi import spark as fpi_spark
+from fpi.cli import app
+from fpi.io import write_traces
+from fpi.schema import PROBABILITY_COLUMNS, TRIAGE_SCHEMA
+from fpi.triage import triage_paths
 
 TURNS = 600
 
