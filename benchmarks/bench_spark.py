@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_triage import simulated_dump  # noqa: E402
+from bench_triage import simulated_dump
 
 SESSION_ONLY = (
     "import time; t = time.perf_counter(); from fpi import spark; "
@@ -88,10 +88,8 @@ def main() -> None:
         local_out = Path(scratch) / "local.parquet"
         spark_out = Path(scratch) / "spark"
         single = timed([*fpi, "triage", *dumps, "--out", str(local_out)])
-        on_spark = timed(
-            [*fpi, "triage", *dumps, "--engine", "spark", "--master", args.master]
-            + ["--out", str(spark_out)]
-        )
+        spark_engine = ["--engine", "spark", "--master", args.master]
+        on_spark = timed([*fpi, "triage", *dumps, "--out", str(spark_out), *spark_engine])
         session = float(
             subprocess.run(
                 [sys.executable, "-c", SESSION_ONLY.format(master=args.master)],
