@@ -456,7 +456,10 @@ class SparkRun:
 
 
 def session(master: str | None = None, *, app_name: str = "fpi") -> SparkSession:
-    """A SparkSession in UTC (ISO weeks and timestamps as on one machine)."""
+    """A SparkSession in UTC (ISO weeks and timestamps as on one machine).
+
+    Without `master`, the session is the one `spark-submit` (or the environment) configures.
+    """
     from pyspark.sql import SparkSession
 
     builder = (
@@ -468,9 +471,11 @@ def session(master: str | None = None, *, app_name: str = "fpi") -> SparkSession
     )
     if master is not None:
         builder = builder.master(master)
-    if master is None or master.startswith("local"):
-        # local workers run this interpreter, so they import the same fpi and packages
+    if master is not None and master.startswith("local"):
+        # local workers run this interpreter, so they import the same fpi and packages; the
+        # driver and its web UI listen on loopback only (set SPARK_LOCAL_IP to open them)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return builder.getOrCreate()
 
 
