@@ -2,7 +2,8 @@
 
 Runs as is in local mode on the example week shipped with fpi:
 
-    SPARK_LOCAL_IP=127.0.0.1 spark-submit --master 'local[2]' examples/spark_triage.py --out /tmp/fpi-triaged
+    SPARK_LOCAL_IP=127.0.0.1 spark-submit --master 'local[2]' examples/spark_triage.py \\
+        --out /tmp/fpi-triaged
 
 and on a cluster with the lake's paths (every executor needs fpi installed: ship a packed
 virtual environment with `--archives fpi-env.tar.gz#env` and

@@ -155,3 +155,13 @@ def test_the_core_package_never_imports_pyspark():
         "assert 'pyspark' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_spark_submit_example_runs_on_the_example_week(spark, tmp_path, monkeypatch, capsys):
+    import runpy
+
+    out = tmp_path / "example"
+    monkeypatch.setattr(sys, "argv", ["spark_triage.py", "--out", str(out)])
+    runpy.run_path("examples/spark_triage.py", run_name="__main__")
+    assert "read 3,000 turns = 3,000 triaged + 0 rejected" in capsys.readouterr().out
+    assert pl.read_parquet(out / "**" / "*.parquet").height == 3_000
