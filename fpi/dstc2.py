@@ -8,24 +8,19 @@ the prompt before turn i > 0 is the previous turn's `result.response_text`.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import re
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
 
 import polars as pl
-import zstandard
 
 from fpi.errors import InputError
-from fpi.io import to_trace_records
+from fpi.io import check_output, trace_sink
 from fpi.schema import FAILURE_POINTS, TRACE_JSON_SCHEMA, Stage
 
 LABEL_SOURCE = "dstc2-derived"
@@ -331,51 +326,6 @@ def read_call(call_dir: Path, ontology: Ontology) -> pl.DataFrame:
         raise BrokenCallError(LOG_FILE, _why(exc)) from None
 
 
-# ---- writing in chunks -----------------------------------------------------------------
-
-_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
-
-
-@contextmanager
-def _jsonl_sink(path: Path) -> Iterator[Callable[[pl.DataFrame], None]]:
-    name = path.name.lower()
-    with path.open("wb") as raw:
-        stream: BinaryIO
-        if name.endswith(".gz"):
-            stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5)
-        elif name.endswith(".zst"):
-            stream = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False)
-        else:
-            stream = raw
-        with stream:
-            yield lambda chunk: stream.write(chunk.write_ndjson().encode())
-
-
-@contextmanager
-def _parquet_sink(path: Path) -> Iterator[Callable[[pl.DataFrame], None]]:
-    """Chunks go to temporary Parquet files, streamed into one file at the end."""
-    with tempfile.TemporaryDirectory(prefix="fpi-dstc2-", dir=path.parent) as tmp:
-        parts: list[Path] = []
-
-        def write(chunk: pl.DataFrame) -> None:
-            parts.append(Path(tmp) / f"{len(parts):06d}.parquet")
-            chunk.write_parquet(parts[-1])
-
-        yield write
-        if parts:
-            pl.scan_parquet(parts).sink_parquet(path, compression="zstd")
-        else:
-            pl.DataFrame(schema=TRACE_JSON_SCHEMA).write_parquet(path, compression="zstd")
-
-
-def _sink(path: Path) -> AbstractContextManager[Callable[[pl.DataFrame], None]]:
-    name = path.name.lower()
-    if not name.endswith(_SUFFIXES):
-        raise InputError(f"{path}: unknown trace format (use {', '.join(_SUFFIXES)})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return _parquet_sink(path) if name.endswith(".parquet") else _jsonl_sink(path)
-
-
 def _convert_calls(
     data: Path,
     calls: list[str],
@@ -398,7 +348,7 @@ def _convert_calls(
                 summary.label_counts[label] += 1
             chunk.append(turns)
         if chunk and (done % CALLS_PER_CHUNK == 0 or done == len(calls)):
-            write(to_trace_records(pl.concat(chunk)))
+            write(pl.concat(chunk))
             chunk.clear()
         if progress is not None:
             progress(done, len(calls))
@@ -413,14 +363,12 @@ def import_dstc2(
     skipped and recorded in the summary. `progress(done, total)` is called after each call.
     """
     root, out = Path(root), Path(out)
+    check_output(out)
     if not (root / "data").is_dir():
         raise InputError(f"{root}: not a DSTC2 root (no data/ directory)")
     calls = read_flist(flist_path(root, flist))
     ontology = load_ontology(root / "scripts" / "config" / ONTOLOGY_FILE)
     summary = ImportSummary(calls_listed=len(calls))
-    try:
-        with _sink(out) as write:
-            _convert_calls(root / "data", calls, ontology, write, summary, progress)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    with trace_sink(out) as write:
+        _convert_calls(root / "data", calls, ontology, write, summary, progress)
     return summary

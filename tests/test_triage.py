@@ -10,7 +10,8 @@ import shap
 from fpi.errors import InvalidRecordsError
 from fpi.featurize import extract_features
 from fpi.schema import FAILURE_POINTS, PROBABILITY_COLUMNS, TRIAGE_SCHEMA, UNCERTAIN
-from fpi.triage import TriageFilter, flatten_reasons, run_triage, triage_paths, triage_traces
+from fpi.io.triagefile import flatten_reasons
+from fpi.triage import TriageFilter, run_triage, triage_paths, triage_traces
 
 
 @pytest.fixture(scope="module")
