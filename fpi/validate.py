@@ -96,8 +96,14 @@ class RecordCheck(NamedTuple):
     repaired: dict | None  # None when the line is not a JSON object at all
 
 
-def printable(text: str) -> str:
-    """Text safe to print and to write as UTF-8: lone surrogates become `\\udxxx` escapes."""
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def printable(text: str, *, from_bytes: bool = False) -> str:
+    """Text safe to print and to write as UTF-8: lone surrogates become `\\udxxx` escapes
+    (`from_bytes`: surrogates standing for bytes that were not UTF-8 become `\\xNN`)."""
+    if from_bytes:
+        text = _ESCAPED_BYTE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -186,10 +192,10 @@ def _text_findings(
     """Every key given twice, and every key or text with NUL or a lone surrogate, anywhere."""
     if type(value) is dict:
         for key in repeated.get(id(value), ()):
-            name = printable(key)
+            name = printable(key, from_bytes=from_bytes)
             out.append((_join(path, name), A_UNIQUE_NAME, f'"{name}" given more than once'))
         for key, item in value.items():
-            where = _join(path, printable(key))
+            where = _join(path, printable(key, from_bytes=from_bytes))
             if _DAMAGE.search(key):
                 out.append((where, A_TEXT, _damage(key, from_bytes) + " in the key"))
             _text_findings(item, where, repeated, from_bytes, out)

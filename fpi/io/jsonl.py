@@ -210,7 +210,7 @@ def _damaged(data: bytes, lines: list[bytes], max_line_bytes: int) -> dict[int, 
     damaged: dict[int, RecordCheck] = {}
     if lines and max(map(len, lines)) > max_line_bytes:
         for i, line in enumerate(lines):
-            if len(line) > max_line_bytes:
+            if len(line) > max_line_bytes and not is_blank(line):
                 found = f"a line of {len(line):,} bytes"
                 damaged[i] = RecordCheck([("", _line_cap(max_line_bytes), found)], None)
     try:
