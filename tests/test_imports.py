@@ -46,7 +46,8 @@ def _imports(path: Path, module: str, known: set[str]) -> set[str]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             # `from pkg import sub` imports the submodule when there is one
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+            names = [f"{base}.{a.name}" for a in node.names]
+            names = [name if name in known else base for name in names]
         else:
             continue
         targets.update(name for name in names if name in known and name != module)

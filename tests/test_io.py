@@ -164,7 +164,7 @@ def test_concatenated_zstd_frames_and_gzip_members_are_read(tmp_path: Path) -> N
 def test_line_numbers_hold_across_many_small_blocks(
     tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("fpi.io.decode.BLOCK_BYTES", 200)  # a few lines per block, some lines longer
+    monkeypatch.setattr("fpi.io.decode.BLOCK_BYTES", 200)  # a few lines a block, some longer
     lines = BROKEN.read_text(encoding="utf-8").splitlines() * 5
     path = tmp_path / f"broken{suffix}"
     data = ("\n".join(lines) + "\n").encode()

@@ -19,7 +19,7 @@ import zstandard
 from fpi.errors import InputError
 
 BLOCK_BYTES = 32 << 20  # decompressed JSONL parsed at once
-BLOCK_LINES = 100_000  # lines parsed at once (tiny lines: bounds per-line objects)
+BLOCK_LINES = 25_000  # lines parsed at once (tiny lines, many rejects: bounds objects)
 MAX_LINE_BYTES = 16 << 20  # default cap on one line; longer lines are rejects
 LONG_LINE_HEAD = 1024  # bytes of an over-long line kept for the rejects file
 SNIFF_BYTES = 1 << 20  # decompressed bytes read to sniff what a file holds
