@@ -7,7 +7,11 @@ import gzip
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import trace_records
 
 from fpi.errors import InvalidRecordsError
 from fpi.io import ReadStats, iter_trace_batches, read_traces
@@ -208,3 +212,108 @@ def test_without_a_sink_reading_stops_at_a_bounded_number_of_rejects(
     with pytest.raises(InvalidRecordsError, match="stopped at the first 20") as caught:
         read_traces(path)
     assert len({p.line for p in caught.value.problems}) == 20
+
+
+# ---- property: mutated records ------------------------------------------------------------
+
+#: (mutation name, field path the reject must name; "" = the whole line)
+MUTATIONS = {
+    "wrong type": "turn_index",
+    "missing field": "timestamp",
+    "bad byte": "asr.text",
+    "surrogate": "asr.text",
+    "nul": "asr.text",
+    "repeated key": "dialogue_id",
+    "long line": "",
+    "not an object": "",
+    "out of range": "asr.confidence",
+}
+MAX_LINE = 4096
+
+
+def mutate(valid: dict, mutation: str, draw: st.DrawFn) -> bytes:
+    """A valid record turned into an invalid line by one mutation."""
+    record = dict(valid)
+    if mutation == "wrong type":
+        record["turn_index"] = draw(st.sampled_from(["3", 1.5, True, [1], {"n": 1}]))
+    elif mutation == "missing field":
+        del record["timestamp"]
+    elif mutation == "out of range":
+        record["asr"] = {"confidence": draw(st.sampled_from([1.5, -0.1, 7]))}
+    elif mutation == "long line":
+        record["asr"] = {"text": "x" * MAX_LINE}
+    elif mutation == "not an object":
+        return json.dumps(draw(st.sampled_from([[record], "text", 3, None]))).encode()
+    elif mutation == "repeated key":
+        text = json.dumps(record)
+        return (text[:-1] + ', "dialogue_id": "other"}').encode()
+    else:
+        marker = {"bad byte": b"\xc3(", "surrogate": b"\\udfff", "nul": b"\\u0000"}[mutation]
+        record["asr"] = {"text": "MARK"}
+        return json.dumps(record).encode().replace(b"MARK", b"a" + marker + b"b")
+    return json.dumps(record).encode()
+
+
+@st.composite
+def mutated_dumps(draw: st.DrawFn) -> tuple[list[bytes], dict[int, str]]:
+    """Lines of valid records with some mutated; {1-based line: field the reject names}."""
+    records = draw(st.lists(trace_records(), min_size=1, max_size=12))
+    lines, expected = [], {}
+    for i, valid in enumerate(records):
+        valid["dialogue_id"], valid["turn_index"] = f"d{i % 3}", i
+        valid.pop("asr", None)
+        mutation = draw(st.none() | st.sampled_from(sorted(MUTATIONS)))
+        if mutation is None:
+            lines.append(json.dumps(valid, ensure_ascii=draw(st.booleans())).encode())
+        else:
+            lines.append(mutate(valid, mutation, draw))
+            expected[len(lines)] = MUTATIONS[mutation]
+    return lines, expected
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(dump=mutated_dumps(), batch_turns=st.integers(1, 20))
+def test_every_mutated_record_is_one_reject_naming_its_field(
+    tmp_path: Path, dump: tuple[list[bytes], dict[int, str]], batch_turns: int
+) -> None:
+    lines, expected = dump
+    path = write_lines(tmp_path / "mutated.jsonl", lines)
+    seen: list[Reject] = []
+    batches = list(
+        iter_trace_batches(
+            [path], batch_turns=batch_turns, rejects_sink=seen, max_line_bytes=MAX_LINE
+        )
+    )
+    accepted = [n for b in batches for n in b.traces["source_line"].to_list()]
+    assert sum(b.read for b in batches) == len(lines) == len(accepted) + len(seen)
+    assert sum(b.rejected for b in batches) == len(seen)
+    assert sorted(accepted) == [n for n in range(1, len(lines) + 1) if n not in expected]
+    assert {r.line: r for r in seen}.keys() == expected.keys()
+    for reject in seen:
+        assert expected[reject.line] in fields(reject), (reject, lines[reject.line - 1])
+        json.dumps(reject.to_json(), ensure_ascii=False).encode("utf-8")
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(dump=mutated_dumps(), batch_turns=st.integers(1, 20))
+def test_batch_size_never_changes_what_is_read(
+    tmp_path: Path, dump: tuple[list[bytes], dict[int, str]], batch_turns: int
+) -> None:
+    path = write_lines(tmp_path / "mutated.jsonl", dump[0])
+
+    def read(size: int) -> tuple[pl.DataFrame, list[tuple]]:
+        seen: list[Reject] = []
+        batches = list(
+            iter_trace_batches([path], batch_turns=size, rejects_sink=seen, max_line_bytes=MAX_LINE)
+        )
+        frames = [b.traces.with_columns(b.order) for b in batches if b.traces.height]
+        traces = pl.concat(frames).sort("_order") if frames else pl.DataFrame()
+        return traces, sorted((r.line, r.record, r.problems) for r in seen)
+
+    small, large = read(batch_turns), read(10**6)
+    assert small[1] == large[1]
+    assert small[0].equals(large[0])
