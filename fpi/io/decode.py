@@ -27,6 +27,7 @@ SNIFF_BYTES = 1 << 20  # decompressed bytes read to sniff what a file holds
 _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"PAR1": "Parquet"}
 _CONTENT = {".jsonl": "text", ".jsonl.gz": "gzip", ".jsonl.zst": "zstd", ".parquet": "Parquet"}
 _BOM = b"\xef\xbb\xbf"
+_ZSTD_STEP = 4096  # compressed bytes per decompression step (output at most ~128 MB)
 _JSON_SPACE = b" \t\r\n"
 
 
@@ -76,22 +77,34 @@ def decompressed(path: Path, kind: str, piece_bytes: int = BLOCK_BYTES) -> Itera
 
 
 def _zstd_pieces(raw: BinaryIO, piece_bytes: int) -> Iterator[bytes]:
-    """Decompress every zstd frame of a file object, refusing a frame cut short."""
+    """Decompress every zstd frame of a file object in pieces of about `piece_bytes`,
+    refusing a frame cut short. Input goes in small steps, so one step's output stays
+    bounded even for data that decompresses a thousandfold."""
     context = zstandard.ZstdDecompressor()
     frame = context.decompressobj()
     in_frame = False
-    while compressed := raw.read(1 << 20):
+    pieces: list[bytes] = []
+    size = 0
+    while compressed := raw.read(_ZSTD_STEP):
         while compressed:
             piece = frame.decompress(compressed)
             in_frame = True
-            for start in range(0, len(piece), piece_bytes):
-                yield piece[start : start + piece_bytes]
+            if piece:
+                pieces.append(piece)
+                size += len(piece)
+                if size >= piece_bytes:
+                    data = b"".join(pieces)
+                    for start in range(0, len(data), piece_bytes):
+                        yield data[start : start + piece_bytes]
+                    pieces, size = [], 0
             if frame.eof:
                 compressed, frame, in_frame = frame.unused_data, context.decompressobj(), False
             else:
                 compressed = b""
     if in_frame:
         raise zstandard.ZstdError("the last frame ends early")
+    if pieces:
+        yield b"".join(pieces)
 
 
 def _kind_of(fmt: str) -> str:
