@@ -178,7 +178,7 @@ def test_max_line_bytes_makes_long_lines_rejects(tmp_path: Path, dump_lines: lis
 # ---- order --------------------------------------------------------------------------------------
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch_turns=st.integers(1, 320), seed=st.integers(0, 2**16), suffix=st.sampled_from(
     [".parquet", ".jsonl", ".csv"]
 ))  # fmt: skip
