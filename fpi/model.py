@@ -10,9 +10,13 @@ the hash and every tree (`fpi.modelfile`) before LightGBM or a compiled kernel r
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import sys
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -97,6 +101,21 @@ def dialogue_split(
         dialogue_ids.to_frame("dialogue_id")
         .join(lookup, on="dialogue_id", how="left", maintain_order="left")
         .get_column("split")
+    )
+
+
+def dialogue_halves(dialogue_ids: pl.Series) -> np.ndarray:
+    """Two halves of a split's turns, by dialogue (True for one half), from a hash that is
+    independent of `dialogue_split`'s (CRC-32 is linear: two CRC splits of the same ids
+    would be correlated)."""
+    unique = dialogue_ids.unique(maintain_order=True)
+    first = [hashlib.blake2b(str(d).encode(), digest_size=1).digest()[0] % 2 == 1 for d in unique]
+    lookup = pl.DataFrame({"dialogue_id": unique, "half": pl.Series(first, dtype=pl.Boolean)})
+    return (
+        dialogue_ids.to_frame("dialogue_id")
+        .join(lookup, on="dialogue_id", how="left", maintain_order="left")
+        .get_column("half")
+        .to_numpy()
     )
 
 
@@ -272,18 +291,33 @@ def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     threads = checked.get("num_threads", 0)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ConfigError(f"--param num_threads={threads}: must be a whole number >= 0")
-    probe = lgb.Dataset(
-        np.arange(60, dtype=np.float64).reshape(30, 2), label=np.arange(30) % len(FAILURE_POINTS)
-    )
+    rows = np.random.default_rng(0).normal(size=(60, 2))
+    probe = lgb.Dataset(rows, label=np.arange(60) % len(FAILURE_POINTS), params={"verbosity": -1})
     try:
-        lgb.Booster(
-            {**DEFAULT_PARAMS, **checked, "num_class": len(FAILURE_POINTS), "verbosity": -1},
-            probe,
-        )
-    except lgb.basic.LightGBMError as exc:
+        with _lightgbm_quiet():
+            lgb.Booster(
+                {**DEFAULT_PARAMS, **checked, "num_class": len(FAILURE_POINTS), "verbosity": -1},
+                probe,
+            )
+    except (lgb.basic.LightGBMError, TypeError, ValueError) as exc:
         reason = str(exc).split(" at ", 1)[0].strip()
         raise ConfigError(f"--param: LightGBM refuses {checked}: {reason}") from None
     return checked
+
+
+@contextmanager
+def _lightgbm_quiet() -> Iterator[None]:
+    """Keep LightGBM's native "[Fatal] ..." line (written to file descriptor 2 before it
+    raises) off the terminal: the error comes back as an exception, said once, by us."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -402,8 +436,7 @@ def train(
         "best_iteration": booster.current_iteration(),
     }
     bundle = ModelBundle(booster, metadata)
-    valid_ids = traces.get_column("dialogue_id").filter(pl.Series(masks["valid"]))
-    fold = (dialogue_split(valid_ids, {"a": 0.5, "b": 0.5}, seed=seed + 1) == "a").to_numpy()
+    fold = dialogue_halves(traces.get_column("dialogue_id").filter(pl.Series(masks["valid"])))
     valid_raw = bundle.predictor.raw_scores(matrix[masks["valid"]])
     calibration, out_of_fold = fit_calibration(valid_raw, labels[masks["valid"]], fold)
     metadata["calibration"] = {

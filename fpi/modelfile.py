@@ -68,6 +68,9 @@ _TREE_KEYS = _TREE_REQUIRED | {"cat_boundaries", "cat_threshold"}
 _INTEGERS = re.compile(r"(-?\d{1,18}( -?\d{1,18})*)?")
 _NUMBER = r"(-?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?|-?inf|nan)"
 _NUMBERS = re.compile(f"({_NUMBER}( {_NUMBER})*)?")
+_OBJECTIVE = re.compile(r"[a-z_]+")
+_OPTION = re.compile(r"[a-z_]+:[-+.0-9a-zA-Z_]+")
+_MULTICLASS = ("multiclass", "multiclassova")
 _CATEGORICAL = 1
 _MISSING_TYPES = (0, 1, 2)  # None, Zero, NaN
 _PANDAS_KEY = "pandas_categorical:"
@@ -260,6 +263,11 @@ def _header(text: str, source: str) -> tuple[dict[str, str], set[str]]:
         value = _integer(header[key], f"{source}: header {key}")
         if not 0 <= value < 2**31 or (value == 0 and key != "max_feature_idx"):
             raise ModelError(f"{source}: header {key}={value} is out of range")
+    if header["num_tree_per_iteration"] != header["num_class"]:
+        raise ModelError(
+            f"{source}: num_tree_per_iteration={header['num_tree_per_iteration']} differs "
+            f"from num_class={header['num_class']} (one tree per class per iteration)"
+        )
     _integer(header["label_index"], f"{source}: header label_index")
     num_features = int(header["max_feature_idx"]) + 1
     for key in ("feature_names", "feature_infos", "monotone_constraints"):
@@ -268,8 +276,20 @@ def _header(text: str, source: str) -> tuple[dict[str, str], set[str]]:
                 f"{source}: header {key} has {len(header[key].split())} entries for "
                 f"{num_features} features (max_feature_idx={num_features - 1})"
             )
-    if not header["objective"].split():
-        raise ModelError(f"{source}: the header names no objective")
+    if "monotone_constraints" in header and not set(header["monotone_constraints"].split()) <= {
+        "-1",
+        "0",
+        "1",
+    }:
+        raise ModelError(f"{source}: header monotone_constraints must be -1, 0 or 1 each")
+    objective, *options = header["objective"].split() or [""]
+    if not _OBJECTIVE.fullmatch(objective) or not all(_OPTION.fullmatch(o) for o in options):
+        raise ModelError(f"{source}: header objective {header['objective'][:40]!r} is malformed")
+    if objective in _MULTICLASS and f"num_class:{header['num_class']}" not in options:
+        raise ModelError(
+            f"{source}: header objective {header['objective'][:40]!r} does not say "
+            f"num_class:{header['num_class']}"
+        )
     return header, flags
 
 
@@ -286,7 +306,7 @@ def _trees(text: str, header: dict[str, str], flags: set[str], source: str) -> M
             f"{source}: {len(sizes)} trees is not a whole number of iterations of "
             f"{header['num_tree_per_iteration']} trees (one per class)"
         )
-    fields, start = [], 0
+    blocks, start = [], 0
     for index, size in enumerate(sizes.tolist()):
         block = text[start : start + size]
         start += size
@@ -296,7 +316,8 @@ def _trees(text: str, header: dict[str, str], flags: set[str], source: str) -> M
                 f"{source}: tree {index} does not start where tree_sizes says "
                 f"(found {block[:20]!r}, expected {title.strip()!r})"
             )
-        fields.append(_tree_fields(block[len(title) :], f"{source}: tree {index}"))
+        blocks.append(block[len(title) :])
+    fields = [_tree_fields(block, f"{source}: tree {t}") for t, block in enumerate(blocks)]
     num_leaves = _scalars(fields, "num_leaves", source)
     num_cat = _scalars(fields, "num_cat", source)
     for t in np.flatnonzero((num_leaves < 1) | (num_cat < 0))[:1].tolist():
@@ -558,4 +579,3 @@ def _array(value: str, dtype: type, where: str) -> np.ndarray:
         kind = "integers" if dtype is np.int64 else "numbers"
         raise ModelError(f"{where}: not a list of {kind}")
     return np.fromstring(value, dtype=dtype, sep=" ") if value else np.zeros(0, dtype)
-
