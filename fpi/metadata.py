@@ -85,8 +85,8 @@ def read_metadata(path: Path) -> dict[str, Any]:
         metadata = json.loads(text, object_pairs_hook=_unique_keys)
     except OSError as exc:
         raise ModelError(f"{path}: cannot read the metadata ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        reason = str(exc) if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
         raise ModelError(f"{path}: unreadable metadata ({reason})") from None
     check_metadata(metadata, str(path))
     return metadata
@@ -96,7 +96,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise ModelError(f"key {key!r} appears twice in one object")
+            raise ValueError(f"key {key[:60]!r} appears twice in one object")
         seen[key] = value
     return seen
 
