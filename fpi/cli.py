@@ -275,6 +275,7 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fpi.io import read_traces
+    from fpi.model import check_params
     from fpi.model import train as train_model
 
     overrides = {}
@@ -287,6 +288,7 @@ def train(
         except json.JSONDecodeError:
             overrides[key] = value
     with domain_errors():
+        check_params(overrides)
         from fpi.io import check_output, resolve_inputs
 
         check_output(out, resolve_inputs(dumps), directory=True)
@@ -311,9 +313,11 @@ def train(
     )
     for split, metrics in bundle.metadata["metrics"].items():
         console.print(
-            f"  {split}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+            f"  {split}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
+            f"ECE {metrics['ece_uncalibrated']:.3f} -> {metrics['ece']:.3f} calibrated "
             f"(n={metrics['n']})"
         )
+    console.print(f"  calibration: {bundle.calibration.method} (chosen on valid)")
 
 
 @app.command()
@@ -365,6 +369,12 @@ def evaluate(
             f"{point['threshold']:.2f}", f"{point['coverage']:.1%}", f"{point['accuracy']:.3f}"
         )
     console.print(curve)
+    report["calibration"] = bundle.calibration.method
+    console.print(
+        f"calibration ({report['calibration']}): ECE {report['ece_uncalibrated']:.4f} before, "
+        f"{report['ece']:.4f} after (top-class confidence, 15 equal-width bins)",
+        highlight=False,
+    )
     if json_out is not None:
         from fpi.io import atomic_output
 
@@ -422,6 +432,7 @@ def triage(
     from rich.table import Table
 
     from fpi.model import load_bundle
+    from fpi.predict import REASONS_EXPLAIN_RAW_SCORE
     from fpi.schema import FAILURE_POINTS, UNCERTAIN
     from fpi.triage import TriageFilter, run_triage
 
@@ -514,6 +525,7 @@ def triage(
             escape(reasons),
         )
     console.print(defects)
+    console.print(REASONS_EXPLAIN_RAW_SCORE, style="dim", highlight=False)
 
 
 @app.command()
@@ -531,6 +543,7 @@ def explain(
 
     from fpi.explain import describe_stages, explain_turn, find_dialogue, waterfall_frame
     from fpi.model import load_bundle
+    from fpi.predict import REASONS_EXPLAIN_RAW_SCORE
 
     with domain_errors():
         _refuse_outputs([dump], png=png)
@@ -542,7 +555,7 @@ def explain(
         for stage, text in describe_stages(turn) if turn else [("", "(none: the dialogue ended)")]:
             stages.add_row(stage, escape(text))
         console.print(stages)
-    proba = Table("class", "probability", title="class probabilities")
+    proba = Table("class", "probability", title="class probabilities (calibrated)")
     for name, p in sorted(explanation.probabilities.items(), key=lambda kv: -kv[1]):
         style = "bold" if name == explanation.predicted else ""
         proba.add_row(name, f"{p:.3f}", style=style)
@@ -562,6 +575,7 @@ def explain(
             escape(row["text"]),
         )
     console.print(reasons)
+    console.print(REASONS_EXPLAIN_RAW_SCORE, style="dim", highlight=False)
     if png is not None:
         import matplotlib.pyplot as plt
 

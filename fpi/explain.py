@@ -36,7 +36,8 @@ class TurnExplanation:
     probabilities: dict[str, float]
     predicted: str
     base_value: float  # expected raw score of the predicted class
-    contributions: pl.DataFrame  # feature, value, contribution, text; largest |contribution| first
+    #: feature, value, contribution (to the raw score), text; largest |contribution| first
+    contributions: pl.DataFrame
 
     @property
     def turn(self) -> dict[str, Any]:
@@ -79,8 +80,14 @@ def _short_item(item: Any) -> str:
 
 
 def explain_turn(traces: pl.DataFrame, turn_id: str, bundle) -> TurnExplanation:
-    """Explain `turn_id` (its dialogue must be in `traces`, for the context features)."""
-    from fpi.featurize import CATALOG, extract_features, render_reason
+    """Explain `turn_id` (its dialogue must be in `traces`, for the context features).
+
+    Probabilities and the predicted class come from the one prediction path
+    (`fpi.predict`), calibrated; the contributions explain the predicted class's raw score,
+    every feature rendered as the model saw it (`fpi.predict.render_values`).
+    """
+    from fpi.featurize import extract_features
+    from fpi.predict import predict, render_values, shap_values
 
     matches = traces.filter(pl.col("turn_id") == turn_id)
     if matches.is_empty():
@@ -88,28 +95,24 @@ def explain_turn(traces: pl.DataFrame, turn_id: str, bundle) -> TurnExplanation:
     dialogue_id = matches.get_column("dialogue_id")[0]
     dialogue = traces.filter(pl.col("dialogue_id") == dialogue_id).sort("turn_index", "timestamp")
     position = dialogue.get_column("turn_id").to_list().index(turn_id)
-    features = extract_features(dialogue)
-    matrix = bundle.matrix(features)
-    proba = bundle.predict_proba(matrix)[position]
-    predicted = int(np.argmax(proba))
-    values = bundle.explainer.shap_values(matrix[position : position + 1], np.array([predicted]))[0]
-    catalogue = {f.name: f for f in CATALOG}
-    row = features.row(position, named=True)
-    names = bundle.feature_names
-    contributions = pl.DataFrame(
-        {
-            "feature": names,
-            "value": [None if row[n] is None else str(row[n]) for n in names],
-            "contribution": values[:-1],
-            "text": [render_reason(catalogue[n], row[n]) for n in names],
-        },
-        schema_overrides={"value": pl.String},
-    ).sort(pl.col("contribution").abs(), "feature", descending=[True, False])
+    row = bundle.matrix(extract_features(dialogue))[position : position + 1]
+    predictions = predict(bundle, row)
+    predicted = int(predictions.predicted[0])
+    values = shap_values(bundle, row, predictions.predicted)[0]
+    rendered = render_values(bundle, np.arange(row.shape[1]), row[0])
+    contributions = rendered.with_columns(
+        pl.Series("contribution", values[:-1], dtype=pl.Float64)
+    ).select("feature", "value", "contribution", "text")
+    contributions = contributions.sort(
+        pl.col("contribution").abs(), "feature", descending=[True, False]
+    )
     return TurnExplanation(
         turn_id=turn_id,
         dialogue=dialogue,
         position=position,
-        probabilities={c: float(p) for c, p in zip(FAILURE_POINTS, proba, strict=True)},
+        probabilities={
+            c: float(p) for c, p in zip(FAILURE_POINTS, predictions.probabilities[0], strict=True)
+        },
         predicted=FAILURE_POINTS[predicted],
         base_value=float(values[-1]),
         contributions=contributions,

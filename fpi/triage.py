@@ -8,7 +8,6 @@ frame.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +23,6 @@ from fpi.io.triagefile import ORDER, TriageWriter
 from fpi.schema import (
     FAILURE_POINTS,
     PROBABILITY_COLUMNS,
-    REASON,
     TRIAGE_SCHEMA,
     UNCERTAIN,
     Reject,
@@ -32,94 +30,10 @@ from fpi.schema import (
 )
 
 if TYPE_CHECKING:
-    from fpi.fastpredict import FastPredictor
-    from fpi.fastshap import FastExplainer
     from fpi.io import RejectsSink, TraceBatch
     from fpi.model import ModelBundle
 
 DEFAULT_TOP_K = 5
-
-
-def _rendered(features: np.ndarray, values: np.ndarray, bundle: ModelBundle) -> pl.DataFrame:
-    """Name, shown value and reason text for each (feature index, value) pair.
-
-    A categorical code becomes its category name; NaN (a stage that did not run, or a
-    category unseen in training) becomes a null value and a "missing" reason.
-    """
-    from fpi.featurize import CATALOG, render_reason
-
-    metadata = bundle.metadata["features"]
-    catalogue = {f.name: f for f in CATALOG}
-    names, shown, texts = [], [], []
-    for index, value in zip(features.tolist(), values.tolist(), strict=True):
-        entry = metadata[index]
-        typed: str | float | None
-        if value != value:
-            typed = display = None
-        elif entry["categorical"]:
-            typed = display = entry["categories"][int(value)]
-        else:
-            typed, display = value, f"{value:.4g}"
-        names.append(entry["name"])
-        shown.append(display)
-        texts.append(render_reason(catalogue[entry["name"]], typed))
-    return pl.DataFrame(
-        {"feature": names, "value": shown, "text": texts},
-        schema={"feature": pl.String, "value": pl.String, "text": pl.String},
-    )
-
-
-def _reasons(
-    matrix: np.ndarray, indices: np.ndarray, contributions: np.ndarray, bundle: ModelBundle
-) -> pl.Series:
-    """The top-k positive contributions per turn as lists of `REASON` structs.
-
-    Each distinct (feature, value) pair is rendered once (a batch repeats most of them),
-    then the reasons are cut into one list per turn by offsets: the positive contributions
-    are a prefix of each turn's top-k, which comes sorted largest first.
-    """
-    import pyarrow as pa
-
-    n, k = indices.shape
-    positive = contributions > 0
-    rows = np.repeat(np.arange(n), k)[positive.ravel()]
-    features = indices[positive]
-    values = matrix[rows, features]
-    reasons = pl.DataFrame(
-        {
-            "index": features.astype(np.int32),
-            "bits": values.view(np.int64),  # the exact value: -0.0 and NaN payloads stay apart
-            "contribution": contributions[positive],
-        }
-    )
-    distinct = reasons.select("index", "bits").unique(maintain_order=True)
-    rendered = _rendered(
-        distinct.get_column("index").to_numpy(),
-        distinct.get_column("bits").to_numpy().view(np.float64),
-        bundle,
-    )
-    structs = (
-        reasons.join(
-            pl.concat([distinct, rendered], how="horizontal"),
-            on=["index", "bits"],
-            how="left",
-            maintain_order="left",
-        )
-        .select(pl.struct([f.name for f in REASON.fields]).alias("reasons"))
-        .get_column("reasons")
-        .rechunk()
-    )
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(positive.sum(axis=1), out=offsets[1:])
-    lists = pa.ListArray.from_arrays(pa.array(offsets), structs.to_arrow())
-    return pl.Series("reasons", lists).cast(pl.List(REASON))
-
-
-@functools.lru_cache(maxsize=4)
-def _predictor(explainer: FastExplainer) -> FastPredictor:
-    from fpi.fastpredict import FastPredictor
-
-    return FastPredictor(explainer)
 
 
 @dataclass
@@ -172,6 +86,7 @@ def triage_traces(
     `times`, when given, accumulates the seconds of each phase.
     """
     from fpi.featurize import extract_features
+    from fpi.predict import predict, reason_lists, top_contributions
 
     times = times if times is not None else PhaseTimes()
     with times.phase("features"):
@@ -179,13 +94,13 @@ def triage_traces(
     with times.phase("encode"):
         matrix = bundle.matrix(features)
     with times.phase("predict"):
-        proba = _predictor(bundle.explainer).predict_proba(matrix)
-        predicted = proba.argmax(axis=1)
-        confidence = proba[np.arange(len(traces)), predicted]
+        predictions = predict(bundle, matrix)
+        proba, predicted = predictions.probabilities, predictions.predicted
+        confidence = predictions.confidence
     with times.phase("explain"):
-        indices, contributions = bundle.explainer.explain_top(matrix, predicted, top_k)
+        indices, contributions = top_contributions(bundle, matrix, predicted, top_k)
     with times.phase("reasons"):
-        reasons = _reasons(matrix, indices, contributions, bundle)
+        reasons = reason_lists(matrix, indices, contributions, bundle)
     with times.phase("assemble"):
         predicted_names = pl.Series(FAILURE_POINTS, dtype=pl.String).gather(predicted)
         failure_point = predicted_names

@@ -12,6 +12,7 @@ import polars as pl
 
 from fpi import __version__
 from fpi.owners import OWNER
+from fpi.predict import REASONS_EXPLAIN_RAW_SCORE
 from fpi.report import stats, wording
 from fpi.report.figures import ChartImage, owner_chart_keys
 from fpi.report.sections import ALL, DIMENSIONS
@@ -190,7 +191,8 @@ def _why(report: Report, charts: dict[str, ChartImage]) -> list[Block]:
         Paragraph(
             "Per failure point, the features behind this week's attributions (mean absolute "
             "SHAP contribution toward the predicted class, per turn) and the most frequent "
-            "failing utterances, each with its most confident example turn and reasons."
+            "failing utterances, each with its most confident example turn and reasons. "
+            + REASONS_EXPLAIN_RAW_SCORE
         ),
     ]
     for stage in report.tables["mix"].filter(pl.col("turns") > 0).get_column("failure_point"):
