@@ -1,8 +1,9 @@
 """The six-class failure-point model: training, the on-disk bundle, and prediction.
 
-A bundle is a directory holding `model.txt` (LightGBM's own text format) and `metadata.json`
+A bundle is a directory holding `model.txt` (LightGBM's own text format), `metadata.json`
 (versions, feature names, dtypes and categorical codes, class order, training summary and
-validation metrics). Categorical codes are fixed by the bundle: a value never seen in training
+validation metrics) and `profile.json`, the training profile `fpi shift` compares traffic
+with (`fpi.profile`; a bundle made before profiles loads without one). Categorical codes are fixed by the bundle: a value never seen in training
 is encoded as missing, whatever frame it arrives in.
 """
 
@@ -24,6 +25,7 @@ import polars as pl
 from fpi import __version__
 from fpi.errors import ModelError
 from fpi.featurize import CATALOG, extract_features
+from fpi.profile import Profile, build_profile, load_profile
 from fpi.schema import FAILURE_POINTS, TRACE_FORMAT
 
 MODEL_FILE = "model.txt"
@@ -110,6 +112,7 @@ class ModelBundle:
 
     booster: lgb.Booster
     metadata: dict[str, Any]
+    profile: Profile | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -144,6 +147,8 @@ class ModelBundle:
         model_dir.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(model_dir / MODEL_FILE))
         (model_dir / METADATA_FILE).write_text(json.dumps(self.metadata, indent=2) + "\n")
+        if self.profile is not None:
+            self.profile.save(model_dir)
         return model_dir
 
 
@@ -212,7 +217,7 @@ def load_bundle(model_dir: Path | str | None = None) -> ModelBundle:
         raise ModelError(f"{model_path}: unreadable LightGBM model ({exc})") from None
     if booster.num_feature() != len(metadata["features"]):
         raise ModelError(f"{model_path}: model and metadata disagree on the number of features")
-    return ModelBundle(booster, metadata)
+    return ModelBundle(booster, metadata, load_profile(model_dir))
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -338,4 +343,12 @@ def train(
         metrics[name] = classification_metrics(labels[masks[name]], predicted)
     metadata["training"] = _summary(traces, split)
     metadata["metrics"] = metrics
+    train_mask = masks["train"]
+    bundle.profile = build_profile(
+        features.filter(pl.Series(train_mask)),
+        labels=np.asarray(FAILURE_POINTS)[labels[train_mask]],
+        confidence=bundle.predict_proba(matrix[masks["valid"]]).max(axis=1),
+        dialogue_ids=traces.get_column("dialogue_id").filter(pl.Series(train_mask)),
+        seed=seed,
+    )
     return bundle
