@@ -707,3 +707,84 @@ def import_dstc2_command(
     for label, count in summary.label_counts.items():
         mix.add_row(label, str(count), f"{count / max(summary.turns, 1):.1%}")
     console.print(mix)
+
+
+def _print_shift(report, *, top: int = 10) -> None:
+    """The shift verdict, the most shifted features, and a warning when shifted."""
+    from rich.table import Table
+
+    colour = {"shifted": "bold red", "fits": "green"}.get(report.verdict, "yellow")
+    score = "unknown" if report.score is None else f"{report.score:.3f}"
+    console.print(
+        f"input shift against the {escape(report.reference)}: [{colour}]{report.verdict}[/] "
+        f"(separability AUC {score}, threshold {report.threshold:.2f}; "
+        f"{report.turns:,} sampled turns)",
+        highlight=False,
+    )
+    if report.score is None:
+        console.print(escape(report.sentence()), highlight=False)
+        return
+    table = Table(
+        "feature",
+        "stage",
+        "PSI",
+        "missing (reference)",
+        "missing (dump)",
+        title="most shifted features (PSI on the reference's bins)",
+    )
+    for row in report.features.head(top).iter_rows(named=True):
+        table.add_row(
+            row["name"],
+            row["stage"],
+            f"{row['shift']:.3f}",
+            f"{row['missing_rate_train']:.1%}",
+            f"{row['missing_rate_dump']:.1%}",
+        )
+    console.print(table)
+    _warn_shift(report)
+
+
+def _warn_shift(report) -> None:
+    """A yellow warning on stderr when the traffic does not look like the training data."""
+    warning = report.warning()
+    if warning is not None:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
+@app.command("shift")
+def shift_command(
+    dumps: DumpArgs,
+    model: ModelOption = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the shift report here (JSON).")
+    ] = None,
+    against: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--against",
+            help="Compare with these dumps (e.g. last week's) instead of the "
+            "model's training profile (repeatable).",
+        ),
+    ] = None,
+    rejects: RejectsOption = None,
+) -> None:
+    """How far dumps are from the model's training traffic (or from other dumps)."""
+    import json
+
+    from fpi.model import default_model_dir, load_bundle
+    from fpi.shift import assess, assess_against, sample_dumps
+
+    collected: list | None = [] if rejects is not None else None
+    with domain_errors(), err_console.status("sampling and comparing"):
+        sample = sample_dumps(dumps, rejects=collected)
+        if against:
+            report = assess_against(sample, sample_dumps(against, rejects=collected))
+        else:
+            bundle = load_bundle(model)
+            report = assess(sample, bundle.profile, source=str(model or default_model_dir()))
+        _finish_rejects(collected, rejects)
+    _print_shift(report)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        console.print(f"shift report written to {escape(str(json_out))}")

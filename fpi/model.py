@@ -3,8 +3,9 @@
 A bundle is a directory holding `model.txt` (LightGBM's own text format), `metadata.json`
 (versions, feature names, dtypes and categorical codes, class order, training summary and
 validation metrics) and `profile.json`, the training profile `fpi shift` compares traffic
-with (`fpi.profile`; a bundle made before profiles loads without one). Categorical codes are fixed by the bundle: a value never seen in training
-is encoded as missing, whatever frame it arrives in.
+with (`fpi.profile`; a bundle made before profiles loads without one). Categorical codes are
+fixed by the bundle: a value never seen in training is encoded as missing, whatever frame it
+arrives in.
 """
 
 from __future__ import annotations

@@ -277,7 +277,9 @@ def load_profile(model_dir: Path | str) -> Profile | None:
 def _numeric_profile(name: str, stage: str, column: pl.Series) -> FeatureProfile:
     values = column.cast(pl.Float64).fill_nan(None).drop_nulls().to_numpy()
     if len(values):
-        edges = tuple(float(e) for e in np.unique(np.quantile(values, np.linspace(0, 1, NUMERIC_BINS + 1))))
+        edges = tuple(
+            float(e) for e in np.unique(np.quantile(values, np.linspace(0, 1, NUMERIC_BINS + 1)))
+        )
         quantiles = tuple(float(q) for q in np.quantile(values, QUANTILES))
     else:
         edges, quantiles = (), (None,) * len(QUANTILES)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 SHIFT_FORMAT = "fpi-shift/1"
+TRAINING = "model's training traffic"
 #: The separability AUC from which a dump counts as shifted. Chosen on fresh simulated `base`
 #: traffic (never above 0.52) against other pipelines and scenarios: see benchmarks/bench_shift.py.
 SHIFT_THRESHOLD = 0.6
@@ -48,7 +49,7 @@ CLASSIFIER_PARAMS: dict[str, Any] = {
     "feature_fraction": 0.8,
     "lambda_l2": 1.0,
     "max_cat_to_onehot": 8,
-    "num_threads": 2,
+    "num_threads": 1,  # a small fit: threads cost more than they bring, above all on a busy machine
     "deterministic": True,
     "force_row_wise": True,
     "verbosity": -1,
@@ -131,7 +132,7 @@ class ShiftReport:
     threshold: float
     features: pl.DataFrame  # name, stage, shift, missing_rate_train, missing_rate_dump
     turns: int = 0
-    reference: str = "training profile"
+    reference: str = TRAINING
     note: str = ""
 
     @property
@@ -184,7 +185,7 @@ class ShiftReport:
             threshold=float(document.get("threshold", SHIFT_THRESHOLD)),
             features=_feature_frame(document.get("features", [])),
             turns=int(document.get("turns", 0)),
-            reference=document.get("reference", "training profile"),
+            reference=document.get("reference", TRAINING),
             note=document.get("note", ""),
         )
 
@@ -235,7 +236,7 @@ def compare(
     current: BinnedSample,
     *,
     threshold: float = SHIFT_THRESHOLD,
-    reference: str = "training profile",
+    reference: str = TRAINING,
     seed: int = 0,
 ) -> ShiftReport:
     """The shift of `current` (binned on `profile`) from the profile's reference traffic."""
@@ -345,16 +346,24 @@ class DumpSample:
         from fpi.featurize import feature_schema
 
         if self._features is None:
-            return feature_schema().to_frame().with_columns(pl.lit(None, pl.String).alias("dialogue_id"))
+            return (
+                feature_schema()
+                .to_frame()
+                .with_columns(pl.lit(None, pl.String).alias("dialogue_id"))
+            )
         frame = self._features
         keys = self._keys
         if week is not None:
             keys = keys.filter(pl.col("week") == week)
         if turns is not None:
             keys = keys.filter((pl.col("n").cum_sum() <= turns) | (pl.int_range(pl.len()) == 0))
-        return frame.filter(pl.col("dialogue_id").is_in(keys.get_column("dialogue_id").implode())).drop("__week")
+        return frame.filter(
+            pl.col("dialogue_id").is_in(keys.get_column("dialogue_id").implode())
+        ).drop("__week")
 
-    def binned(self, profile: Profile, week: str | None = None, *, turns: int | None = None) -> BinnedSample:
+    def binned(
+        self, profile: Profile, week: str | None = None, *, turns: int | None = None
+    ) -> BinnedSample:
         frame = self.features(week, turns=turns)
         return profile.bin(frame, frame.get_column("dialogue_id"))
 
