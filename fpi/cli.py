@@ -307,10 +307,16 @@ def evaluate(
     collected: list | None = [] if rejects is not None else None
     with domain_errors():
         bundle = load_bundle(model)
-        report = evaluation_report(
-            score_traces(batch.traces, bundle)
-            for batch in iter_trace_batches(dumps, rejects_sink=collected)
-        )
+        check = _shift_check(bundle, model)
+
+        def scored():
+            for batch in iter_trace_batches(dumps, rejects_sink=collected):
+                check.offer(batch.traces)
+                yield score_traces(batch.traces, bundle)
+
+        report = evaluation_report(scored())
+        shift = check.report()
+        report["shift"] = shift.to_dict()
         _finish_rejects(collected, rejects)
     systems = {"model": report, **report["references"], "rule baseline": report["rule_baseline"]}
     table = Table("", *systems, title=f"failure-point isolation on {report['n']} labelled turns")
@@ -334,6 +340,7 @@ def evaluate(
             f"{point['threshold']:.2f}", f"{point['coverage']:.1%}", f"{point['accuracy']:.3f}"
         )
     console.print(curve)
+    _shift_line(shift)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2) + "\n")
@@ -436,6 +443,7 @@ def triage(
                 batch_turns=batch_turns,
                 transform=transform,
                 on_batch=show,
+                shift=_shift_check(bundle, model),
             )
         _finish_rejects(collected, rejects)
     elapsed = time.perf_counter() - started
@@ -443,6 +451,7 @@ def triage(
         f"read {run.read:,} turns = {run.triaged:,} triaged + {run.rejected:,} rejected; "
         f"{run.kept:,} kept by the filters ({run.read / max(elapsed, 1e-9):,.0f} turns/s)"
     )
+    _shift_line(run.shift)
     if profile:
         phases = Table("phase", "wall s", "CPU s", "share of wall", title="where the time went")
         for phase, wall, cpu, share in run.times.frame().iter_rows():
@@ -742,6 +751,24 @@ def _print_shift(report, *, top: int = 10) -> None:
         )
     console.print(table)
     _warn_shift(report)
+
+
+def _shift_check(bundle, model: Path | None):
+    """The streamed shift check triage and evaluate run beside their work."""
+    from fpi.model import default_model_dir
+    from fpi.shift import ShiftCheck
+
+    return ShiftCheck(bundle.profile, source=str(model or default_model_dir()))
+
+
+def _shift_line(report) -> None:
+    """One line on the input shift, and the warning when shifted."""
+    if report is None:
+        return
+    if report.shifted:
+        _warn_shift(report)
+    else:
+        console.print(f"input shift: {escape(report.sentence())}", highlight=False)
 
 
 def _warn_shift(report) -> None:

@@ -16,17 +16,16 @@ whatever the batch size), so triage, evaluate and report pay for a few thousand 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from fpi.profile import MISSING_CODE, BinnedSample, Profile, build_profile
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 SHIFT_FORMAT = "fpi-shift/1"
 TRAINING = "model's training traffic"
@@ -424,3 +423,54 @@ class ShiftCheck:
 
     def report(self) -> ShiftReport:
         return assess(self.sample, self.profile, source=self.source)
+
+
+#: Parquet key-value metadata keys a triage output carries (see `triage_metadata`).
+META_SHIFT, META_PROFILE, META_SAMPLE = "fpi.shift", "fpi.profile", "fpi.input_sample"
+
+
+def triage_metadata(check: ShiftCheck, report: ShiftReport) -> dict[str, str]:
+    """What a triage output records about its input: the shift report, and (with a profile)
+    the profile and each ISO week's sampled turns as codes, so `fpi report` can judge any
+    week against the training traffic and against the week before without the dumps."""
+    metadata = {META_SHIFT: json.dumps(report.to_dict())}
+    if check.profile is not None:
+        weeks = {w: check.sample.binned(check.profile, w).to_dict() for w in check.sample.weeks()}
+        metadata[META_PROFILE] = json.dumps(check.profile.to_dict(), separators=(",", ":"))
+        metadata[META_SAMPLE] = json.dumps({"weeks": weeks}, separators=(",", ":"))
+    return metadata
+
+
+@dataclass(frozen=True)
+class RecordedInput:
+    """What a triage output recorded about its input (`triage_metadata`), read back."""
+
+    shift: ShiftReport | None
+    profile: Profile | None
+    weeks: dict[str, BinnedSample]
+
+
+def read_recorded_input(path: str | Path) -> RecordedInput:
+    """The input record of a Parquet triage output (empty for other files or older outputs)."""
+    import pyarrow.parquet as pq
+
+    from fpi.errors import InputError
+
+    try:
+        raw = pq.read_metadata(path).metadata or {}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+    text = {k.decode(): v.decode() for k, v in raw.items() if k.decode().startswith("fpi.")}
+    try:
+        shift = profile = None
+        if META_SHIFT in text:
+            shift = ShiftReport.from_dict(json.loads(text[META_SHIFT]))
+        if META_PROFILE in text:
+            profile = Profile.from_dict(json.loads(text[META_PROFILE]))
+        weeks = {}
+        if profile is not None and META_SAMPLE in text:
+            for week, entry in json.loads(text[META_SAMPLE])["weeks"].items():
+                weeks[week] = BinnedSample.from_dict(entry)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: unreadable fpi input record in its metadata ({exc})") from None
+    return RecordedInput(shift, profile, weeks)

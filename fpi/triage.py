@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from fpi.fastshap import FastExplainer
     from fpi.io import TraceBatch
     from fpi.model import ModelBundle
+    from fpi.shift import ShiftCheck, ShiftReport
 
 DEFAULT_TOP_K = 5
 
@@ -265,6 +266,7 @@ class TriageRun:
     per_failure_point: dict[str, int] = field(default_factory=dict)
     top_defects: pl.DataFrame = field(default_factory=TRIAGE_SCHEMA.to_frame)
     times: PhaseTimes = field(default_factory=PhaseTimes)
+    shift: ShiftReport | None = None
 
     def add(
         self, batch: TraceBatch, triaged: pl.DataFrame, kept: pl.DataFrame, per_stage: int
@@ -304,11 +306,14 @@ def run_triage(
     transform=None,
     defects_per_stage: int = 4,
     on_batch=None,
+    shift: ShiftCheck | None = None,
 ) -> TriageRun:
     """Triage dumps end to end: batches in, filtered rows to `out` (if given), counts back,
     with the `defects_per_stage` most confident defects of each failure point.
 
-    `on_batch(run)` is called after every batch (for progress displays).
+    `on_batch(run)` is called after every batch (for progress displays). With `shift`, every
+    batch is offered to it and `run.shift` holds its report; a Parquet output records it in
+    its file metadata (`fpi.shift.triage_metadata`).
     """
     run = TriageRun()
     writer = TriageWriter(out) if out is not None else None
@@ -330,8 +335,18 @@ def run_triage(
                     writer.write(kept)
             with run.times.phase("summary"):
                 run.add(batch, triaged, kept, defects_per_stage)
+            if shift is not None:
+                with run.times.phase("shift"):
+                    shift.offer(batch.traces)
             if on_batch is not None:
                 on_batch(run)
+        if shift is not None:
+            from fpi.shift import triage_metadata
+
+            with run.times.phase("shift"):
+                run.shift = shift.report()
+                if writer is not None:
+                    writer.metadata.update(triage_metadata(shift, run.shift))
     finally:
         if writer is not None:
             writer.close()
@@ -420,6 +435,8 @@ class TriageWriter:
         self._parquet = None
         self._handle = None
         self._header = True
+        #: Key-value metadata for a Parquet file's footer (ignored by JSONL and CSV).
+        self.metadata: dict[str, str] = {}
 
     def write(self, triaged: pl.DataFrame) -> None:
         if self.suffix == ".parquet":
@@ -442,6 +459,8 @@ class TriageWriter:
         if self._parquet is None and self._handle is None:
             self.write(TRIAGE_SCHEMA.to_frame())
         if self._parquet is not None:
+            if self.metadata:
+                self._parquet.add_key_value_metadata(self.metadata)
             self._parquet.close()
         if self._handle is not None:
             self._handle.close()
