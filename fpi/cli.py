@@ -614,6 +614,13 @@ def report(
             out_dir=out,
         )
     console.print(escape(built.summary), highlight=False)
+    if built.shift is not None:
+        from fpi.report.drift import THIS_WEEK
+        from fpi.shift import ShiftReport
+
+        warning = ShiftReport.from_dict(built.shift).warning(THIS_WEEK)
+        if warning is not None:
+            err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     console.print(
         f"written: {escape(str(written[0]))}, {escape(str(written[1]))} "
         f"and {len(written) - 2} more file(s) in {escape(str(written[0].parent))}"

@@ -344,12 +344,28 @@ def train(
         metrics[name] = classification_metrics(labels[masks[name]], predicted)
     metadata["training"] = _summary(traces, split)
     metadata["metrics"] = metrics
-    train_mask = masks["train"]
-    bundle.profile = build_profile(
-        features.filter(pl.Series(train_mask)),
-        labels=np.asarray(FAILURE_POINTS)[labels[train_mask]],
-        confidence=bundle.predict_proba(matrix[masks["valid"]]).max(axis=1),
-        dialogue_ids=traces.get_column("dialogue_id").filter(pl.Series(train_mask)),
+    bundle.profile = training_profile(bundle, traces, features, labels, masks, seed=seed)
+    return bundle
+
+
+def training_profile(
+    bundle: ModelBundle,
+    traces: pl.DataFrame,
+    features: pl.DataFrame,
+    labels: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    *,
+    seed: int = 0,
+) -> Profile:
+    """The profile `train` stores: the training split's features and classes, and the
+    model's top-class confidence on the validation split."""
+    train_rows = pl.Series(masks["train"])
+    return build_profile(
+        features.filter(train_rows),
+        labels=np.asarray(FAILURE_POINTS)[labels[masks["train"]]],
+        confidence=bundle.predict_proba(
+            bundle.matrix(features.filter(pl.Series(masks["valid"])))
+        ).max(axis=1),
+        dialogue_ids=traces.get_column("dialogue_id").filter(train_rows),
         seed=seed,
     )
-    return bundle

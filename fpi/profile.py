@@ -6,10 +6,10 @@ model's own top-class confidence on validation turns, and a small sample of trai
 stored as bin codes (for the classifier-based shift score, `fpi.shift`).
 
 Every feature value maps to a small integer code on the profile's bins: 0 is missing; for a
-numeric feature 1 is below the training minimum, 2.. the quantile bins and the last code above
-the training maximum; for a categorical one 1 is a category outside the profile ("other") and
-2.. its categories. Shift measures (PSI, the classifier) work on these codes, so a stored
-sample and a dump's turns are compared on exactly the same footing.
+numeric feature 1 is below the training minimum, 2.. the quantile bins (the maximum a bin of
+its own) and the last code above the training maximum; for a categorical one 1 is a category
+outside the profile ("other") and 2.. its categories. Shift measures (PSI, the classifier)
+work on these codes, so a stored sample and a dump's turns compare on the same footing.
 
 profile = build_profile(features, labels=..., confidence=..., dialogue_ids=...)
 profile.save(bundle_dir); load_profile(bundle_dir)   # profile.json, or None for old bundles
@@ -62,8 +62,9 @@ class FeatureProfile:
     def n_codes(self) -> int:
         if self.categorical:
             return 2 + len(self.categories)
-        # missing, below minimum, len(edges) - 1 interior bins (at least one), above maximum
-        return 3 + max(len(self.edges) - 1, 1)
+        # missing, below the minimum, one bin from each edge to the next (the last edge, the
+        # training maximum, a bin of its own: a 0/1 flag gets two), above the maximum
+        return 3 + len(self.edges)
 
     @property
     def missing_rate(self) -> float:
@@ -74,10 +75,10 @@ class FeatureProfile:
         """The code of every value (see the module docstring)."""
         if self.categorical:
             lookup = {c: i + 2 for i, c in enumerate(self.categories)}
-            coded = column.cast(pl.String).replace_strict(
-                lookup, default=OUTSIDE_CODE, return_dtype=pl.UInt8
-            )
-            return coded.fill_null(MISSING_CODE).to_numpy().astype(np.uint8)
+            text = column.cast(pl.String)
+            coded = text.replace_strict(lookup, default=OUTSIDE_CODE, return_dtype=pl.UInt8)
+            coded = pl.select(pl.when(text.is_null()).then(MISSING_CODE).otherwise(coded))
+            return coded.to_series().to_numpy().astype(np.uint8)
         values = column.cast(pl.Float64).fill_nan(None).to_numpy()
         missing = np.isnan(values)
         codes = np.full(len(values), MISSING_CODE, dtype=np.uint8)
@@ -86,22 +87,10 @@ class FeatureProfile:
             return codes
         edges = np.asarray(self.edges)
         present = values[~missing]
-        index = np.searchsorted(edges, present, side="right")  # 0 below min, len(edges) above
-        interior = max(len(edges) - 1, 1)
-        index = np.where(present == edges[-1], interior, index)
-        index = np.where(present > edges[-1], interior + 1, index)
+        index = np.searchsorted(edges, present, side="right")  # 0 below, len(edges) at max
+        index = np.where(present > edges[-1], len(edges) + 1, index)
         codes[~missing] = (index + 1).astype(np.uint8)
         return codes
-
-    def bin_labels(self) -> list[str]:
-        """A short label per code, for people."""
-        if self.categorical:
-            return ["missing", "other", *self.categories]
-        if not self.edges:
-            return ["missing", "present", "-"]
-        e = self.edges
-        interior = [f"[{e[i]:.4g}, {e[i + 1]:.4g})" for i in range(len(e) - 1)] or [f"{e[0]:.4g}"]
-        return ["missing", f"< {e[0]:.4g}", *interior, f"> {e[-1]:.4g}"]
 
     def to_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {

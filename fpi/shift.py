@@ -34,6 +34,7 @@ TRAINING = "model's training traffic"
 SHIFT_THRESHOLD = 0.6
 #: PSI from which one feature counts as moved (the usual "moderate shift" mark).
 FEATURE_MOVED = 0.1
+FEATURE_MOVED_A_LOT = 0.25
 #: Turns sampled from a dump (per ISO week when sampling by week).
 SAMPLE_TURNS = 5000
 #: Below this many sampled turns there is no verdict (the score is too noisy).
@@ -188,15 +189,15 @@ class ShiftReport:
             note=document.get("note", ""),
         )
 
-    def sentence(self) -> str:
-        """One plain sentence for people (headlines, summaries)."""
+    def sentence(self, subject: str = "The traffic") -> str:
+        """One plain sentence for people (headlines, summaries) about `subject`."""
         if self.score is None:
             return f"Input shift unknown: {self.note or 'no reference profile'}."
         if self.turns < MIN_TURNS:
             return f"Input shift not judged: only {self.turns} turns sampled (need {MIN_TURNS})."
         if not self.shifted:
             return (
-                f"The traffic looks like the {self.reference} "
+                f"{subject} looks like the {self.reference} "
                 f"(separability {self.score:.2f}, shifted from {self.threshold:.2f})."
             )
         features = ", ".join(
@@ -204,16 +205,16 @@ class ShiftReport:
         )
         where = f" in {', '.join(self.stages()[:3])}: {features}" if features else ""
         return (
-            f"The traffic does not look like the {self.reference} (separability "
+            f"{subject} does not look like the {self.reference} (separability "
             f"{self.score:.2f} >= {self.threshold:.2f}); it moved most{where}."
         )
 
-    def warning(self) -> str | None:
+    def warning(self, subject: str = "The traffic") -> str | None:
         """A warning for people when the dump is shifted from the training profile, else None."""
         if not self.shifted:
             return None
         return (
-            f"{self.sentence()} The model's failure points and confidences may not hold on "
+            f"{self.sentence(subject)} The model's failure points and confidences may not hold on "
             f"this traffic: {NEXT_STEPS}."
         )
 
