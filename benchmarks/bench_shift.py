@@ -3,7 +3,8 @@
 Simulates fresh traffic of every scenario (the `base` ones on seeds the bundled model never saw)
 and, with --dstc2 ROOT, imports real DSTC2 calls; then samples each dump as `fpi shift` does and
 prints a markdown table: separability AUC (0.5 = indistinguishable), verdict at the threshold,
-the most shifted features (PSI) and the seconds the check took.
+the most shifted features (PSI) and the seconds the check took; then the CPU share of the
+shift check inside a triage run.
 
     python benchmarks/bench_shift.py [--turns 20000] [--dstc2 /work/dstc2] [--base-seeds 2 3 4 5]
 """
@@ -16,8 +17,9 @@ import time
 from pathlib import Path
 
 from fpi.model import load_bundle
-from fpi.shift import SHIFT_THRESHOLD, assess, sample_dumps
+from fpi.shift import SHIFT_THRESHOLD, ShiftCheck, assess, sample_dumps
 from fpi.simulate import SCENARIOS, simulate_to_file
+from fpi.triage import run_triage
 
 OTHER_SEED = 7
 
@@ -27,6 +29,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20_000)
     parser.add_argument("--base-seeds", type=int, nargs="+", default=[2, 3, 4, 5])
     parser.add_argument("--dstc2", type=Path, default=None, help="DSTC2 root (data/, scripts/)")
+    parser.add_argument(
+        "--triage-turns", type=int, default=100_000, help="turns for the triage overhead (0: skip)"
+    )
     args = parser.parse_args()
 
     bundle = load_bundle()
@@ -65,6 +70,21 @@ def main() -> None:
                 f"| {name} | {report.turns:,} | {report.score:.3f} | {report.verdict} | {top} "
                 f"| {seconds:.1f} |"
             )
+        if args.triage_turns:
+            triage_overhead(bundle, Path(tmp), args.triage_turns)
+
+
+def triage_overhead(bundle, tmp: Path, turns: int) -> None:
+    """CPU seconds of the streamed shift check (sampling + the score) inside `run_triage`."""
+    path = tmp / "triage-base.parquet"
+    simulate_to_file(path, turns, seed=OTHER_SEED, scenario="base")
+    run = run_triage([path], bundle, out=tmp / "triaged.parquet", shift=ShiftCheck(bundle.profile))
+    total = sum(run.times.cpu.values())
+    shift = run.times.cpu.get("shift", 0.0)
+    print(
+        f"\n`run_triage` on {turns:,} base turns with the shift check: {total:.1f} CPU s in all, "
+        f"shift check {shift:.2f} CPU s ({shift / total:.1%}); score {run.shift.score:.3f}"
+    )
 
 
 if __name__ == "__main__":

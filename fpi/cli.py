@@ -618,9 +618,7 @@ def report(
         from fpi.report.drift import THIS_WEEK
         from fpi.shift import ShiftReport
 
-        warning = ShiftReport.from_dict(built.shift).warning(THIS_WEEK)
-        if warning is not None:
-            err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+        _warn_shift(ShiftReport.from_dict(built.shift), THIS_WEEK)
     console.print(
         f"written: {escape(str(written[0]))}, {escape(str(written[1]))} "
         f"and {len(written) - 2} more file(s) in {escape(str(written[0].parent))}"
@@ -778,9 +776,9 @@ def _shift_line(report) -> None:
         console.print(f"input shift: {escape(report.sentence())}", highlight=False)
 
 
-def _warn_shift(report) -> None:
+def _warn_shift(report, subject: str = "The traffic") -> None:
     """A yellow warning on stderr when the traffic does not look like the training data."""
-    warning = report.warning()
+    warning = report.warning(subject)
     if warning is not None:
         err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
 
