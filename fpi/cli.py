@@ -755,6 +755,15 @@ def _print_shift(report, *, top: int = 10) -> None:
             f"{row['missing_rate_dump']:.1%}",
         )
     console.print(table)
+    if report.confidence is not None:
+        seen, now = report.confidence["validation"], report.confidence["dump"]
+        console.print(
+            f"model confidence >= 0.99 on {now['share_at_least_0.99']:.1%} of these turns "
+            f"({seen['share_at_least_0.99']:.1%} of its validation turns); median "
+            f"{now['quantiles']['0.5']:.2f} ({seen['quantiles']['0.5']:.2f}); "
+            f"PSI {report.confidence['psi']:.2f}",
+            highlight=False,
+        )
     _warn_shift(report)
 
 
@@ -802,9 +811,10 @@ def shift_command(
 ) -> None:
     """How far dumps are from the model's training traffic (or from other dumps)."""
     import json
+    from dataclasses import replace
 
     from fpi.model import default_model_dir, load_bundle
-    from fpi.shift import assess, assess_against, sample_dumps
+    from fpi.shift import assess, assess_against, confidence_shift, sample_dumps
 
     collected: list | None = [] if rejects is not None else None
     with domain_errors(), err_console.status("sampling and comparing"):
@@ -814,6 +824,7 @@ def shift_command(
         else:
             bundle = load_bundle(model)
             report = assess(sample, bundle.profile, source=str(model or default_model_dir()))
+            report = replace(report, confidence=confidence_shift(bundle, sample))
         _finish_rejects(collected, rejects)
     _print_shift(report)
     if json_out is not None:

@@ -20,12 +20,15 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from fpi.profile import MISSING_CODE, BinnedSample, Profile, build_profile
+from fpi.profile import MISSING_CODE, BinnedSample, Profile, build_profile, confidence_summary
+
+if TYPE_CHECKING:
+    from fpi.model import ModelBundle
 
 SHIFT_FORMAT = "fpi-shift/1"
 TRAINING = "model's training traffic"
@@ -134,6 +137,8 @@ class ShiftReport:
     turns: int = 0
     reference: str = TRAINING
     note: str = ""
+    #: The model's top-class confidence on validation turns against on the dump's turns.
+    confidence: dict[str, Any] | None = None
 
     @property
     def shifted(self) -> bool | None:
@@ -172,6 +177,7 @@ class ShiftReport:
             "turns": self.turns,
             "reference": self.reference,
             "note": self.note,
+            "confidence": self.confidence,
             "features": [
                 {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in self.features.iter_rows(named=True)
@@ -187,6 +193,7 @@ class ShiftReport:
             turns=int(document.get("turns", 0)),
             reference=document.get("reference", TRAINING),
             note=document.get("note", ""),
+            confidence=document.get("confidence"),
         )
 
     def sentence(self, subject: str = "The traffic") -> str:
@@ -392,6 +399,22 @@ def assess(
     if profile is None:
         return no_profile(source)
     return compare(profile, sample.binned(profile, week, turns=turns))
+
+
+def confidence_shift(bundle: ModelBundle, sample: DumpSample) -> dict[str, Any] | None:
+    """The model's top-class confidence on the sampled turns against the validation turns
+    of its training profile: both distributions (`fpi.profile.confidence_summary`) and
+    the PSI between their histograms. None without a profile or sampled turns."""
+    profile = bundle.profile
+    if profile is None or profile.confidence is None or not sample.turns:
+        return None
+    features = sample.features(turns=SAMPLE_TURNS)
+    dump = confidence_summary(bundle.predict_proba(bundle.matrix(features)).max(axis=1))
+    return {
+        "validation": profile.confidence,
+        "dump": dump,
+        "psi": round(psi(profile.confidence["counts"], dump["counts"]), 4),
+    }
 
 
 def assess_against(

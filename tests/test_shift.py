@@ -179,6 +179,10 @@ def test_shift_command_writes_the_json_contract(small_dump, small_model_dir, tmp
     assert set(first) == {"name", "stage", "shift", "missing_rate_train", "missing_rate_dump"}
     shifts = [f["shift"] for f in document["features"]]
     assert shifts == sorted(shifts, reverse=True)
+    confidence = document["confidence"]
+    assert sum(confidence["dump"]["counts"]) == document["turns"]
+    assert 0.0 <= confidence["dump"]["share_at_least_0.99"] <= 1.0 and confidence["psi"] >= 0
+    assert "model confidence >= 0.99" in result.output
 
 
 def test_shift_command_against_other_dumps(tmp_path):
