@@ -51,7 +51,7 @@ def _binned(codes: np.ndarray) -> BinnedSample:
     return BinnedSample(codes.astype(np.uint8), np.arange(len(codes)) // 2)
 
 
-def test_separability_is_a_half_for_one_distribution_and_one_when_apart(small_bundle):
+def test_separability_is_a_half_for_one_distribution_and_one_when_apart():
     from fpi.shift import separability
 
     rng = np.random.default_rng(0)
@@ -119,13 +119,10 @@ def test_without_a_profile_the_shift_is_unknown():
 
 
 def test_too_few_turns_give_no_verdict(small_bundle):
-    report = compare(small_bundle.profile, small_bundle.profile.sample and _tiny(small_bundle))
+    sample = small_bundle.profile.sample
+    report = compare(small_bundle.profile, BinnedSample(sample.codes[:50], sample.groups[:50]))
     assert report.verdict == "too few turns" and report.shifted is None
-
-
-def _tiny(bundle) -> BinnedSample:
-    sample = bundle.profile.sample
-    return BinnedSample(sample.codes[:50], sample.groups[:50])
+    assert "only 50 turns" in report.sentence()
 
 
 def test_the_sample_keeps_whole_dialogues_whatever_the_batches(small_traces):
