@@ -23,6 +23,7 @@ import json
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,7 @@ class BinnedSample:
 
 
 def _pack(array: np.ndarray) -> str:
-    return base64.b64encode(zlib.compress(array.tobytes(), 9)).decode("ascii")
+    return base64.b64encode(zlib.compress(array.tobytes(), 6)).decode("ascii")
 
 
 def _unpack(text: str) -> bytes:
@@ -192,7 +193,7 @@ class Profile:
     def names(self) -> list[str]:
         return [f.name for f in self.features]
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Identifies the bins: samples binned on profiles with the same fingerprint compare."""
         bins = [[f.name, list(f.edges), list(f.categories)] for f in self.features]
@@ -218,6 +219,11 @@ class Profile:
             for f, c in zip(self.features, counts, strict=True)
         )
         return Profile(features, len(sample), sample, class_mix={})
+
+    @cached_property
+    def document(self) -> str:
+        """The profile as compact JSON text (what `save` writes), made once."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -248,7 +254,7 @@ class Profile:
 
     def save(self, model_dir: Path | str) -> Path:
         path = Path(model_dir) / PROFILE_FILE
-        path.write_text(json.dumps(self.to_dict(), separators=(",", ":")) + "\n")
+        path.write_text(self.document + "\n")
         return path
 
 

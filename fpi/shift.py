@@ -7,7 +7,7 @@ Two measures, both on the training profile's bins (`fpi.profile`):
   1e-4; a missing value and a value outside the training range or categories are bins of
   their own. Rule of thumb: below 0.1 stable, 0.1-0.25 moved, above 0.25 moved a lot.
 * overall, a **separability score**: the out-of-fold AUC of a small LightGBM classifier told
-  to tell the reference's sampled turns from the dump's (5 folds grouped by dialogue).
+  to tell the reference's sampled turns from the dump's (4 folds grouped by dialogue).
   0.5 means indistinguishable; the dump counts as shifted at `SHIFT_THRESHOLD` or above.
 
 The dump side is a sample taken while reading (`DumpSample`: whole dialogues, the same ones
@@ -42,7 +42,7 @@ FEATURE_MOVED_A_LOT = 0.25
 SAMPLE_TURNS = 5000
 #: Below this many sampled turns there is no verdict (the score is too noisy).
 MIN_TURNS = 200
-FOLDS = 5
+FOLDS = 4
 PSI_FLOOR = 1e-4
 CLASSIFIER_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -57,7 +57,7 @@ CLASSIFIER_PARAMS: dict[str, Any] = {
     "force_row_wise": True,
     "verbosity": -1,
 }
-CLASSIFIER_ROUNDS = 60
+CLASSIFIER_ROUNDS = 30
 NEXT_STEPS = (
     "review a sample of its turns with `fpi review` and adapt the model to them with `fpi adapt`"
 )
@@ -368,6 +368,18 @@ class DumpSample:
             pl.col("dialogue_id").is_in(keys.get_column("dialogue_id").implode())
         ).drop("__week")
 
+    def binned_weeks(self, profile: Profile) -> dict[str, BinnedSample]:
+        """Every week's sampled turns binned on `profile` (binned once, then split)."""
+        frame = self._features
+        if frame is None:
+            return {}
+        everything = profile.bin(frame, frame.get_column("dialogue_id"))
+        weeks = frame.get_column("__week").to_numpy()
+        return {
+            week: BinnedSample(everything.codes[weeks == week], everything.groups[weeks == week])
+            for week in self.weeks()
+        }
+
     def binned(
         self, profile: Profile, week: str | None = None, *, turns: int | None = None
     ) -> BinnedSample:
@@ -459,8 +471,8 @@ def triage_metadata(check: ShiftCheck, report: ShiftReport) -> dict[str, str]:
     week against the training traffic and against the week before without the dumps."""
     metadata = {META_SHIFT: json.dumps(report.to_dict())}
     if check.profile is not None:
-        weeks = {w: check.sample.binned(check.profile, w).to_dict() for w in check.sample.weeks()}
-        metadata[META_PROFILE] = json.dumps(check.profile.to_dict(), separators=(",", ":"))
+        weeks = {w: s.to_dict() for w, s in check.sample.binned_weeks(check.profile).items()}
+        metadata[META_PROFILE] = check.profile.document
         metadata[META_SAMPLE] = json.dumps({"weeks": weeks}, separators=(",", ":"))
     return metadata
 
