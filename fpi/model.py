@@ -1,11 +1,9 @@
 """The six-class failure-point model: training, the on-disk bundle, and prediction.
 
-A bundle is a directory holding `model.txt` (LightGBM's own text format), `metadata.json`
+A bundle is a directory holding `model.txt` (LightGBM's own text format) and `metadata.json`
 (versions, feature names, dtypes and categorical codes, class order, training summary and
-validation metrics) and `profile.json`, the training profile `fpi shift` compares traffic
-with (`fpi.profile`; a bundle made before profiles loads without one). Categorical codes are
-fixed by the bundle: a value never seen in training is encoded as missing, whatever frame it
-arrives in.
+validation metrics). Categorical codes are fixed by the bundle: a value never seen in training
+is encoded as missing, whatever frame it arrives in.
 """
 
 from __future__ import annotations
@@ -113,6 +111,8 @@ class ModelBundle:
 
     booster: lgb.Booster
     metadata: dict[str, Any]
+    #: The training profile (`profile.json` beside the model, `fpi.profile`); None for a
+    #: bundle made before profiles existed.
     profile: Profile | None = None
 
     @property
