@@ -380,10 +380,9 @@ class DumpSample:
             for week in self.weeks()
         }
 
-    def binned(
-        self, profile: Profile, week: str | None = None, *, turns: int | None = None
-    ) -> BinnedSample:
-        frame = self.features(week, turns=turns)
+    def binned(self, profile: Profile, *, turns: int | None = None) -> BinnedSample:
+        """The sampled turns (up to `turns`, across weeks) binned on `profile`."""
+        frame = self.features(turns=turns)
         return profile.bin(frame, frame.get_column("dialogue_id"))
 
 
@@ -405,12 +404,11 @@ def assess(
     *,
     source: str = "",
     turns: int = SAMPLE_TURNS,
-    week: str | None = None,
 ) -> ShiftReport:
     """A dump sample against a training profile (unknown without one)."""
     if profile is None:
         return no_profile(source)
-    return compare(profile, sample.binned(profile, week, turns=turns))
+    return compare(profile, sample.binned(profile, turns=turns))
 
 
 def confidence_shift(bundle: ModelBundle, sample: DumpSample) -> dict[str, Any] | None:

@@ -294,3 +294,20 @@ def test_report_input_drift_notes_are_escaped(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "Input drift against last week unknown" in html
+
+
+def test_report_samples_trace_dumps_and_notes_what_records_nothing(small_dump, tmp_path):
+    from fpi.io import read_traces
+    from fpi.model import load_bundle
+    from fpi.report.drift import input_record
+    from fpi.triage import TriageWriter, triage_traces
+
+    jsonl = tmp_path / "triage.jsonl"
+    with TriageWriter(jsonl) as writer:
+        writer.write(triage_traces(read_traces([small_dump]).head(50), load_bundle()))
+    record = input_record([small_dump, jsonl])
+    assert record.profile.fingerprint == load_bundle().profile.fingerprint
+    weeks = read_traces([small_dump]).get_column("timestamp").dt.strftime("%G-W%V")
+    assert set(record.weeks) == set(weeks.unique())
+    assert sum(len(s) for s in record.weeks.values()) == 4000
+    assert any("only Parquet triage output" in note for note in record.notes)

@@ -76,9 +76,7 @@ def input_record(
         if profile is None:
             record.notes.append("the bundled model has no training profile")
         else:
-            sample = sample_dumps(dumps)
-            weeks = {week: sample.binned(profile, week) for week in sample.weeks()}
-            record.add(profile, weeks, "trace dumps")
+            record.add(profile, sample_dumps(dumps).binned_weeks(profile), "trace dumps")
     return record
 
 
