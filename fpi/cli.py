@@ -340,13 +340,19 @@ def evaluate(
 
     with domain_errors():
         bundle = load_bundle(model)
+        check = _shift_check(bundle, model)
+
+        def scored(sink):
+            for batch in iter_trace_batches(
+                dumps, rejects_sink=sink, max_line_bytes=max_line_bytes
+            ):
+                check.offer(batch.traces)
+                yield score_traces(batch.traces, bundle)
+
         with _rejects_to(rejects, dumps, json=json_out) as sink:
-            report = evaluation_report(
-                score_traces(batch.traces, bundle)
-                for batch in iter_trace_batches(
-                    dumps, rejects_sink=sink, max_line_bytes=max_line_bytes
-                )
-            )
+            report = evaluation_report(scored(sink))
+        shift = check.report()
+        report["shift"] = shift.to_dict()
     systems = {"model": report, **report["references"], "rule baseline": report["rule_baseline"]}
     table = Table("", *systems, title=f"failure-point isolation on {report['n']} labelled turns")
     table.add_row("accuracy", *(f"{m['accuracy']:.3f}" for m in systems.values()))
@@ -375,6 +381,7 @@ def evaluate(
         f"{report['ece']:.4f} after (top-class confidence, 15 equal-width bins)",
         highlight=False,
     )
+    _shift_line(shift)
     if json_out is not None:
         from fpi.io import atomic_output
 
@@ -483,12 +490,14 @@ def triage(
                 transform=transform,
                 on_batch=show,
                 max_line_bytes=max_line_bytes,
+                shift=_shift_check(bundle, model),
             )
     elapsed = time.perf_counter() - started
     console.print(
         f"read {run.read:,} turns = {run.triaged:,} triaged + {run.rejected:,} rejected; "
         f"{run.kept:,} kept by the filters ({run.read / max(elapsed, 1e-9):,.0f} turns/s)"
     )
+    _shift_line(run.shift)
     if profile:
         phases = Table("phase", "wall s", "CPU s", "share of wall", title="where the time went")
         for phase, wall, cpu, share in run.times.frame().iter_rows():
@@ -657,6 +666,11 @@ def report(
             out_dir=out,
         )
     console.print(escape(built.summary), highlight=False)
+    if built.shift is not None:
+        from fpi.report.drift import THIS_WEEK
+        from fpi.shift import ShiftReport
+
+        _warn_shift(ShiftReport.from_dict(built.shift), THIS_WEEK)
     console.print(
         f"written: {escape(str(written[0]))}, {escape(str(written[1]))} "
         f"and {len(written) - 2} more file(s) in {escape(str(written[0].parent))}"
@@ -759,3 +773,117 @@ def import_dstc2_command(
     for label, count in summary.label_counts.items():
         mix.add_row(label, str(count), f"{count / max(summary.turns, 1):.1%}")
     console.print(mix)
+
+
+def _print_shift(report, *, top: int = 10) -> None:
+    """The shift verdict, the most shifted features, and a warning when shifted."""
+    from rich.table import Table
+
+    colour = {"shifted": "bold red", "fits": "green"}.get(report.verdict, "yellow")
+    score = "unknown" if report.score is None else f"{report.score:.3f}"
+    console.print(
+        f"input shift against the {escape(report.reference)}: [{colour}]{report.verdict}[/] "
+        f"(separability AUC {score}, threshold {report.threshold:.2f}; "
+        f"{report.turns:,} sampled turns)",
+        highlight=False,
+    )
+    if report.score is None:
+        console.print(escape(report.sentence()), highlight=False)
+        return
+    table = Table(
+        "feature",
+        "stage",
+        "PSI",
+        "missing (reference)",
+        "missing (dump)",
+        title="most shifted features (PSI on the reference's bins)",
+    )
+    for row in report.features.head(top).iter_rows(named=True):
+        table.add_row(
+            row["name"],
+            row["stage"],
+            f"{row['shift']:.3f}",
+            f"{row['missing_rate_train']:.1%}",
+            f"{row['missing_rate_dump']:.1%}",
+        )
+    console.print(table)
+    if report.confidence is not None:
+        seen, now = report.confidence["validation"], report.confidence["dump"]
+        console.print(
+            f"model confidence >= 0.99 on {now['share_at_least_0.99']:.1%} of these turns "
+            f"({seen['share_at_least_0.99']:.1%} of its validation turns); median "
+            f"{now['quantiles']['0.5']:.2f} ({seen['quantiles']['0.5']:.2f}); "
+            f"PSI {report.confidence['psi']:.2f}",
+            highlight=False,
+        )
+    _warn_shift(report)
+
+
+def _shift_check(bundle, model: Path | None):
+    """The streamed shift check triage and evaluate run beside their work."""
+    from fpi.model import default_model_dir
+    from fpi.shift import ShiftCheck
+
+    return ShiftCheck(bundle.profile, source=str(model or default_model_dir()))
+
+
+def _shift_line(report) -> None:
+    """One line on the input shift, and the warning when shifted."""
+    if report is None:
+        return
+    if report.shifted:
+        _warn_shift(report)
+    else:
+        console.print(f"input shift: {escape(report.sentence())}", highlight=False)
+
+
+def _warn_shift(report, subject: str = "The traffic") -> None:
+    """A yellow warning on stderr when the traffic does not look like the training data."""
+    warning = report.warning(subject)
+    if warning is not None:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
+@app.command("shift")
+def shift_command(
+    dumps: DumpArgs,
+    model: ModelOption = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the shift report here (JSON).")
+    ] = None,
+    against: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--against",
+            help="Compare with these dumps (e.g. last week's) instead of the "
+            "model's training profile (repeatable).",
+        ),
+    ] = None,
+    rejects: RejectsOption = None,
+) -> None:
+    """How far dumps are from the model's training traffic (or from other dumps)."""
+    import json
+    from dataclasses import replace
+
+    from fpi.model import default_model_dir, load_bundle
+    from fpi.shift import assess, assess_against, confidence_shift, sample_dumps
+
+    with (
+        domain_errors(),
+        _rejects_to(rejects, [*dumps, *(against or [])], json=json_out) as sink,
+        err_console.status("sampling and comparing"),
+    ):
+        sample = sample_dumps(dumps, rejects=sink)
+        if against:
+            report = assess_against(sample, sample_dumps(against, rejects=sink))
+        else:
+            bundle = load_bundle(model)
+            report = assess(sample, bundle.profile, source=str(model or default_model_dir()))
+            report = replace(report, confidence=confidence_shift(bundle, sample))
+    _print_shift(report)
+    if json_out is not None:
+        from fpi.io import atomic_output
+
+        with domain_errors(), atomic_output(json_out) as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        console.print(f"shift report written to {escape(str(json_out))}")

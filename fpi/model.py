@@ -39,6 +39,7 @@ from fpi.metadata import (
     read_metadata,
 )
 from fpi.modelfile import ModelText, read_model_file
+from fpi.profile import Profile, build_profile, load_profile
 from fpi.schema import FAILURE_POINTS, TRACE_FORMAT
 
 if TYPE_CHECKING:
@@ -149,6 +150,9 @@ class ModelBundle:
     metadata: dict[str, Any]
     #: The checked model text, when the bundle was loaded from disk (saves parsing it again).
     model: ModelText | None = None
+    #: The training profile (`profile.json` beside the model, `fpi.profile`); None for a
+    #: bundle made before profiles existed.
+    profile: Profile | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -210,6 +214,8 @@ class ModelBundle:
         ):  # both written before either replaces the old bundle's file
             model_tmp.write_text(text)
             metadata_tmp.write_text(json.dumps(self.metadata, indent=2) + "\n")
+            if self.profile is not None:
+                self.profile.save(model_dir)
         return model_dir
 
 
@@ -256,7 +262,7 @@ def load_bundle(model_dir: Path | str | None = None) -> ModelBundle:
         booster = lgb.Booster(model_str=text)
     except lgb.basic.LightGBMError as exc:
         raise ModelError(f"{model_path}: unreadable LightGBM model ({exc})") from None
-    return ModelBundle(booster, metadata, model=model)
+    return ModelBundle(booster, metadata, model=model, profile=load_profile(model_dir))
 
 
 #: Parameters fpi sets itself, and where to set them instead.
@@ -456,6 +462,7 @@ def train(
         for name in fractions
         if name != "train" and masks[name].any()
     }
+    bundle.profile = training_profile(bundle, traces, features, labels, masks, seed=seed)
     return bundle
 
 
@@ -474,3 +481,26 @@ def split_metrics(bundle: ModelBundle, matrix: np.ndarray, labels: np.ndarray) -
         for key, value in calibration_scores(proba, labels).items():
             metrics[key + suffix] = value
     return metrics
+
+
+def training_profile(
+    bundle: ModelBundle,
+    traces: pl.DataFrame,
+    features: pl.DataFrame,
+    labels: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    *,
+    seed: int = 0,
+) -> Profile:
+    """The profile `train` stores: the training split's features and classes, and the
+    model's top-class confidence on the validation split."""
+    train_rows = pl.Series(masks["train"])
+    return build_profile(
+        features.filter(train_rows),
+        labels=np.asarray(FAILURE_POINTS)[labels[masks["train"]]],
+        confidence=bundle.predict_proba(
+            bundle.matrix(features.filter(pl.Series(masks["valid"])))
+        ).max(axis=1),
+        dialogue_ids=traces.get_column("dialogue_id").filter(train_rows),
+        seed=seed,
+    )

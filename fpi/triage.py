@@ -32,6 +32,7 @@ from fpi.schema import (
 if TYPE_CHECKING:
     from fpi.io import RejectsSink, TraceBatch
     from fpi.model import ModelBundle
+    from fpi.shift import ShiftCheck, ShiftReport
 
 DEFAULT_TOP_K = 5
 
@@ -181,6 +182,7 @@ class TriageRun:
     per_failure_point: dict[str, int] = field(default_factory=dict)
     top_defects: pl.DataFrame = field(default_factory=TRIAGE_SCHEMA.to_frame)
     times: PhaseTimes = field(default_factory=PhaseTimes)
+    shift: ShiftReport | None = None
 
     def add(
         self, batch: TraceBatch, triaged: pl.DataFrame, kept: pl.DataFrame, per_stage: int
@@ -221,12 +223,15 @@ def run_triage(
     defects_per_stage: int = 4,
     on_batch=None,
     max_line_bytes: int | None = None,
+    shift: ShiftCheck | None = None,
 ) -> TriageRun:
     """Triage dumps end to end: batches in, filtered rows to `out` (if given) in input order,
     counts back, with the `defects_per_stage` most confident defects of each failure point.
 
     `out` is replaced only when the run succeeds. `on_batch(run)` is called after every
-    batch (for progress displays).
+    batch (for progress displays). With `shift`, every batch is offered to it and `run.shift`
+    holds its report; a Parquet output records it in its file metadata
+    (`fpi.shift.triage_metadata`).
     """
     run = TriageRun()
     writer = TriageWriter(out) if out is not None else None
@@ -249,8 +254,18 @@ def run_triage(
                     writer.write(kept)
             with run.times.phase("summary"):
                 run.add(batch, triaged, kept.drop(ORDER), defects_per_stage)
+            if shift is not None:
+                with run.times.phase("shift"):
+                    shift.offer(batch.traces)
             if on_batch is not None:
                 on_batch(run)
+        if shift is not None:
+            from fpi.shift import triage_metadata
+
+            with run.times.phase("shift"):
+                run.shift = shift.report()
+                if writer is not None:
+                    writer.metadata.update(triage_metadata(shift, run.shift))
     except BaseException:
         if writer is not None:
             writer.abort()

@@ -39,7 +39,7 @@ def test_class_weights_favour_rare_classes():
 
 def test_bundle_round_trip_and_metadata(small_bundle, small_model_dir, small_traces):
     files = sorted(p.name for p in small_model_dir.iterdir())
-    assert files == ["metadata.json", "model.txt"]
+    assert files == ["metadata.json", "model.txt", "profile.json"]
     assert (small_model_dir / "model.txt").read_text().startswith("tree")
     meta = json.loads((small_model_dir / "metadata.json").read_text())
     assert meta["classes"] == list(FAILURE_POINTS)

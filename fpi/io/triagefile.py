@@ -77,10 +77,12 @@ class _FormatWriter:
             flatten_reasons(triaged).write_csv(self._handle, include_header=self._header)
             self._header = False
 
-    def close(self, empty: pl.DataFrame) -> None:
+    def close(self, empty: pl.DataFrame, metadata: dict[str, str]) -> None:
         if self._parquet is None and self._handle is None:
             self.write(empty)
         if self._parquet is not None:
+            if metadata:
+                self._parquet.add_key_value_metadata(metadata)
             self._parquet.close()
         if self._handle is not None:
             self._handle.close()
@@ -106,6 +108,8 @@ class TriageWriter:
         self._scratch: tempfile.TemporaryDirectory | None = None
         self._schema: pl.Schema | None = None
         self._written = 0
+        #: Key-value metadata for a Parquet file's footer (ignored by JSONL and CSV).
+        self.metadata: dict[str, str] = {}
 
     def write(self, triaged: pl.DataFrame) -> None:
         if self._schema is None:
@@ -148,7 +152,7 @@ class TriageWriter:
                     for chunk in self._sorted_chunks():
                         writer.write(chunk.drop(ORDER).cast(dict(schema)))
                 finally:
-                    writer.close(schema.to_frame())
+                    writer.close(schema.to_frame(), self.metadata)
         except OSError as exc:
             raise InputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         finally:
