@@ -1,0 +1,593 @@
+"""The importer contract: a source turns its logs into `fpi-trace/1` records, unit by unit.
+
+A *unit* is what a source can lose without losing the rest: a DSTC2 call, a Home Assistant
+pipeline run, a Rasa conversation, a Lex utterance. A source yields, per unit, either the
+records it converts to (`Pending`, converted lazily) or why it cannot be read (`Skipped`).
+`run_import` converts, checks every record with the project's validator (types, values,
+unique `(dialogue_id, turn_index)`), writes the units that pass and skips, counts and reports
+the others with their reason, so `read == imported + skipped` and no record the validator
+rejects is ever written. Nothing raised while converting one unit escapes as a traceback.
+
+Records are plain dicts in `fpi-trace/1` JSON form. What a source logs but the trace format
+has no field for goes, verbatim, under the record's `passthrough` object (`PASSTHROUGH`),
+which readers ignore; a stage the source does not log stays null.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+import zstandard
+
+from fpi.errors import InputError
+from fpi.io import DUMP_SUFFIXES, dump_format
+from fpi.schema import DIALOGUE_KEY, FAILURE_POINTS, TRACE_JSON_SCHEMA
+from fpi.validate import check_record_json, value_problems
+
+#: The top-level record key holding what the source logged beyond `fpi-trace/1`.
+PASSTHROUGH = "passthrough"
+#: The `reference_labels` key naming the stage the source itself reported as failing.
+SYSTEM_REPORTED = "system_reported"
+#: Records checked together in one vectorised value check.
+CHECK_RECORDS = 5_000
+#: A JSON document (one file) larger than this is skipped rather than read into memory.
+MAX_DOCUMENT_BYTES = 256 << 20
+#: Skipped units whose reasons are kept in memory for the summary (all go to `--rejects`).
+KEEP_REASONS = 1_000
+
+#: What converting a malformed unit raises (a missing key, a wrong type, deep nesting...).
+MALFORMED = (
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+    UnicodeError,
+)
+_COMPRESSION = {".gz": "gzip", ".zst": "zstd"}
+_MAGIC = {b"\x1f\x8b": ".gz", b"\x28\xb5\x2f\xfd": ".zst"}
+
+
+class BrokenUnitError(InputError):
+    """One unit of a source that cannot be converted, and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A unit whose records `convert()` builds; any `MALFORMED` error skips the unit."""
+
+    unit: str
+    convert: Callable[[], list[dict]]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A unit the source could not read at all, with the reason."""
+
+    unit: str
+    reason: str
+
+
+Unit = Pending | Skipped
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass
+class ImportSummary:
+    """What an import read, wrote and left out; `read == imported + skipped`."""
+
+    source: str
+    unit_kind: str  # "call", "run", "conversation", "utterance"
+    out: Path
+    read: int = 0
+    imported: int = 0
+    skipped: int = 0
+    turns: int = 0
+    reasons: list[tuple[str, str]] = field(default_factory=list)  # the first KEEP_REASONS
+    label_counts: Counter[str] = field(default_factory=Counter)
+    system_reported: Counter[str] = field(default_factory=Counter)
+
+    def skip(self, unit: str, reason: str) -> None:
+        self.read += 1
+        self.skipped += 1
+        if len(self.reasons) < KEEP_REASONS:
+            self.reasons.append((unit, reason))
+
+
+# ---- helpers every source uses --------------------------------------------------------
+
+
+def why(exc: BaseException) -> str:
+    """A one-line reason for a conversion error."""
+    if isinstance(exc, BrokenUnitError):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return f"missing key {exc.args[0]!r}"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"bad JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+    return f"unexpected content ({type(exc).__name__}: {exc})"
+
+
+def rfc3339(value: Any) -> str:
+    """A source timestamp (ISO 8601 text with a zone, or Unix seconds) as RFC 3339 UTC text."""
+    if isinstance(value, bool) or value is None:
+        raise BrokenUnitError(f"timestamp: expected a time, found {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise BrokenUnitError(f"timestamp: expected a time, found {value!r}")
+        moment = datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise BrokenUnitError(f"timestamp: not an ISO 8601 time ({value!r})") from None
+        if moment.tzinfo is None:
+            raise BrokenUnitError(f"timestamp: no time zone ({value!r})")
+        moment = moment.astimezone(UTC)
+    else:
+        raise BrokenUnitError(f"timestamp: expected a time, found {type(value).__name__}")
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    micros = moment.microsecond
+    return f"{text}.{micros // 1000:03d}Z" if micros % 1000 == 0 else f"{text}.{micros:06d}Z"
+
+
+def elapsed_ms(start: str | None, end: str | None) -> float | None:
+    """Milliseconds between two ISO 8601 times, or None when either is missing or unreadable."""
+    if not start or not end:
+        return None
+    try:
+        a = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        b = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        return round((b - a).total_seconds() * 1000, 3)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def number(value: Any) -> float | None:
+    """A JSON number or numeric text (Lex logs confidences as "0.93") as a float; else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def text_or_none(value: Any) -> str | None:
+    """Text as given; numbers and booleans as their JSON text; anything else None."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def unmapped(value: Any, mapped: Any) -> Any:
+    """What of `value` the mapping `mapped` did not consume (None when nothing is left).
+
+    `mapped` mirrors the value: `True` consumes a whole field, a dict maps an object's fields,
+    a one-element list applies its element to every item of a list.
+    """
+    if mapped is True:
+        return None
+    if isinstance(value, dict) and isinstance(mapped, dict):
+        rest = {}
+        for key, item in value.items():
+            left = unmapped(item, mapped[key]) if key in mapped else item
+            if left is not None:
+                rest[key] = left
+        return rest or None
+    if isinstance(value, list) and isinstance(mapped, list):
+        items = [unmapped(item, mapped[0]) for item in value]
+        return items if any(i is not None for i in items) else None
+    return value
+
+
+def compact(block: dict) -> dict | None:
+    """A stage block with null fields left out; None when nothing is left."""
+    kept = {k: v for k, v in block.items() if v is not None}
+    return kept or None
+
+
+# ---- reading source files -------------------------------------------------------------
+
+
+def find_files(paths: Sequence[str | Path], suffixes: Sequence[str]) -> list[Path]:
+    """The files to import: files as given, directories searched recursively for `suffixes`
+    (optionally compressed: `.gz`, `.zst`), sorted; a missing path is an InputError."""
+    found: dict[Path, Path] = {}
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and _wanted(p, suffixes))
+            if not files:
+                raise InputError(f"{path}: no files ending {', '.join(suffixes)} in this directory")
+        elif path.exists():
+            files = [path]
+        else:
+            raise InputError(f"{path}: no such file or directory")
+        for file in files:
+            found.setdefault(file.resolve(), file)
+    if not found:
+        raise InputError("no input files given")
+    return list(found.values())
+
+
+def _wanted(path: Path, suffixes: Sequence[str]) -> bool:
+    name = path.name.lower()
+    for compressed in _COMPRESSION:
+        name = name.removesuffix(compressed)
+    return name.endswith(tuple(suffixes))
+
+
+def base_suffix(path: Path) -> str:
+    """The file's suffix without a compression suffix: `runs.jsonl.gz` -> `.jsonl`."""
+    name = path.name.lower()
+    for compressed in _COMPRESSION:
+        name = name.removesuffix(compressed)
+    return Path(name).suffix
+
+
+def open_text(path: Path) -> IO[str]:
+    """The file as UTF-8 text, gzip or zstd decompressed when its first bytes say so."""
+    with path.open("rb") as probe:
+        head = probe.read(4)
+    kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
+    if kind == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    if kind == ".zst":
+        raw = zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True)
+        return io.TextIOWrapper(raw, encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
+
+
+def read_document(path: Path) -> Any:
+    """A whole JSON file; a problem reading or parsing it is a `BrokenUnitError`."""
+    try:
+        if path.stat().st_size > MAX_DOCUMENT_BYTES:
+            raise BrokenUnitError(f"larger than {MAX_DOCUMENT_BYTES >> 20} MB")
+        with open_text(path) as fh:
+            text = fh.read(MAX_DOCUMENT_BYTES + 1)
+        if len(text) > MAX_DOCUMENT_BYTES:
+            raise BrokenUnitError(f"larger than {MAX_DOCUMENT_BYTES >> 20} MB decompressed")
+        return json.loads(text)
+    except BrokenUnitError:
+        raise
+    except OSError as exc:
+        raise BrokenUnitError(f"cannot read ({exc.strerror or exc})") from None
+    except (*MALFORMED, EOFError, zstandard.ZstdError) as exc:
+        raise BrokenUnitError(why(exc)) from None
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, Any | BrokenUnitError]]:
+    """(1-based line, parsed value or the error) for every non-blank line of a JSONL file.
+
+    A file that cannot be opened or decompressed yields one error at line 0.
+    """
+    line_number = 0
+    try:
+        with open_text(path) as fh:
+            for line_number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield line_number, json.loads(line)
+                except (*MALFORMED,) as exc:
+                    yield line_number, BrokenUnitError(why(exc))
+    except OSError as exc:
+        yield line_number, BrokenUnitError(f"cannot read ({exc.strerror or exc})")
+    except (UnicodeError, EOFError, zstandard.ZstdError) as exc:
+        yield line_number, BrokenUnitError(f"unreadable after line {line_number} ({exc})")
+
+
+# ---- checking records -----------------------------------------------------------------
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """The path of the first NaN or infinite number in a record, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(record)"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_finite(item, f"{path}.{key}" if path else key)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _non_finite(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def record_type_problem(record: dict) -> str | None:
+    """Why a record breaks the types of `fpi-trace/1` (first problem), or None."""
+    bad = _non_finite(record)
+    if bad:
+        return f"field {bad}: expected a finite number, found {record_value(record, bad)}"
+    trace_fields = {k: v for k, v in record.items() if k != PASSTHROUGH}
+    findings = check_record_json(json.dumps(trace_fields, ensure_ascii=False)).findings
+    if findings:
+        name, expected, found = findings[0]
+        where = f"field {name}: " if name else ""
+        return f"{where}expected {expected}, found {found}"
+    return None
+
+
+def record_value(record: dict, path: str) -> Any:
+    value: Any = record
+    for part in path.replace("[", ".").replace("]", "").split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def _turn_name(record: dict) -> str:
+    return f"turn {record.get('dialogue_id')!r}/{record.get('turn_index')!r}"
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, allow_nan=False)
+
+
+# ---- writing --------------------------------------------------------------------------
+
+
+class RecordWriter:
+    """Streams records to an `fpi-trace/1` dump, atomically: a temporary file beside the
+    target is renamed into place only when the import finishes; a failed import leaves
+    what was there untouched. JSONL (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`) keeps the
+    records verbatim; Parquet has the trace columns plus `passthrough` as JSON text."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.format = dump_format(self.path)
+        if self.format is None:
+            raise InputError(
+                f"{self.path}: unknown trace format (use {', '.join(DUMP_SUFFIXES)})"
+            )
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: is a directory, not an output file")
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._raw: IO[bytes] | None = None
+        self._stream: Any = None
+        self._parts: list[Path] = []
+
+    def __enter__(self) -> RecordWriter:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.format != ".parquet":
+                self._raw = self._tmp.open("wb")
+                if self.format == ".jsonl.gz":
+                    self._stream = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=5)
+                elif self.format == ".jsonl.zst":
+                    self._stream = zstandard.ZstdCompressor(level=3).stream_writer(
+                        self._raw, closefd=False
+                    )
+                else:
+                    self._stream = self._raw
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        return self
+
+    def write(self, records: list[dict]) -> None:
+        if not records:
+            return
+        if self.format == ".parquet":
+            part = self._tmp.with_name(f"{self._tmp.name}.{len(self._parts):06d}")
+            _records_frame(records).write_parquet(part)
+            self._parts.append(part)
+        else:
+            self._stream.write("".join(_json_line(r) + "\n" for r in records).encode())
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._stream is not None and self._stream is not self._raw:
+                self._stream.close()
+            if self._raw is not None:
+                if exc_type is None:
+                    self._raw.flush()
+                    os.fsync(self._raw.fileno())
+                self._raw.close()
+            if exc_type is None and self.format == ".parquet":
+                if self._parts:
+                    pl.scan_parquet(self._parts).sink_parquet(self._tmp, compression="zstd")
+                else:
+                    _records_frame([]).write_parquet(self._tmp, compression="zstd")
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        except OSError as err:
+            if exc_type is None:
+                raise InputError(f"{self.path}: cannot write ({err.strerror or err})") from None
+        finally:
+            for part in self._parts:
+                part.unlink(missing_ok=True)
+            self._tmp.unlink(missing_ok=True)
+
+
+_FRAME_SCHEMA = pl.Schema({**TRACE_JSON_SCHEMA, PASSTHROUGH: pl.String})
+
+
+def _records_frame(records: list[dict]) -> pl.DataFrame:
+    rows = []
+    for record in records:
+        row = {name: record.get(name) for name in TRACE_JSON_SCHEMA.names()}
+        for name in ("reference_labels", PASSTHROUGH):
+            if record.get(name) is not None:
+                row[name] = json.dumps(record[name], ensure_ascii=False)
+        rows.append(row)
+    return pl.DataFrame(rows, schema=_FRAME_SCHEMA)
+
+
+class _RejectsFile:
+    """Skipped units as JSONL `{"unit", "reason"}`, streamed (no file without a path)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def __enter__(self) -> _RejectsFile:
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = self.path.open("w", encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        return self
+
+    def __call__(self, unit: str, reason: str) -> None:
+        if self._fh is not None:
+            self._fh.write(json.dumps({"unit": unit, "reason": reason}, ensure_ascii=False) + "\n")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+# ---- the import loop ------------------------------------------------------------------
+
+
+class _Checker:
+    """Buffers converted units, checks them together, writes the ones that pass."""
+
+    def __init__(self, summary: ImportSummary, writer: RecordWriter, reject) -> None:
+        self.summary = summary
+        self.writer = writer
+        self.reject = reject
+        self.seen: set[tuple[str, int]] = set()
+        self.pending: list[tuple[str, list[dict]]] = []
+        self.buffered = 0
+
+    def skip(self, unit: str, reason: str) -> None:
+        self.summary.skip(unit, reason)
+        self.reject(unit, reason)
+
+    def add(self, unit: str, records: list[dict]) -> None:
+        keys = []
+        for record in records:
+            problem = record_type_problem(record)
+            if problem is None:
+                key = (record["dialogue_id"], record["turn_index"])
+                if key in self.seen or key in keys:
+                    problem = f"{DIALOGUE_KEY} {key!r} repeats an earlier turn"
+                keys.append(key)
+            if problem is not None:
+                self.skip(unit, f"{_turn_name(record)}: {problem}")
+                return
+        self.seen.update(keys)
+        self.pending.append((unit, records))
+        self.buffered += len(records)
+        if self.buffered >= CHECK_RECORDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        owners = [u for u, (_, records) in enumerate(self.pending) for _ in records]
+        records = [r for _, rs in self.pending for r in rs]
+        problems = _value_problems(records)
+        bad: dict[int, str] = {}
+        for row, field_path, expected, found in problems.iter_rows():
+            bad.setdefault(
+                owners[row],
+                f"{_turn_name(records[row])}: field {field_path}: "
+                f"expected {expected}, found {found}",
+            )
+        out = []
+        for u, (unit, unit_records) in enumerate(self.pending):
+            if u in bad:
+                self.seen.difference_update(
+                    (r["dialogue_id"], r["turn_index"]) for r in unit_records
+                )
+                self.skip(unit, bad[u])
+                continue
+            self._count(unit_records)
+            out.extend(unit_records)
+        self.writer.write(out)
+        self.pending.clear()
+        self.buffered = 0
+
+    def _count(self, records: list[dict]) -> None:
+        s = self.summary
+        s.read += 1
+        s.imported += 1
+        s.turns += len(records)
+        for record in records:
+            label = (record.get("label") or {}).get("failure_point")
+            if label is not None:
+                s.label_counts[label] += 1
+            reported = (record.get("reference_labels") or {}).get(SYSTEM_REPORTED)
+            if reported is not None:
+                s.system_reported[reported] += 1
+
+
+def _value_problems(records: list[dict]) -> pl.DataFrame:
+    payload = "\n".join(
+        json.dumps({k: v for k, v in r.items() if k != PASSTHROUGH}, ensure_ascii=False)
+        for r in records
+    )
+    frame = pl.read_ndjson(payload.encode(), schema=TRACE_JSON_SCHEMA)
+    frame = frame.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
+    return value_problems(frame, row="_row")
+
+
+def run_import(
+    source: str,
+    unit_kind: str,
+    units: Iterable[Unit],
+    out: Path | str,
+    *,
+    rejects: Path | str | None = None,
+    progress: Progress | None = None,
+    total: int | None = None,
+) -> ImportSummary:
+    """Convert, check and write every unit; see the module docstring for the contract."""
+    out = Path(out)
+    summary = ImportSummary(source=source, unit_kind=unit_kind, out=out)
+    rejects_path = Path(rejects) if rejects is not None else None
+    if rejects_path is not None and rejects_path.resolve() == out.resolve():
+        raise InputError(f"{rejects_path}: the rejects file cannot be the output")
+    with RecordWriter(out) as writer, _RejectsFile(rejects_path) as reject:
+        checker = _Checker(summary, writer, reject)
+        for done, unit in enumerate(units, start=1):
+            if isinstance(unit, Skipped):
+                checker.skip(unit.unit, unit.reason)
+            else:
+                try:
+                    records = unit.convert()
+                except (*MALFORMED, BrokenUnitError) as exc:
+                    checker.skip(unit.unit, why(exc))
+                else:
+                    checker.add(unit.unit, records)
+            if progress is not None:
+                progress(done, total)
+        checker.flush()
+    return summary
+
+
+def system_reported_stage(stage: str | None) -> dict | None:
+    """`reference_labels` naming the stage the source blamed (None when it named none)."""
+    if stage is None:
+        return None
+    if stage not in FAILURE_POINTS:  # a programming error in a source's table
+        raise AssertionError(f"{stage!r} is not a failure point")
+    return {SYSTEM_REPORTED: stage}
+
