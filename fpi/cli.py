@@ -706,7 +706,7 @@ def _print_import_summary(summary, rejects: Path | None) -> None:
         ("failures the system reported", summary.system_reported),
     ):
         if counts:
-            table = Table(title.split()[0], "turns", "share", title=title)
+            table = Table("stage", "turns", "share", title=title)
             for name, count in sorted(counts.items(), key=lambda kv: -kv[1]):
                 table.add_row(name, str(count), f"{count / max(summary.turns, 1):.1%}")
             console.print(table)

@@ -361,9 +361,7 @@ class RecordWriter:
         self.path = Path(path)
         self.format = dump_format(self.path)
         if self.format is None:
-            raise InputError(
-                f"{self.path}: unknown trace format (use {', '.join(DUMP_SUFFIXES)})"
-            )
+            raise InputError(f"{self.path}: unknown trace format (use {', '.join(DUMP_SUFFIXES)})")
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a directory, not an output file")
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -590,4 +588,3 @@ def system_reported_stage(stage: str | None) -> dict | None:
     if stage not in FAILURE_POINTS:  # a programming error in a source's table
         raise AssertionError(f"{stage!r} is not a failure point")
     return {SYSTEM_REPORTED: stage}
-

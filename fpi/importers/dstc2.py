@@ -296,9 +296,7 @@ def _read_json(call_dir: Path, name: str) -> dict:
 
 def read_call(call_dir: Path, ontology: Ontology) -> list[dict]:
     """The labelled turns of the call in `call_dir` (its log.json and label.json)."""
-    return convert_call(
-        _read_json(call_dir, LOG_FILE), _read_json(call_dir, LABEL_FILE), ontology
-    )
+    return convert_call(_read_json(call_dir, LOG_FILE), _read_json(call_dir, LABEL_FILE), ontology)
 
 
 def dstc2_units(root: Path, calls: list[str], ontology: Ontology) -> Iterator[Pending]:
