@@ -204,9 +204,7 @@ def collect_runs(
     out.parent.mkdir(parents=True, exist_ok=True)
     result = CollectResult()
     try:
-        asyncio.run(
-            _collect(url, token, out, result, interval=interval, once=once, report=report)
-        )
+        asyncio.run(_collect(url, token, out, result, interval=interval, once=once, report=report))
     except KeyboardInterrupt:
         pass  # Ctrl-C: every run written so far is complete on disk
     return result
