@@ -15,6 +15,7 @@ restart never duplicates or loses a run Home Assistant still holds. A run still 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -203,8 +204,6 @@ def collect_runs(
         raise InputError(f"{out}: is a directory, not an output file")
     out.parent.mkdir(parents=True, exist_ok=True)
     result = CollectResult()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: every run written is complete
         asyncio.run(_collect(url, token, out, result, interval=interval, once=once, report=report))
-    except KeyboardInterrupt:
-        pass  # Ctrl-C: every run written so far is complete on disk
     return result
