@@ -450,3 +450,69 @@ def test_features_and_model_work_on_imported_telephone_traces(tmp_path, small_bu
     assert all(value != value for value in matrix[:, domain])
     proba = small_bundle.predict_proba(matrix)
     assert proba.shape == (len(traces), 6)
+
+
+# ---- hardening: a call that would write an invalid turn is skipped, never written ----------
+
+
+def _set(path: list, value):
+    def change(log: dict) -> None:
+        target = log
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return change
+
+
+def _duplicate_index(log: dict) -> None:
+    log["turns"][1]["turn-index"] = log["turns"][0]["turn-index"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            _set(["turns", 0, "input", "live", "slu-hyps", 0, "score"], 148),
+            "field nlu.confidence: expected a number in 0..1, found 148.0",
+        ),
+        (_set(["session-id"], ""), 'field dialogue_id: expected a non-empty string, found ""'),
+        (_set(["turns", 1, "turn-index"], -1), "field turn_index: expected an integer >= 0"),
+        (_duplicate_index, "repeats an earlier turn"),
+        (
+            _set(["turns", 0, "input", "live", "asr-hyps", 0, "score"], float("nan")),
+            "field asr.confidence: expected a finite number, found nan",
+        ),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_call_the_validator_would_reject_is_skipped(tmp_path, change, reason, suffix):
+    import shutil
+
+    root = tmp_path / "dstc2"
+    shutil.copytree(ROOT, root)
+    log_path = root / "data" / "Mar13_S0A0" / CALL_A.name / "log.json"
+    log = json.loads(log_path.read_text())
+    change(log)
+    log_path.write_text(json.dumps(log))
+    out = tmp_path / f"out{suffix}"
+    summary = import_dstc2(root, root / "both.flist", out)
+    assert (summary.read, summary.imported, summary.skipped) == (2, 1, 1)
+    ((call, why),) = summary.reasons
+    assert call == f"Mar13_S0A0/{CALL_A.name}" and reason in why
+    from fpi.io import read_traces
+
+    assert read_traces(out).height == summary.turns == 4  # what was written validates
+
+
+def test_a_deeply_nested_log_skips_that_call_only(tmp_path):
+    import shutil
+
+    root = tmp_path / "dstc2"
+    shutil.copytree(ROOT, root)
+    (root / "data" / "Mar13_S0A0" / CALL_A.name / "log.json").write_text(
+        '{"turns": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    )
+    summary = import_dstc2(root, root / "both.flist", tmp_path / "out.jsonl")
+    assert (summary.imported, summary.skipped) == (1, 1)
+    assert summary.reasons[0][1] == "log.json: JSON nested too deeply"
