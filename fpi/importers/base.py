@@ -185,20 +185,31 @@ def unmapped(value: Any, mapped: Any) -> Any:
     """What of `value` the mapping `mapped` did not consume (None when nothing is left).
 
     `mapped` mirrors the value: `True` consumes a whole field, a dict maps an object's fields,
-    a one-element list applies its element to every item of a list.
+    a one-element list applies its element to every item of a list. A field the mapping does
+    not name is kept as it is, nulls included.
     """
+    left = _left(value, mapped)
+    return None if left is _CONSUMED else left
+
+
+_CONSUMED = object()
+
+
+def _left(value: Any, mapped: Any) -> Any:
     if mapped is True:
-        return None
+        return _CONSUMED
     if isinstance(value, dict) and isinstance(mapped, dict):
         rest = {}
         for key, item in value.items():
-            left = unmapped(item, mapped[key]) if key in mapped else item
-            if left is not None:
+            left = _left(item, mapped[key]) if key in mapped else item
+            if left is not _CONSUMED:
                 rest[key] = left
-        return rest or None
+        return rest or _CONSUMED
     if isinstance(value, list) and isinstance(mapped, list):
-        items = [unmapped(item, mapped[0]) for item in value]
-        return items if any(i is not None for i in items) else None
+        items = [_left(item, mapped[0]) for item in value]
+        if all(i is _CONSUMED for i in items):
+            return _CONSUMED
+        return [None if i is _CONSUMED else i for i in items]
     return value
 
 

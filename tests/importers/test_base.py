@@ -1,0 +1,112 @@
+"""The importer contract: atomic output, validation before writing, pass-through, counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fpi.errors import InputError
+from fpi.importers.base import (
+    Pending,
+    Skipped,
+    record_type_problem,
+    rfc3339,
+    run_import,
+    unmapped,
+)
+
+GOOD = {"dialogue_id": "d", "turn_index": 0, "timestamp": "2024-01-01T00:00:00.000Z"}
+
+
+def test_unmapped_keeps_exactly_what_the_mapping_did_not_read():
+    value = {"a": 1, "b": {"c": 2, "d": 3}, "e": [{"f": 1, "g": 2}, {"f": 3}], "h": None}
+    mapped = {"a": True, "b": {"c": True}, "e": [{"f": True}]}
+    assert unmapped(value, mapped) == {"b": {"d": 3}, "e": [{"g": 2}, None], "h": None}
+    assert unmapped({"a": 1}, {"a": True}) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("2024-05-02T18:00:00.100000+00:00", "2024-05-02T18:00:00.100Z"),
+        ("2024-05-02T20:00:00.123456+02:00", "2024-05-02T18:00:00.123456Z"),
+        ("2022-03-25T02:06:07.382Z", "2022-03-25T02:06:07.382Z"),
+        (1517821726.200036, "2018-02-05T09:08:46.200036Z"),
+    ],
+)
+def test_timestamps_become_rfc3339_utc(value, text):
+    assert rfc3339(value) == text
+
+
+def test_type_problems_name_the_field():
+    assert record_type_problem(GOOD) is None
+    assert record_type_problem({**GOOD, "asr": {"text": 5}}) == (
+        "field asr.text: expected a string, found 5 (a number)"
+    )
+    assert "expected a finite number, found inf" in record_type_problem(
+        {**GOOD, "nlu": {"confidence": float("inf")}}
+    )
+    assert record_type_problem({**GOOD, "passthrough": {"anything": [1, "x"]}}) is None
+
+
+def units(*items):
+    return iter(items)
+
+
+def test_read_is_imported_plus_skipped_and_bad_units_never_reach_the_output(tmp_path):
+    out = tmp_path / "out.jsonl"
+    rejects = tmp_path / "skipped.jsonl"
+
+    def boom() -> list[dict]:
+        raise KeyError("events")
+
+    summary = run_import(
+        "test",
+        "unit",
+        units(
+            Pending("ok", lambda: [{**GOOD, "passthrough": {"raw": {"x": 1}}}]),
+            Pending("dup", lambda: [GOOD]),
+            Pending("range", lambda: [{**GOOD, "turn_index": 1, "asr": {"confidence": 2.0}}]),
+            Pending("crash", boom),
+            Skipped("file", "cannot read"),
+            Pending("ok2", lambda: [{**GOOD, "turn_index": 2, "result": {"status": "success"}}]),
+        ),
+        out,
+        rejects=rejects,
+    )
+    assert (summary.read, summary.imported, summary.skipped, summary.turns) == (6, 2, 4, 2)
+    assert dict(summary.reasons) == {
+        "dup": "turn 'd'/0: ('dialogue_id', 'turn_index') ('d', 0) repeats an earlier turn",
+        "range": "turn 'd'/1: field asr.confidence: expected a number in 0..1, found 2.0",
+        "crash": "missing key 'events'",
+        "file": "cannot read",
+    }
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["turn_index"] for r in written] == [0, 2]
+    assert written[0]["passthrough"] == {"raw": {"x": 1}}
+    assert len(rejects.read_text().splitlines()) == 4
+
+
+def test_a_failed_import_leaves_the_previous_output_untouched(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous\n")
+
+    def interrupted():
+        yield Pending("ok", lambda: [GOOD])
+        raise InputError("disk on fire")
+
+    with pytest.raises(InputError, match="disk on fire"):
+        run_import("test", "unit", interrupted(), out)
+    assert out.read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary left
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_reading(tmp_path):
+    with pytest.raises(InputError, match="unknown trace format"):
+        run_import("test", "unit", units(), tmp_path / "out.csv")
+    (tmp_path / "dir.jsonl").mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        run_import("test", "unit", units(), tmp_path / "dir.jsonl")
+    with pytest.raises(InputError, match="cannot be the output"):
+        run_import("test", "unit", units(), tmp_path / "o.jsonl", rejects=tmp_path / "o.jsonl")
