@@ -733,16 +733,20 @@ def import_dstc2_command(
     _print_import_summary(summary, rejects)
 
 
+def _import_logs(source, paths: list[Path], out: Path, rejects: Path | None) -> None:
+    with _import_progress(source.unit_kind) as progress:
+        summary = source.import_paths(paths, out, rejects=rejects, progress=progress)
+    _print_import_summary(summary, rejects)
+
+
 @import_app.command("homeassistant")
 def import_homeassistant_command(
     paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
 ) -> None:
     """Import Home Assistant Assist pipeline runs (pipeline_debug/get JSON, or runs JSONL)."""
-    from fpi.importers.homeassistant import import_homeassistant
+    from fpi.importers.homeassistant import SOURCE_SPEC
 
-    with _import_progress("run") as progress:
-        summary = import_homeassistant(paths, out, rejects=rejects, progress=progress)
-    _print_import_summary(summary, rejects)
+    _import_logs(SOURCE_SPEC, paths, out, rejects)
 
 
 @import_app.command("rasa")
@@ -750,11 +754,9 @@ def import_rasa_command(
     paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
 ) -> None:
     """Import Rasa conversations (tracker JSON, rasa_event.log, SQLite tracker store)."""
-    from fpi.importers.rasa import import_rasa
+    from fpi.importers.rasa import SOURCE_SPEC
 
-    with _import_progress("conversation") as progress:
-        summary = import_rasa(paths, out, rejects=rejects, progress=progress)
-    _print_import_summary(summary, rejects)
+    _import_logs(SOURCE_SPEC, paths, out, rejects)
 
 
 @import_app.command("lex")
@@ -762,11 +764,9 @@ def import_lex_command(
     paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
 ) -> None:
     """Import Amazon Lex V2 conversation text logs (JSON Lines or a JSON array)."""
-    from fpi.importers.lex import import_lex
+    from fpi.importers.lex import SOURCE_SPEC
 
-    with _import_progress("utterance") as progress:
-        summary = import_lex(paths, out, rejects=rejects, progress=progress)
-    _print_import_summary(summary, rejects)
+    _import_logs(SOURCE_SPEC, paths, out, rejects)
 
 
 collect_app = typer.Typer(help="Collect logs from a running assistant.", no_args_is_help=True)

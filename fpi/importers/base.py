@@ -592,6 +592,28 @@ def run_import(
     return summary
 
 
+@dataclass(frozen=True)
+class Source:
+    """A log source: its name, what one unit is, the files it reads and how they split up."""
+
+    name: str
+    unit_kind: str
+    suffixes: tuple[str, ...]
+    units: Callable[[Sequence[Path]], Iterable[Unit]]
+
+    def import_paths(
+        self,
+        paths: Sequence[str | Path],
+        out: Path | str,
+        *,
+        rejects: Path | str | None = None,
+        progress: Progress | None = None,
+    ) -> ImportSummary:
+        """Import every unit of the files under `paths` into `out` (see `run_import`)."""
+        units = self.units(find_files(paths, self.suffixes))
+        return run_import(self.name, self.unit_kind, units, out, rejects=rejects, progress=progress)
+
+
 def system_reported_stage(stage: str | None) -> dict | None:
     """`reference_labels` naming the stage the source blamed (None when it named none)."""
     if stage is None:

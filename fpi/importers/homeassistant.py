@@ -21,19 +21,16 @@ from fpi.importers.base import (
     MALFORMED,
     PASSTHROUGH,
     BrokenUnitError,
-    ImportSummary,
     Pending,
-    Progress,
     Skipped,
+    Source,
     Unit,
     base_suffix,
     compact,
     elapsed_ms,
-    find_files,
     json_lines,
     read_document,
     rfc3339,
-    run_import,
     system_reported_stage,
     text_or_none,
     unmapped,
@@ -345,13 +342,6 @@ def homeassistant_units(files: Sequence[Path]) -> Iterator[Unit]:
             yield Pending(unit, lambda record=record: [record])
 
 
-def import_homeassistant(
-    paths: Sequence[str | Path],
-    out: Path | str,
-    *,
-    rejects: Path | str | None = None,
-    progress: Progress | None = None,
-) -> ImportSummary:
-    """Import Home Assistant pipeline runs into `out` (see the module docstring)."""
-    units = homeassistant_units(find_files(paths, SUFFIXES))
-    return run_import(SOURCE, "run", units, out, rejects=rejects, progress=progress)
+SOURCE_SPEC = Source(SOURCE, "run", SUFFIXES, homeassistant_units)
+#: Import homeassistant logs: `import_homeassistant(paths, out, *, rejects=None, progress=None)`.
+import_homeassistant = SOURCE_SPEC.import_paths

@@ -23,19 +23,16 @@ from fpi.importers.base import (
     MALFORMED,
     PASSTHROUGH,
     BrokenUnitError,
-    ImportSummary,
     Pending,
-    Progress,
     Skipped,
+    Source,
     Unit,
     base_suffix,
     compact,
-    find_files,
     json_lines,
     number,
     read_document,
     rfc3339,
-    run_import,
     system_reported_stage,
     text_or_none,
     unmapped,
@@ -273,13 +270,6 @@ def _as_list(entry: dict, session: str, index: int) -> list[dict]:
     return [convert_entry(entry, session, index)]
 
 
-def import_lex(
-    paths: Sequence[str | Path],
-    out: Path | str,
-    *,
-    rejects: Path | str | None = None,
-    progress: Progress | None = None,
-) -> ImportSummary:
-    """Import Lex V2 conversation logs into `out` (see the module docstring)."""
-    units = lex_units(find_files(paths, SUFFIXES))
-    return run_import(SOURCE, "utterance", units, out, rejects=rejects, progress=progress)
+SOURCE_SPEC = Source(SOURCE, "utterance", SUFFIXES, lex_units)
+#: Import lex logs: `import_lex(paths, out, *, rejects=None, progress=None)`.
+import_lex = SOURCE_SPEC.import_paths

@@ -24,19 +24,16 @@ from fpi.importers.base import (
     MALFORMED,
     PASSTHROUGH,
     BrokenUnitError,
-    ImportSummary,
     Pending,
-    Progress,
     Skipped,
+    Source,
     Unit,
     base_suffix,
     compact,
-    find_files,
     json_lines,
     number,
     read_document,
     rfc3339,
-    run_import,
     system_reported_stage,
     text_or_none,
     unmapped,
@@ -322,13 +319,6 @@ def rasa_units(files: Sequence[Path]) -> Iterator[Unit]:
             yield from _tracker_units(path)
 
 
-def import_rasa(
-    paths: Sequence[str | Path],
-    out: Path | str,
-    *,
-    rejects: Path | str | None = None,
-    progress: Progress | None = None,
-) -> ImportSummary:
-    """Import Rasa conversations into `out` (see the module docstring)."""
-    units = rasa_units(find_files(paths, SUFFIXES))
-    return run_import(SOURCE, "conversation", units, out, rejects=rejects, progress=progress)
+SOURCE_SPEC = Source(SOURCE, "conversation", SUFFIXES, rasa_units)
+#: Import rasa logs: `import_rasa(paths, out, *, rejects=None, progress=None)`.
+import_rasa = SOURCE_SPEC.import_paths
