@@ -609,8 +609,16 @@ class Source:
         rejects: Path | str | None = None,
         progress: Progress | None = None,
     ) -> ImportSummary:
-        """Import every unit of the files under `paths` into `out` (see `run_import`)."""
-        units = self.units(find_files(paths, self.suffixes))
+        """Import every unit of the files under `paths` into `out` (see `run_import`).
+
+        An output or rejects path that is one of the inputs is refused before anything is read.
+        """
+        files = find_files(paths, self.suffixes)
+        inputs = {f.resolve() for f in files}
+        for given in (out, rejects):
+            if given is not None and Path(given).resolve() in inputs:
+                raise InputError(f"{given}: is one of the inputs; write the output elsewhere")
+        units = self.units(files)
         return run_import(self.name, self.unit_kind, units, out, rejects=rejects, progress=progress)
 
 

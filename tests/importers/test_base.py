@@ -110,3 +110,14 @@ def test_outputs_that_cannot_be_written_are_refused_before_reading(tmp_path):
         run_import("test", "unit", units(), tmp_path / "dir.jsonl")
     with pytest.raises(InputError, match="cannot be the output"):
         run_import("test", "unit", units(), tmp_path / "o.jsonl", rejects=tmp_path / "o.jsonl")
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    from fpi.importers.lex import import_lex
+
+    log = tmp_path / "log.jsonl"
+    log.write_text("{}\n")
+    for kwargs in ({"out": log}, {"out": tmp_path / "o.jsonl", "rejects": log}):
+        with pytest.raises(InputError, match="is one of the inputs"):
+            import_lex([tmp_path], **kwargs)
+    assert log.read_text() == "{}\n"

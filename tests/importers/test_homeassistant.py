@@ -207,3 +207,19 @@ def test_cli_import_homeassistant(tmp_path):
     assert code == 0, output
     assert "runs read 6 = 6 imported + 0 skipped; turns written 6" in output
     assert "failures the system reported" in output
+
+
+def test_compressed_runs_and_the_websocket_result_message(tmp_path):
+    import gzip
+
+    import zstandard
+
+    raw = (HA / "runs.jsonl").read_bytes()
+    (tmp_path / "runs.jsonl.gz").write_bytes(gzip.compress(raw))
+    wrapped = {"id": 7, "type": "result", "success": True, "result": json.loads(WAKE.read_text())}
+    (tmp_path / "01HXWRAPPED.json.zst").write_bytes(
+        zstandard.ZstdCompressor().compress(json.dumps(wrapped).encode())
+    )
+    found = imported(tmp_path, tmp_path)
+    assert len(found) == 5
+    assert found["01HXWRAPPED"]["asr"] == {"text": "test transcript"}
