@@ -43,6 +43,8 @@ SYSTEM_REPORTED = "system_reported"
 CHECK_RECORDS = 5_000
 #: A JSON document (one file) larger than this is skipped rather than read into memory.
 MAX_DOCUMENT_BYTES = 256 << 20
+#: A JSON Lines line longer than this (in characters) is skipped without being held whole.
+MAX_LINE_CHARS = 32 << 20
 #: Skipped units whose reasons are kept in memory for the summary (all go to `--rejects`).
 KEEP_REASONS = 1_000
 
@@ -57,7 +59,7 @@ MALFORMED = (
     RecursionError,
     UnicodeError,
 )
-_COMPRESSION = {".gz": "gzip", ".zst": "zstd"}
+_COMPRESSION = (".gz", ".zst")
 _MAGIC = {b"\x1f\x8b": ".gz", b"\x28\xb5\x2f\xfd": ".zst"}
 
 
@@ -292,22 +294,32 @@ def read_document(path: Path) -> Any:
 def json_lines(path: Path) -> Iterator[tuple[int, Any | BrokenUnitError]]:
     """(1-based line, parsed value or the error) for every non-blank line of a JSONL file.
 
-    A file that cannot be opened or decompressed yields one error at line 0.
+    A line longer than `MAX_LINE_CHARS` is an error for that line only; a file that cannot be
+    opened or decompressed yields one error (at the line it stopped).
     """
-    line_number = 0
+    line_no = 0
     try:
         with open_text(path) as fh:
-            for line_number, line in enumerate(fh, start=1):
+            while line := fh.readline(MAX_LINE_CHARS + 1):
+                line_no += 1
+                if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+                    while (rest := fh.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                        pass
+                    yield (
+                        line_no,
+                        BrokenUnitError(f"a line longer than {MAX_LINE_CHARS:,} characters"),
+                    )
+                    continue
                 if not line.strip():
                     continue
                 try:
-                    yield line_number, json.loads(line)
-                except (*MALFORMED,) as exc:
-                    yield line_number, BrokenUnitError(why(exc))
+                    yield line_no, json.loads(line)
+                except MALFORMED as exc:
+                    yield line_no, BrokenUnitError(why(exc))
     except OSError as exc:
-        yield line_number, BrokenUnitError(f"cannot read ({exc.strerror or exc})")
+        yield line_no, BrokenUnitError(f"cannot read ({exc.strerror or exc})")
     except (UnicodeError, EOFError, zstandard.ZstdError) as exc:
-        yield line_number, BrokenUnitError(f"unreadable after line {line_number} ({exc})")
+        yield line_no, BrokenUnitError(f"unreadable after line {line_no} ({exc})")
 
 
 # ---- checking records -----------------------------------------------------------------
@@ -334,7 +346,7 @@ def record_type_problem(record: dict) -> str | None:
     """Why a record breaks the types of `fpi-trace/1` (first problem), or None."""
     bad = _non_finite(record)
     if bad:
-        return f"field {bad}: expected a finite number, found {record_value(record, bad)}"
+        return f"field {bad}: expected a finite number, found {_record_value(record, bad)}"
     trace_fields = {k: v for k, v in record.items() if k != PASSTHROUGH}
     findings = check_record_json(json.dumps(trace_fields, ensure_ascii=False)).findings
     if findings:
@@ -344,7 +356,7 @@ def record_type_problem(record: dict) -> str | None:
     return None
 
 
-def record_value(record: dict, path: str) -> Any:
+def _record_value(record: dict, path: str) -> Any:
     value: Any = record
     for part in path.replace("[", ".").replace("]", "").split("."):
         value = value[int(part)] if isinstance(value, list) else value[part]

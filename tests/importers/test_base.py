@@ -15,6 +15,7 @@ from fpi.importers.base import (
     run_import,
     unmapped,
 )
+from tests.importers.helpers import FIXTURES
 
 GOOD = {"dialogue_id": "d", "turn_index": 0, "timestamp": "2024-01-01T00:00:00.000Z"}
 
@@ -121,3 +122,16 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
         with pytest.raises(InputError, match="is one of the inputs"):
             import_lex([tmp_path], **kwargs)
     assert log.read_text() == "{}\n"
+
+
+def test_an_overlong_line_is_one_skipped_unit(tmp_path, monkeypatch):
+    from fpi.importers import base
+    from fpi.importers.lex import import_lex
+
+    monkeypatch.setattr(base, "MAX_LINE_CHARS", 100)
+    good = (FIXTURES / "lex" / "speech_session.jsonl").read_text().splitlines()[0]
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"x": "' + "a" * 500 + '"}\n' + good[:99] + "\n")
+    summary = import_lex([path], tmp_path / "o.jsonl")
+    assert (summary.read, summary.skipped) == (2, 2)
+    assert summary.reasons[0] == (f"{path}:1", "a line longer than 100 characters")

@@ -132,7 +132,8 @@ def test_response_types_and_error_codes(response, status, reported, entities):
 
 def test_stt_no_text_recognized_is_empty_asr_text_and_blames_asr():
     run = json.loads(WAKE.read_text())
-    events = run["events"][:4] + [
+    events = [
+        *run["events"][:4],
         {
             "type": "error",
             "timestamp": "2024-05-02T18:00:05+00:00",
