@@ -13,6 +13,7 @@ import zstandard
 from typer.testing import CliRunner
 
 from fpi.cli import app
+from fpi.errors import InputError
 from fpi.importers.dstc2 import (
     BrokenCallError,
     content_words,
@@ -23,7 +24,6 @@ from fpi.importers.dstc2 import (
     normalise_words,
     semantics_triples,
 )
-from fpi.errors import InputError
 from fpi.schema import TRACE_JSON_SCHEMA
 
 ROOT = Path(__file__).parent / "fixtures" / "dstc2"
@@ -396,7 +396,10 @@ def invoke(*args: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize(
     ("flist", "calls", "turns"),
-    [("train", "calls read 6 = 1 imported + 5 skipped", 6), ("dev", "calls read 1 = 1 imported + 0 skipped", 4)],
+    [
+        ("train", "calls read 6 = 1 imported + 5 skipped", 6),
+        ("dev", "calls read 1 = 1 imported + 0 skipped", 4),
+    ],
 )
 def test_cli_imports_the_official_lists(tmp_path, flist, calls, turns):
     out = tmp_path / f"{flist}.jsonl"
