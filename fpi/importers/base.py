@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import polars as pl
 import zstandard
@@ -342,18 +342,29 @@ def _non_finite(value: Any, path: str = "") -> str | None:
     return None
 
 
-def record_type_problem(record: dict) -> str | None:
-    """Why a record breaks the types of `fpi-trace/1` (first problem), or None."""
-    bad = _non_finite(record)
-    if bad:
-        return f"field {bad}: expected a finite number, found {_record_value(record, bad)}"
-    trace_fields = {k: v for k, v in record.items() if k != PASSTHROUGH}
-    findings = check_record_json(json.dumps(trace_fields, ensure_ascii=False)).findings
+class CheckedRecord(NamedTuple):
+    """A record and its trace fields as one JSON line, or the reason it breaks the types."""
+
+    record: dict
+    line: str | None  # the trace fields (no pass-through) as JSON, when they type-check
+    problem: str | None
+
+
+def check_record(record: dict) -> CheckedRecord:
+    """Check a record's trace fields against the types of `fpi-trace/1` (first problem)."""
+    trace = {k: v for k, v in record.items() if k != PASSTHROUGH}
+    try:
+        line = json.dumps(trace, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        bad = _non_finite(trace) or "(record)"
+        found = _record_value(trace, bad) if bad != "(record)" else "a non-finite number"
+        return CheckedRecord(record, None, f"field {bad}: expected a finite number, found {found}")
+    findings = check_record_json(line).findings
     if findings:
         name, expected, found = findings[0]
         where = f"field {name}: " if name else ""
-        return f"{where}expected {expected}, found {found}"
-    return None
+        return CheckedRecord(record, None, f"{where}expected {expected}, found {found}")
+    return CheckedRecord(record, line, None)
 
 
 def _record_value(record: dict, path: str) -> Any:
@@ -363,12 +374,37 @@ def _record_value(record: dict, path: str) -> Any:
     return value
 
 
+def _finite(value: Any) -> Any:
+    """The value with NaN and infinities as text ("nan", "inf"): JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def passthrough_json(passthrough: Any) -> str:
+    """The pass-through object as JSON (a NaN the source logged is kept as the text "nan")."""
+    try:
+        return json.dumps(passthrough, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(passthrough), ensure_ascii=False)
+
+
+def _full_line(checked: CheckedRecord) -> str:
+    passthrough = checked.record.get(PASSTHROUGH)
+    if passthrough is None:
+        return checked.line
+    rest = passthrough_json(passthrough)
+    if checked.line == "{}":
+        return f'{{"{PASSTHROUGH}": {rest}}}'
+    return f'{checked.line[:-1]}, "{PASSTHROUGH}": {rest}}}'
+
+
 def _turn_name(record: dict) -> str:
     return f"turn {record.get('dialogue_id')!r}/{record.get('turn_index')!r}"
-
-
-def _json_line(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False, allow_nan=False)
 
 
 # ---- writing --------------------------------------------------------------------------
@@ -409,15 +445,15 @@ class RecordWriter:
             raise InputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         return self
 
-    def write(self, records: list[dict]) -> None:
+    def write(self, records: list[CheckedRecord]) -> None:
         if not records:
             return
         if self.format == ".parquet":
             part = self._tmp.with_name(f"{self._tmp.name}.{len(self._parts):06d}")
-            _records_frame(records).write_parquet(part)
+            _records_frame([r.record for r in records]).write_parquet(part)
             self._parts.append(part)
         else:
-            self._stream.write("".join(_json_line(r) + "\n" for r in records).encode())
+            self._stream.write("".join(_full_line(r) + "\n" for r in records).encode())
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -451,9 +487,10 @@ def _records_frame(records: list[dict]) -> pl.DataFrame:
     rows = []
     for record in records:
         row = {name: record.get(name) for name in TRACE_JSON_SCHEMA.names()}
-        for name in ("reference_labels", PASSTHROUGH):
-            if record.get(name) is not None:
-                row[name] = json.dumps(record[name], ensure_ascii=False)
+        if record.get("reference_labels") is not None:
+            row["reference_labels"] = json.dumps(record["reference_labels"], ensure_ascii=False)
+        if record.get(PASSTHROUGH) is not None:
+            row[PASSTHROUGH] = passthrough_json(record[PASSTHROUGH])
         rows.append(row)
     return pl.DataFrame(rows, schema=_FRAME_SCHEMA)
 
@@ -494,7 +531,7 @@ class _Checker:
         self.writer = writer
         self.reject = reject
         self.seen: set[tuple[str, int]] = set()
-        self.pending: list[tuple[str, list[dict]]] = []
+        self.pending: list[tuple[str, list[CheckedRecord]]] = []
         self.buffered = 0
 
     def skip(self, unit: str, reason: str) -> None:
@@ -503,8 +540,11 @@ class _Checker:
 
     def add(self, unit: str, records: list[dict]) -> None:
         keys = []
+        checked = []
         for record in records:
-            problem = record_type_problem(record)
+            result = check_record(record)
+            problem = result.problem
+            checked.append(result)
             if problem is None:
                 key = (record["dialogue_id"], record["turn_index"])
                 if key in self.seen or key in keys:
@@ -514,7 +554,7 @@ class _Checker:
                 self.skip(unit, f"{_turn_name(record)}: {problem}")
                 return
         self.seen.update(keys)
-        self.pending.append((unit, records))
+        self.pending.append((unit, checked))
         self.buffered += len(records)
         if self.buffered >= CHECK_RECORDS:
             self.flush()
@@ -524,19 +564,19 @@ class _Checker:
             return
         owners = [u for u, (_, records) in enumerate(self.pending) for _ in records]
         records = [r for _, rs in self.pending for r in rs]
-        problems = _value_problems(records)
+        problems = _value_problems([r.line for r in records])
         bad: dict[int, str] = {}
         for row, field_path, expected, found in problems.iter_rows():
             bad.setdefault(
                 owners[row],
-                f"{_turn_name(records[row])}: field {field_path}: "
+                f"{_turn_name(records[row].record)}: field {field_path}: "
                 f"expected {expected}, found {found}",
             )
         out = []
         for u, (unit, unit_records) in enumerate(self.pending):
             if u in bad:
                 self.seen.difference_update(
-                    (r["dialogue_id"], r["turn_index"]) for r in unit_records
+                    (r.record["dialogue_id"], r.record["turn_index"]) for r in unit_records
                 )
                 self.skip(unit, bad[u])
                 continue
@@ -546,12 +586,12 @@ class _Checker:
         self.pending.clear()
         self.buffered = 0
 
-    def _count(self, records: list[dict]) -> None:
+    def _count(self, records: list[CheckedRecord]) -> None:
         s = self.summary
         s.read += 1
         s.imported += 1
         s.turns += len(records)
-        for record in records:
+        for record in (r.record for r in records):
             label = (record.get("label") or {}).get("failure_point")
             if label is not None:
                 s.label_counts[label] += 1
@@ -560,11 +600,8 @@ class _Checker:
                 s.system_reported[reported] += 1
 
 
-def _value_problems(records: list[dict]) -> pl.DataFrame:
-    payload = "\n".join(
-        json.dumps({k: v for k, v in r.items() if k != PASSTHROUGH}, ensure_ascii=False)
-        for r in records
-    )
+def _value_problems(lines: list[str]) -> pl.DataFrame:
+    payload = "\n".join(lines)
     frame = pl.read_ndjson(payload.encode(), schema=TRACE_JSON_SCHEMA)
     frame = frame.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
     return value_problems(frame, row="_row")

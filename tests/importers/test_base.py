@@ -10,7 +10,7 @@ from fpi.errors import InputError
 from fpi.importers.base import (
     Pending,
     Skipped,
-    record_type_problem,
+    check_record,
     rfc3339,
     run_import,
     unmapped,
@@ -40,15 +40,30 @@ def test_timestamps_become_rfc3339_utc(value, text):
     assert rfc3339(value) == text
 
 
+def problem(record: dict) -> str | None:
+    return check_record(record).problem
+
+
 def test_type_problems_name_the_field():
-    assert record_type_problem(GOOD) is None
-    assert record_type_problem({**GOOD, "asr": {"text": 5}}) == (
+    assert problem(GOOD) is None
+    assert problem({**GOOD, "asr": {"text": 5}}) == (
         "field asr.text: expected a string, found 5 (a number)"
     )
-    assert "expected a finite number, found inf" in record_type_problem(
-        {**GOOD, "nlu": {"confidence": float("inf")}}
+    assert problem({**GOOD, "nlu": {"confidence": float("inf")}}) == (
+        "field nlu.confidence: expected a finite number, found inf"
     )
-    assert record_type_problem({**GOOD, "passthrough": {"anything": [1, "x"]}}) is None
+    assert problem({**GOOD, "passthrough": {"anything": [1, "x", float("nan")]}}) is None
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_nan_the_source_logged_outside_the_trace_is_kept_as_text(tmp_path, suffix):
+    from tests.importers.helpers import read_records
+
+    record = {**GOOD, "passthrough": {"score": float("nan"), "ok": [1.5]}}
+    out = tmp_path / f"o{suffix}"
+    summary = run_import("test", "unit", units(Pending("u", lambda: [record])), out)
+    assert summary.imported == 1
+    assert read_records(out)[0]["passthrough"] == {"score": "nan", "ok": [1.5]}
 
 
 def units(*items):
