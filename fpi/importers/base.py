@@ -20,10 +20,12 @@ import io
 import json
 import math
 import os
+import sqlite3
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -320,6 +322,66 @@ def json_lines(path: Path) -> Iterator[tuple[int, Any | BrokenUnitError]]:
         yield line_no, BrokenUnitError(f"cannot read ({exc.strerror or exc})")
     except (UnicodeError, EOFError, zstandard.ZstdError) as exc:
         yield line_no, BrokenUnitError(f"unreadable after line {line_no} ({exc})")
+
+
+def epoch_us(timestamp: str) -> int:
+    """Microseconds since 1970 of an RFC 3339 text from `rfc3339`: a key that sorts in time."""
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Groups:
+    """Items gathered by key in a temporary SQLite file, handed back one group at a time.
+
+    Sources whose units must be seen together (the runs of a conversation, the events of a
+    sender) gather them here, so memory holds one group, whatever the input's size or order.
+    Groups come back by key; items within a group by `order`, then as added.
+    """
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="fpi-import-")
+        self._db = sqlite3.connect(Path(self._dir.name) / "groups.sqlite")
+        self._db.execute(
+            "CREATE TABLE items (seq INTEGER PRIMARY KEY, key TEXT, ord INTEGER, payload TEXT)"
+        )
+        self._rows: list[tuple[str, int, str]] = []
+
+    def add(self, key: str, order: int, payload: Any) -> None:
+        self._rows.append((key, order, json.dumps(payload, ensure_ascii=False)))
+        if len(self._rows) >= 10_000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._db.executemany("INSERT INTO items (key, ord, payload) VALUES (?, ?, ?)", self._rows)
+        self._rows.clear()
+
+    def __iter__(self) -> Iterator[tuple[str, list[Any]]]:
+        self._flush()
+        self._db.execute("CREATE INDEX by_key ON items (key, ord, seq)")
+        key, items = None, []
+        for row_key, payload in self._db.execute(
+            "SELECT key, payload FROM items ORDER BY key, ord, seq"
+        ):
+            if row_key != key and items:
+                yield key, items
+                items = []
+            key = row_key
+            items.append(json.loads(payload))
+        if items:
+            yield key, items
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> Groups:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ---- checking records -----------------------------------------------------------------

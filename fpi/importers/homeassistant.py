@@ -11,9 +11,8 @@ run's start, and a run after one that ended with `continue_conversation` is a `f
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from fpi.importers.base import (
     MALFORMED,
     PASSTHROUGH,
     BrokenUnitError,
+    Groups,
     Pending,
     Skipped,
     Source,
@@ -28,6 +28,7 @@ from fpi.importers.base import (
     base_suffix,
     compact,
     elapsed_ms,
+    epoch_us,
     json_lines,
     read_document,
     rfc3339,
@@ -312,10 +313,10 @@ def _read_runs(path: Path) -> Iterator[Run | Skipped]:
 
 
 def dialogue_records(runs: list[Run], dialogue_id: str) -> list[tuple[str, dict]]:
-    """(unit, record) for the runs of one conversation, in start order, with positions set."""
+    """(unit, record) for the runs of one conversation, in the given (start) order."""
     out = []
     previous_continues = False
-    for index, run in enumerate(sorted(runs, key=lambda r: (r.started, r.run_id))):
+    for index, run in enumerate(runs):
         record = {"dialogue_id": dialogue_id, "turn_index": index, **run.record}
         if previous_continues:
             record["wake"] = {"mode": "follow_up"}
@@ -325,21 +326,23 @@ def dialogue_records(runs: list[Run], dialogue_id: str) -> list[tuple[str, dict]
 
 
 def homeassistant_units(files: Sequence[Path]) -> Iterator[Unit]:
-    """Every run in the files; runs of one conversation are gathered across files first."""
-    conversations: defaultdict[str, list[Run]] = defaultdict(list)
+    """Every run in the files; the runs of a conversation are gathered across files (on disk)
+    and ordered by their start."""
     seen: set[str] = set()
-    for path in files:
-        for run in _read_runs(path):
-            if isinstance(run, Skipped):
-                yield run
-            elif run.run_id in seen:
-                yield Skipped(run.unit, f"run {run.run_id!r} appears twice (first one kept)")
-            else:
-                seen.add(run.run_id)
-                conversations[run.conversation_id or run.run_id].append(run)
-    for dialogue_id, runs in conversations.items():
-        for unit, record in dialogue_records(runs, dialogue_id):
-            yield Pending(unit, lambda record=record: [record])
+    with Groups() as conversations:
+        for path in files:
+            for run in _read_runs(path):
+                if isinstance(run, Skipped):
+                    yield run
+                elif run.run_id in seen:
+                    yield Skipped(run.unit, f"run {run.run_id!r} appears twice (first one kept)")
+                else:
+                    seen.add(run.run_id)
+                    key = run.conversation_id or run.run_id
+                    conversations.add(key, epoch_us(run.started), asdict(run))
+        for dialogue_id, runs in conversations:
+            for unit, record in dialogue_records([Run(**r) for r in runs], dialogue_id):
+                yield Pending(unit, lambda record=record: [record])
 
 
 SOURCE_SPEC = Source(SOURCE, "run", SUFFIXES, homeassistant_units)

@@ -11,10 +11,8 @@ saying NLU failed.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,12 +21,14 @@ from fpi.importers.base import (
     MALFORMED,
     PASSTHROUGH,
     BrokenUnitError,
+    Groups,
     Pending,
     Skipped,
     Source,
     Unit,
     base_suffix,
     compact,
+    epoch_us,
     json_lines,
     number,
     read_document,
@@ -249,21 +249,18 @@ def _file_entries(path: Path) -> Iterator[Entry | Skipped]:
 
 
 def lex_units(files: Sequence[Path]) -> Iterator[Unit]:
-    """Every entry of the files; a session's entries are gathered across files, then ordered."""
-    sessions: defaultdict[str, list[Entry]] = defaultdict(list)
-    for path in files:
-        for entry in _file_entries(path):
-            if isinstance(entry, Skipped):
-                yield entry
-            else:
-                sessions[entry.session].append(entry)
-    for session, entries in sessions.items():
-        for index, entry in enumerate(sorted(entries, key=_moment)):
-            yield Pending(entry.unit, partial(_as_list, entry.value, session, index))
-
-
-def _moment(entry: Entry) -> datetime:
-    return datetime.fromisoformat(entry.started.replace("Z", "+00:00"))
+    """Every entry of the files; a session's entries are gathered across files (on disk),
+    then ordered by time."""
+    with Groups() as sessions:
+        for path in files:
+            for entry in _file_entries(path):
+                if isinstance(entry, Skipped):
+                    yield entry
+                else:
+                    sessions.add(entry.session, epoch_us(entry.started), [entry.unit, entry.value])
+        for session, entries in sessions:
+            for index, (unit, value) in enumerate(entries):
+                yield Pending(unit, partial(_as_list, value, session, index))
 
 
 def _as_list(entry: dict, session: str, index: int) -> list[dict]:

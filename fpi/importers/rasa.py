@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -24,6 +23,7 @@ from fpi.importers.base import (
     MALFORMED,
     PASSTHROUGH,
     BrokenUnitError,
+    Groups,
     Pending,
     Skipped,
     Source,
@@ -253,18 +253,18 @@ def _tracker_units(path: Path) -> Iterator[Unit]:
 
 
 def _event_log_units(path: Path) -> Iterator[Unit]:
-    """The file broker's events, gathered per sender in file order."""
-    senders: defaultdict[str, list[dict]] = defaultdict(list)
-    for line, value in json_lines(path):
-        unit = f"{path}:{line}"
-        if isinstance(value, BrokenUnitError):
-            yield Skipped(unit, str(value))
-        elif not isinstance(value, dict) or not isinstance(value.get("sender_id"), str):
-            yield Skipped(unit, "expected an event object with a sender_id")
-        else:
-            senders[value["sender_id"]].append(value)
-    for sender, events in senders.items():
-        yield Pending(f"{path} ({sender})", partial(convert_conversation, sender, events))
+    """The file broker's events, gathered per sender (on disk) in file order."""
+    with Groups() as senders:
+        for line, value in json_lines(path):
+            unit = f"{path}:{line}"
+            if isinstance(value, BrokenUnitError):
+                yield Skipped(unit, str(value))
+            elif not isinstance(value, dict) or not isinstance(value.get("sender_id"), str):
+                yield Skipped(unit, "expected an event object with a sender_id")
+            else:
+                senders.add(value["sender_id"], 0, value)
+        for sender, events in senders:
+            yield Pending(f"{path} ({sender})", partial(convert_conversation, sender, events))
 
 
 def _sqlite_units(path: Path) -> Iterator[Unit]:
