@@ -26,12 +26,12 @@ FIXTURE_RUNS = [
 class FakeHomeAssistant:
     """Speaks the auth handshake and the three assist_pipeline commands, like core does."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.pipelines: dict[str, list[dict]] = {"p1": [], "p2": []}  # newest last, max 10
         self.commands: list[str] = []
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
-        self.port = 0
+        self.port = port
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def add_run(self, pipeline: str, run: dict) -> None:
@@ -83,7 +83,7 @@ class FakeHomeAssistant:
         asyncio.set_event_loop(self.loop)
 
         async def main() -> None:
-            async with serve(self._handle, "127.0.0.1", 0) as server:
+            async with serve(self._handle, "127.0.0.1", self.port) as server:
                 self.port = server.sockets[0].getsockname()[1]
                 self.stop = self.loop.create_future()
                 self.ready.set()
@@ -223,3 +223,53 @@ def test_cli_collect_once(ha, token, tmp_path):
         "--once",
     )
     assert code == 2 and "cannot read the token" in output
+
+
+def test_home_assistant_restarting_mid_run_loses_and_duplicates_nothing(token, tmp_path):
+    out = tmp_path / "runs.jsonl"
+    first = FakeHomeAssistant()
+    first.add_run("p1", FIXTURE_RUNS[0])
+    first.__enter__()
+    port = first.port
+    second = FakeHomeAssistant(port)
+    second.add_run("p1", FIXTURE_RUNS[0])  # still held after the restart
+    second.add_run("p2", FIXTURE_RUNS[1])  # arrived while it was down
+    polls: list[int] = []
+
+    def report(new: int, total: int) -> None:
+        polls.append(total)
+        if len(polls) == 1:
+            first.__exit__()  # Home Assistant goes down...
+            second.__enter__()  # ...and comes back on the same port
+        if total == 2:
+            raise KeyboardInterrupt
+
+    try:
+        result = collect_runs(first.url, token, out, interval=0.1, report=report)
+    finally:
+        second.__exit__()
+    assert result.total == 2 and result.written == 2
+    ids = [r["pipeline_run_id"] for r in lines(out)]
+    assert sorted(ids) == sorted(r["pipeline_run_id"] for r in FIXTURE_RUNS[:2])
+
+
+def test_ctrl_c_ends_the_command_cleanly(ha, token, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ha.add_run("p1", FIXTURE_RUNS[0])
+    out = tmp_path / "runs.jsonl"
+    command = [sys.executable, "-m", "fpi", "collect", "homeassistant", "--url", ha.url]
+    command += ["--token-file", str(token), "--out", str(out), "--interval", "0.2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.read_text().endswith("\n")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "collected 1 new run(s)" in " ".join(stdout.split())
+    assert len(lines(out)) == 1
