@@ -83,14 +83,38 @@ ModelOption = Annotated[
 ]
 
 
-def _finish_rejects(rejects: list | None, path: Path | None) -> None:
-    """Write collected rejects (when `--rejects` was given) and say where they went."""
-    if path is None or rejects is None:
-        return
-    from fpi.io import write_rejects
+MaxLineOption = Annotated[
+    int,
+    typer.Option(
+        "--max-line-bytes",
+        min=1,
+        help="Longest JSONL line read; a longer line is an invalid record (default 16 MiB).",
+    ),
+]
+MAX_LINE_DEFAULT = 16 << 20  # = fpi.io.MAX_LINE_BYTES (not imported: --help stays fast)
 
-    write_rejects(rejects, path)
-    console.print(f"{len(rejects)} rejected record(s) written to {escape(str(path))}")
+
+def _refuse_outputs(dumps: list[Path], **outputs: Path | None) -> None:
+    """Refuse outputs that name an input, each other or a directory, before anything is read."""
+    from fpi.io import check_outputs, resolve_inputs
+
+    check_outputs(resolve_inputs(dumps) if dumps else [], **outputs)
+
+
+@contextmanager
+def _rejects_to(path: Path | None, dumps: list[Path], **outputs: Path | None) -> Iterator:
+    """After refusing outputs that would destroy an input (`_refuse_outputs`), a sink
+    streaming rejects to `--rejects` as they are found (None without the option: an invalid
+    record stops the run); says where they went once the file is in place."""
+    _refuse_outputs(dumps, rejects=path, **outputs)
+    if path is None:
+        yield None
+        return
+    from fpi.io import RejectsWriter
+
+    with RejectsWriter(path) as writer:
+        yield writer
+    console.print(f"{writer.count:,} rejected record(s) written to {escape(str(path))}")
 
 
 class ScenarioChoice(StrEnum):
@@ -128,6 +152,7 @@ def simulate_command(
     from fpi.simulate import simulate_to_file
 
     with domain_errors(), console.status("simulating"):
+        _refuse_outputs([], out=out)
         summary = simulate_to_file(
             out, turns, seed=seed, scenario=scenario.value, start=start.date(), weeks=weeks
         )
@@ -145,14 +170,16 @@ def simulate_command(
 
 
 @app.command()
-def validate(dumps: DumpArgs, rejects: RejectsOption = None) -> None:
+def validate(
+    dumps: DumpArgs, rejects: RejectsOption = None, max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT
+) -> None:
     """Check dumps against fpi-trace/1 and report every invalid record (exit 1 if any)."""
     from rich.table import Table
 
-    from fpi.validate import validate_dumps
+    from fpi.io import validate_dumps
 
     with domain_errors():
-        report = validate_dumps(dumps, rejects_path=rejects)
+        report = validate_dumps(dumps, rejects_path=rejects, max_line_bytes=max_line_bytes)
     console.print(
         f"{len(report.files)} file(s): {report.read:,} records read = "
         f"{report.accepted:,} accepted + {report.rejected:,} rejected",
@@ -198,6 +225,7 @@ def features_command(
         bool, typer.Option("--list", help="Print the feature catalogue instead (no DUMP needed).")
     ] = False,
     rejects: RejectsOption = None,
+    max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
 ) -> None:
     """Write the feature matrix of trace dumps (one row per turn), or list the features."""
     from rich.table import Table
@@ -216,10 +244,8 @@ def features_command(
         raise typer.BadParameter("give at least one trace dump (or --list)", param_hint="DUMP")
     if out is None or not out.name.lower().endswith(".parquet"):
         raise typer.BadParameter("give the output as --out FILE.parquet", param_hint="--out")
-    collected: list | None = [] if rejects is not None else None
-    with domain_errors():
-        matrix = write_features(dumps, out, rejects=collected)
-        _finish_rejects(collected, rejects)
+    with domain_errors(), _rejects_to(rejects, dumps, out=out) as sink:
+        matrix = write_features(dumps, out, rejects=sink, max_line_bytes=max_line_bytes)
     console.print(
         f"{matrix.height:,} turns x {matrix.width - 1} features written to {escape(str(out))}",
         highlight=False,
@@ -241,6 +267,7 @@ def train(
         typer.Option(help="Leave out this stage's features, e.g. context (an ablation)."),
     ] = None,
     rejects: RejectsOption = None,
+    max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
 ) -> None:
     """Train the six-class failure-point model on labelled traces."""
     import json
@@ -259,10 +286,12 @@ def train(
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key] = value
-    collected: list | None = [] if rejects is not None else None
     with domain_errors():
-        traces = read_traces(dumps, rejects=collected)
-        _finish_rejects(collected, rejects)
+        from fpi.io import check_output, resolve_inputs
+
+        check_output(out, resolve_inputs(dumps), directory=True)
+        with _rejects_to(rejects, dumps) as sink:
+            traces = read_traces(dumps, rejects=sink, max_line_bytes=max_line_bytes)
         columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err_console, transient=True) as bar:
             task = bar.add_task("boosting", total=rounds)
@@ -293,6 +322,7 @@ def evaluate(
     model: ModelOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
     rejects: RejectsOption = None,
+    max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
 ) -> None:
     """Score the model against gold labels, beside reference labels and a rule baseline."""
     import json
@@ -304,14 +334,15 @@ def evaluate(
     from fpi.model import load_bundle
     from fpi.schema import FAILURE_POINTS
 
-    collected: list | None = [] if rejects is not None else None
     with domain_errors():
         bundle = load_bundle(model)
-        report = evaluation_report(
-            score_traces(batch.traces, bundle)
-            for batch in iter_trace_batches(dumps, rejects_sink=collected)
-        )
-        _finish_rejects(collected, rejects)
+        with _rejects_to(rejects, dumps, json=json_out) as sink:
+            report = evaluation_report(
+                score_traces(batch.traces, bundle)
+                for batch in iter_trace_batches(
+                    dumps, rejects_sink=sink, max_line_bytes=max_line_bytes
+                )
+            )
     systems = {"model": report, **report["references"], "rule baseline": report["rule_baseline"]}
     table = Table("", *systems, title=f"failure-point isolation on {report['n']} labelled turns")
     table.add_row("accuracy", *(f"{m['accuracy']:.3f}" for m in systems.values()))
@@ -335,8 +366,10 @@ def evaluate(
         )
     console.print(curve)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        from fpi.io import atomic_output
+
+        with domain_errors(), atomic_output(json_out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"metrics written to {escape(str(json_out))}")
 
 
@@ -373,8 +406,11 @@ def triage(
         list[str] | None, typer.Option("--owner", help="Keep this team's turns (needs --owners).")
     ] = None,
     top_k: Annotated[int, typer.Option(help="Reasons (SHAP contributions) per turn.")] = 5,
-    batch_turns: Annotated[int, typer.Option(help="Turns per batch (bounds memory).")] = 200_000,
+    batch_turns: Annotated[
+        int, typer.Option(min=1, help="Turns per batch (bounds memory).")
+    ] = 200_000,
     rejects: RejectsOption = None,
+    max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
     profile: Annotated[
         bool, typer.Option("--profile", help="Also print the seconds spent in each phase.")
     ] = False,
@@ -407,9 +443,8 @@ def triage(
         until=until,
         owners=tuple(owner or ()),
     )
-    collected: list | None = [] if rejects is not None else None
     started = time.perf_counter()
-    with domain_errors():
+    with domain_errors(), _rejects_to(rejects, dumps, out=out) as sink:
         bundle = load_bundle(model)
         transform = None
         if owners is not None:
@@ -432,12 +467,12 @@ def triage(
                 keep=keep,
                 top_k=top_k,
                 abstain_below=abstain_below,
-                rejects=collected,
+                rejects=sink,
                 batch_turns=batch_turns,
                 transform=transform,
                 on_batch=show,
+                max_line_bytes=max_line_bytes,
             )
-        _finish_rejects(collected, rejects)
     elapsed = time.perf_counter() - started
     console.print(
         f"read {run.read:,} turns = {run.triaged:,} triaged + {run.rejected:,} rejected; "
@@ -498,6 +533,7 @@ def explain(
     from fpi.model import load_bundle
 
     with domain_errors():
+        _refuse_outputs([dump], png=png)
         bundle = load_bundle(model)
         explanation = explain_turn(find_dialogue([dump], turn_id), turn_id, bundle)
     for label, turn in (("this turn", explanation.turn), ("next turn", explanation.next_turn)):
@@ -530,10 +566,12 @@ def explain(
         import matplotlib.pyplot as plt
 
         from fpi.charts.waterfall import waterfall
+        from fpi.io import atomic_output
 
         ax = waterfall(waterfall_frame(explanation))
         ax.figure.tight_layout()
-        ax.figure.savefig(png, dpi=120)
+        with domain_errors(), atomic_output(png) as tmp:
+            ax.figure.savefig(tmp, dpi=120, format=png.suffix.lstrip(".").lower() or "png")
         plt.close(ax.figure)
         console.print(f"waterfall written to {escape(str(png))}")
 

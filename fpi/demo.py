@@ -12,13 +12,12 @@ from pathlib import Path
 
 import polars as pl
 
-from fpi.io import write_traces
+from fpi.io import ValidationReport, validate_dumps, write_traces
 from fpi.model import load_bundle
 from fpi.report import run_report
 from fpi.report.stats import week_label
 from fpi.simulate import simulate
 from fpi.triage import TriageRun, run_triage
-from fpi.validate import ValidationReport, validate_dumps
 
 DEMO_START = date(2026, 11, 2)  # a Monday: ISO week 2026-W45
 #: Confidence below which the demo leaves a turn to people (the report's uncertain queue).

@@ -120,7 +120,7 @@ def find_dialogue(paths: Sequence[str | Path], turn_id: str) -> pl.DataFrame:
     """The dialogue holding `turn_id`, read batch by batch from dumps of any size."""
     from fpi.io import iter_trace_batches
 
-    for batch in iter_trace_batches(paths, rejects_sink=[]):
+    for batch in iter_trace_batches(paths, rejects_sink=lambda _: None):  # skips invalid records
         hit = batch.traces.filter(pl.col("turn_id") == turn_id)
         if not hit.is_empty():
             return batch.traces.filter(pl.col("dialogue_id") == hit.get_column("dialogue_id")[0])

@@ -140,10 +140,15 @@ class ModelBundle:
         return int(self.metadata["params"].get("num_threads", 2))
 
     def save(self, model_dir: Path | str) -> Path:
+        from fpi.io import atomic_output
+
         model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(model_dir / MODEL_FILE))
-        (model_dir / METADATA_FILE).write_text(json.dumps(self.metadata, indent=2) + "\n")
+        with (
+            atomic_output(model_dir / MODEL_FILE) as model_tmp,
+            atomic_output(model_dir / METADATA_FILE) as metadata_tmp,
+        ):  # both written before either replaces the old bundle's file
+            self.booster.save_model(str(model_tmp))
+            metadata_tmp.write_text(json.dumps(self.metadata, indent=2) + "\n")
         return model_dir
 
 

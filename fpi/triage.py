@@ -1,8 +1,9 @@
 """Triage: a failure point, class probabilities and SHAP reasons for every turn.
 
 `triage_traces` works on one in-memory frame; `iter_triage` streams dumps of any size in
-bounded batches (a dialogue never straddles two), and `TriageWriter` appends the batches to
-Parquet, JSONL or CSV. Filters are plain functions over the triage frame.
+bounded batches (a dialogue never straddles two), and `fpi.io.TriageWriter` writes the
+batches to Parquet, JSONL or CSV in input order. Filters are plain functions over the triage
+frame.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from fpi.errors import FpiError
+from fpi.io.triagefile import ORDER, TriageWriter
 from fpi.schema import (
     FAILURE_POINTS,
     PROBABILITY_COLUMNS,
@@ -33,7 +34,7 @@ from fpi.schema import (
 if TYPE_CHECKING:
     from fpi.fastpredict import FastPredictor
     from fpi.fastshap import FastExplainer
-    from fpi.io import TraceBatch
+    from fpi.io import RejectsSink, TraceBatch
     from fpi.model import ModelBundle
 
 DEFAULT_TOP_K = 5
@@ -271,7 +272,7 @@ class TriageRun:
     ) -> None:
         self.read += batch.read
         self.triaged += len(triaged)
-        self.rejected += len(batch.rejects)
+        self.rejected += batch.rejected
         self.kept += len(kept)
         for name, count in kept.get_column("failure_point").value_counts().iter_rows():
             self.per_failure_point[name] = self.per_failure_point.get(name, 0) + count
@@ -299,16 +300,18 @@ def run_triage(
     keep: TriageFilter = TriageFilter(),
     top_k: int = DEFAULT_TOP_K,
     abstain_below: float | None = None,
-    rejects: list[Reject] | None = None,
+    rejects: RejectsSink | None = None,
     batch_turns: int = 200_000,
     transform=None,
     defects_per_stage: int = 4,
     on_batch=None,
+    max_line_bytes: int | None = None,
 ) -> TriageRun:
-    """Triage dumps end to end: batches in, filtered rows to `out` (if given), counts back,
-    with the `defects_per_stage` most confident defects of each failure point.
+    """Triage dumps end to end: batches in, filtered rows to `out` (if given) in input order,
+    counts back, with the `defects_per_stage` most confident defects of each failure point.
 
-    `on_batch(run)` is called after every batch (for progress displays).
+    `out` is replaced only when the run succeeds. `on_batch(run)` is called after every
+    batch (for progress displays).
     """
     run = TriageRun()
     writer = TriageWriter(out) if out is not None else None
@@ -322,18 +325,23 @@ def run_triage(
             batch_turns=batch_turns,
             transform=transform,
             times=run.times,
+            max_line_bytes=max_line_bytes,
         ):
             with run.times.phase("filter"):
-                kept = keep.apply(triaged)
+                kept = keep.apply(triaged.with_columns(batch.order.alias(ORDER)))
             if writer is not None:
                 with run.times.phase("write"):
                     writer.write(kept)
             with run.times.phase("summary"):
-                run.add(batch, triaged, kept, defects_per_stage)
+                run.add(batch, triaged, kept.drop(ORDER), defects_per_stage)
             if on_batch is not None:
                 on_batch(run)
-    finally:
+    except BaseException:
         if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        with run.times.phase("write"):
             writer.close()
     return run
 
@@ -344,21 +352,28 @@ def iter_triage(
     *,
     top_k: int = DEFAULT_TOP_K,
     abstain_below: float | None = None,
-    rejects: list[Reject] | None = None,
+    rejects: RejectsSink | None = None,
     batch_turns: int = 200_000,
     transform=None,
     times: PhaseTimes | None = None,
+    max_line_bytes: int | None = None,
 ) -> Iterator[tuple[TraceBatch, pl.DataFrame]]:
     """Triage dumps batch by batch, yielding each input batch with its triage frame.
 
     `transform(triaged) -> triaged` runs on every batch before it is yielded (e.g. adding
     owners). With `rejects=None` an invalid record stops the run; otherwise rejects are
-    collected there and the run goes on. `times`, when given, accumulates phase seconds.
+    collected there (a list, or a callable such as `fpi.io.RejectsWriter`) and the run goes
+    on. `times`, when given, accumulates phase seconds.
     """
-    from fpi.io import iter_trace_batches
+    from fpi.io import MAX_LINE_BYTES, iter_trace_batches
 
     times = times if times is not None else PhaseTimes()
-    batches = iter_trace_batches(paths, batch_turns=batch_turns, rejects_sink=rejects)
+    batches = iter_trace_batches(
+        paths,
+        batch_turns=batch_turns,
+        rejects_sink=rejects,
+        max_line_bytes=max_line_bytes or MAX_LINE_BYTES,
+    )
     while True:
         with times.phase("read"):
             batch = next(batches, None)
@@ -392,62 +407,3 @@ def triage_paths(
         )
     ]
     return pl.concat(frames) if frames else TRIAGE_SCHEMA.to_frame()
-
-
-def flatten_reasons(triaged: pl.DataFrame) -> pl.DataFrame:
-    """Reasons as one text column ("text (+0.42); ..."), for flat formats such as CSV."""
-    text = pl.col("reasons").list.eval(
-        pl.format(
-            "{} ({})",
-            pl.element().struct.field("text"),
-            pl.element().struct.field("contribution").round(3).cast(pl.String),
-        )
-    )
-    return triaged.with_columns(text.list.join("; ").alias("reasons"))
-
-
-class TriageWriter:
-    """Append triage batches to one file; the format follows the suffix."""
-
-    SUFFIXES = (".parquet", ".jsonl", ".csv")
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.suffix = self.path.suffix.lower()
-        if self.suffix not in self.SUFFIXES:
-            raise FpiError(f"{self.path}: unknown output format (use {', '.join(self.SUFFIXES)})")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._parquet = None
-        self._handle = None
-        self._header = True
-
-    def write(self, triaged: pl.DataFrame) -> None:
-        if self.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = triaged.to_arrow()
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema, compression="zstd")
-            self._parquet.write_table(table)
-            return
-        if self._handle is None:
-            self._handle = self.path.open("wb")
-        if self.suffix == ".jsonl":
-            triaged.write_ndjson(self._handle)
-        else:
-            flatten_reasons(triaged).write_csv(self._handle, include_header=self._header)
-            self._header = False
-
-    def close(self) -> None:
-        if self._parquet is None and self._handle is None:
-            self.write(TRIAGE_SCHEMA.to_frame())
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._handle is not None:
-            self._handle.close()
-
-    def __enter__(self) -> TriageWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

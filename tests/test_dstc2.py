@@ -372,7 +372,7 @@ def test_import_rejects_a_bad_root_flist_or_output(tmp_path):
     with pytest.raises(InputError, match="unknown trace format"):
         import_dstc2(ROOT, "dev", tmp_path / "x.csv")
     (tmp_path / "taken.jsonl").mkdir()
-    with pytest.raises(InputError, match="is a directory"):
+    with pytest.raises(InputError, match="names a directory"):
         import_dstc2(ROOT, "dev", tmp_path / "taken.jsonl")
 
 

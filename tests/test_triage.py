@@ -9,8 +9,9 @@ import shap
 
 from fpi.errors import InvalidRecordsError
 from fpi.featurize import extract_features
+from fpi.io.triagefile import flatten_reasons
 from fpi.schema import FAILURE_POINTS, PROBABILITY_COLUMNS, TRIAGE_SCHEMA, UNCERTAIN
-from fpi.triage import TriageFilter, flatten_reasons, run_triage, triage_paths, triage_traces
+from fpi.triage import TriageFilter, run_triage, triage_paths, triage_traces
 
 
 @pytest.fixture(scope="module")

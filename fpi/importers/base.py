@@ -15,12 +15,13 @@ which readers ignore; a stage the source does not log stays null.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import math
-import os
 import sqlite3
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,7 +34,7 @@ import polars as pl
 import zstandard
 
 from fpi.errors import InputError
-from fpi.io import DUMP_SUFFIXES, dump_format
+from fpi.io import DUMP_SUFFIXES, atomic_output, check_outputs, dump_format
 from fpi.schema import DIALOGUE_KEY, FAILURE_POINTS, TRACE_JSON_SCHEMA
 from fpi.validate import check_record_json, value_problems
 
@@ -473,37 +474,37 @@ def _turn_name(record: dict) -> str:
 
 
 class RecordWriter:
-    """Streams records to an `fpi-trace/1` dump, atomically: a temporary file beside the
-    target is renamed into place only when the import finishes; a failed import leaves
-    what was there untouched. JSONL (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`) keeps the
-    records verbatim; Parquet has the trace columns plus `passthrough` as JSON text."""
+    """Streams records to an `fpi-trace/1` dump, atomically (`fpi.io.atomic_output`): a
+    failed import leaves what was there untouched. JSONL (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`)
+    keeps the records verbatim; Parquet has the trace columns plus `passthrough` as JSON text."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.format = dump_format(self.path)
         if self.format is None:
             raise InputError(f"{self.path}: unknown trace format (use {', '.join(DUMP_SUFFIXES)})")
-        if self.path.is_dir():
-            raise InputError(f"{self.path}: is a directory, not an output file")
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._raw: IO[bytes] | None = None
+        self._stack = contextlib.ExitStack()
         self._stream: Any = None
         self._parts: list[Path] = []
+        self._tmp: Path | None = None
 
     def __enter__(self) -> RecordWriter:
+        self._tmp = self._stack.enter_context(atomic_output(self.path))
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.format != ".parquet":
-                self._raw = self._tmp.open("wb")
+                raw = self._stack.enter_context(self._tmp.open("wb"))
                 if self.format == ".jsonl.gz":
-                    self._stream = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=5)
+                    self._stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5)
                 elif self.format == ".jsonl.zst":
                     self._stream = zstandard.ZstdCompressor(level=3).stream_writer(
-                        self._raw, closefd=False
+                        raw, closefd=False
                     )
                 else:
-                    self._stream = self._raw
+                    self._stream = raw
+                if self._stream is not raw:
+                    self._stack.enter_context(self._stream)
         except OSError as exc:
+            self._stack.__exit__(*sys.exc_info())
             raise InputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         return self
 
@@ -512,34 +513,33 @@ class RecordWriter:
             return
         if self.format == ".parquet":
             part = self._tmp.with_name(f"{self._tmp.name}.{len(self._parts):06d}")
-            _records_frame([r.record for r in records]).write_parquet(part)
             self._parts.append(part)
+            _records_frame([r.record for r in records]).write_parquet(part)
         else:
             self._stream.write("".join(_full_line(r) + "\n" for r in records).encode())
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if self._stream is not None and self._stream is not self._raw:
-                self._stream.close()
-            if self._raw is not None:
-                if exc_type is None:
-                    self._raw.flush()
-                    os.fsync(self._raw.fileno())
-                self._raw.close()
             if exc_type is None and self.format == ".parquet":
                 if self._parts:
                     pl.scan_parquet(self._parts).sink_parquet(self._tmp, compression="zstd")
                 else:
                     _records_frame([]).write_parquet(self._tmp, compression="zstd")
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
+        except BaseException:
+            self._close(*sys.exc_info())
+            raise
+        self._close(exc_type, exc, tb)
+
+    def _close(self, exc_type, exc, tb) -> None:
+        """Close the streams; on success rename the output into place, else remove it."""
+        for part in self._parts:
+            part.unlink(missing_ok=True)
+        try:
+            self._stack.__exit__(exc_type, exc, tb)
         except OSError as err:
-            if exc_type is None:
-                raise InputError(f"{self.path}: cannot write ({err.strerror or err})") from None
-        finally:
-            for part in self._parts:
-                part.unlink(missing_ok=True)
-            self._tmp.unlink(missing_ok=True)
+            if exc_type is not None:
+                raise
+            raise InputError(f"{self.path}: cannot write ({err.strerror or err})") from None
 
 
 _FRAME_SCHEMA = pl.Schema({**TRACE_JSON_SCHEMA, PASSTHROUGH: pl.String})
@@ -678,13 +678,17 @@ def run_import(
     rejects: Path | str | None = None,
     progress: Progress | None = None,
     total: int | None = None,
+    inputs: Sequence[Path] = (),
 ) -> ImportSummary:
-    """Convert, check and write every unit; see the module docstring for the contract."""
+    """Convert, check and write every unit; see the module docstring for the contract.
+
+    An output or rejects path that is one of `inputs`, a directory or the other output is
+    refused before anything is read (`fpi.io.check_outputs`).
+    """
     out = Path(out)
+    check_outputs(inputs, out=out, rejects=rejects)
     summary = ImportSummary(source=source, unit_kind=unit_kind, out=out)
     rejects_path = Path(rejects) if rejects is not None else None
-    if rejects_path is not None and rejects_path.resolve() == out.resolve():
-        raise InputError(f"{rejects_path}: the rejects file cannot be the output")
     with RecordWriter(out) as writer, _RejectsFile(rejects_path) as reject:
         checker = _Checker(summary, writer, reject)
         for done, unit in enumerate(units, start=1):
@@ -720,17 +724,17 @@ class Source:
         rejects: Path | str | None = None,
         progress: Progress | None = None,
     ) -> ImportSummary:
-        """Import every unit of the files under `paths` into `out` (see `run_import`).
-
-        An output or rejects path that is one of the inputs is refused before anything is read.
-        """
+        """Import every unit of the files under `paths` into `out` (see `run_import`)."""
         files = find_files(paths, self.suffixes)
-        inputs = {f.resolve() for f in files}
-        for given in (out, rejects):
-            if given is not None and Path(given).resolve() in inputs:
-                raise InputError(f"{given}: is one of the inputs; write the output elsewhere")
-        units = self.units(files)
-        return run_import(self.name, self.unit_kind, units, out, rejects=rejects, progress=progress)
+        return run_import(
+            self.name,
+            self.unit_kind,
+            self.units(files),
+            out,
+            rejects=rejects,
+            progress=progress,
+            inputs=files,
+        )
 
 
 def system_reported_stage(stage: str | None) -> dict | None:

@@ -108,8 +108,9 @@ class _Session:
         return reply.get("result")
 
 
-async def _poll(session: _Session, out: Path, written: set[str]) -> int:
-    """Fetch and append every finished run not yet written; the number appended."""
+async def _poll(session: _Session, out: Path, written: set[str], result: CollectResult) -> int:
+    """Fetch and append every finished run not yet written; the number appended. `result`
+    counts each run as soon as it is on disk (Ctrl-C may come at any point)."""
     new = 0
     pipelines = (await session.command("assist_pipeline/pipeline/list")).get("pipelines") or []
     for pipeline in pipelines:
@@ -140,6 +141,8 @@ async def _poll(session: _Session, out: Path, written: set[str]) -> int:
             )
             written.add(run_id)
             new += 1
+            result.written += 1
+            result.total = len(written)
     return new
 
 
@@ -166,10 +169,8 @@ async def _collect(
                 await session.authenticate(token)
                 connected_once = True
                 while True:
-                    new = await _poll(session, out, written)
+                    new = await _poll(session, out, written, result)
                     result.polls += 1
-                    result.written += new
-                    result.total = len(written)
                     if report is not None:
                         report(new, result.total)
                     if once:

@@ -138,28 +138,29 @@ def build_report(
 
 def write_report(report: Report, out_dir: Path | str) -> list[Path]:
     """Write `report.html` (self-contained), `report.md` with its chart PNGs, and
-    `report.json` (the numbers); returns the paths written."""
+    `report.json` (the numbers), each atomically once all are rendered; returns the paths."""
+    from fpi.io import atomic_output
     from fpi.report.figures import render_charts
     from fpi.report.html import render_html
     from fpi.report.layout import report_blocks, title
     from fpi.report.markdown import render_markdown
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     charts = render_charts(report)
     blocks = report_blocks(report, charts)
     heading = title(report)
-    html_path = out_dir / "report.html"
-    html_path.write_text(render_html(heading, blocks), encoding="utf-8")
-    md_path = out_dir / "report.md"
-    md_path.write_text(render_markdown(heading, blocks), encoding="utf-8")
-    json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps(report.to_dict(), indent=1, default=str), encoding="utf-8")
-    pngs = []
-    for chart in charts.values():
-        png_path = out_dir / chart.file_name
-        png_path.write_bytes(chart.png)
-        pngs.append(png_path)
+    contents: dict[str, bytes] = {
+        "report.html": render_html(heading, blocks).encode("utf-8"),
+        "report.md": render_markdown(heading, blocks).encode("utf-8"),
+        "report.json": json.dumps(report.to_dict(), indent=1, default=str).encode("utf-8"),
+        **{chart.file_name: chart.png for chart in charts.values()},
+    }
+    written = []
+    for name, data in contents.items():  # everything rendered first; each file atomic
+        with atomic_output(out_dir / name) as tmp:
+            tmp.write_bytes(data)
+        written.append(out_dir / name)
+    html_path, md_path, json_path, *pngs = written
     return [html_path, md_path, json_path, *pngs]
 
 
@@ -175,13 +176,16 @@ def run_report(
 ) -> tuple[Report, list[Path]]:
     """`fpi report`: read triage output or trace dumps (only the report's weeks), build the
     report and write it to `out_dir` (default `reports/<week>`)."""
+    from fpi.io import check_output
     from fpi.report.inputs import read_report_input
 
+    out_dir = Path(out_dir) if out_dir is not None else Path("reports", week)
+    check_output(out_dir, paths, option="--out", directory=True)
     _, since, until = week_window(week, weeks_back)
     owners = load_owners(owners_path) if owners_path is not None else None
     triaged = read_report_input(paths, since=since, until=until)
     report = build_report(
         triaged, week=week, weeks_back=weeks_back, owners=owners, owner=owner, redact=redact
     )
-    written = write_report(report, Path(out_dir) if out_dir is not None else Path("reports", week))
+    written = write_report(report, out_dir)
     return report, written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
 from fpi.errors import InputError
 from fpi.importers.ha_collect import collect_runs, written_run_ids
@@ -40,6 +42,10 @@ class FakeHomeAssistant:
         del runs[:-10]  # Home Assistant keeps the last 10 runs per pipeline
 
     async def _handle(self, ws) -> None:
+        with contextlib.suppress(ConnectionClosed):  # a client going away is not an error
+            await self._serve(ws)
+
+    async def _serve(self, ws) -> None:
         await ws.send(json.dumps({"type": "auth_required", "ha_version": "2025.1.0"}))
         auth = json.loads(await ws.recv())
         if auth.get("access_token") != TOKEN:
@@ -270,6 +276,6 @@ def test_ctrl_c_ends_the_command_cleanly(ha, token, tmp_path):
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
-    assert "Traceback" not in stderr
-    assert "collected 1 new run(s)" in " ".join(stdout.split())
+    assert "Traceback" not in stderr, stderr
+    assert "collected 1 new run(s)" in " ".join(stdout.split()), (stdout, stderr)
     assert len(lines(out)) == 1
