@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import json
 import math
 import sqlite3
@@ -35,6 +34,8 @@ import zstandard
 
 from fpi.errors import InputError
 from fpi.io import DUMP_SUFFIXES, atomic_output, check_outputs, dump_format
+from fpi.io import MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES
+from fpi.io.decode import content_kind, decompressed, line_blocks
 from fpi.schema import DIALOGUE_KEY, FAILURE_POINTS, TRACE_JSON_SCHEMA
 from fpi.validate import check_record_json, value_problems
 
@@ -46,8 +47,8 @@ SYSTEM_REPORTED = "system_reported"
 CHECK_RECORDS = 5_000
 #: A JSON document (one file) larger than this is skipped rather than read into memory.
 MAX_DOCUMENT_BYTES = 256 << 20
-#: A JSON Lines line longer than this (in characters) is skipped without being held whole.
-MAX_LINE_CHARS = 32 << 20
+#: A JSON Lines line longer than this (bytes) is one skipped unit, never held whole.
+MAX_LINE_BYTES = DEFAULT_MAX_LINE_BYTES
 #: Skipped units whose reasons are kept in memory for the summary (all go to `--rejects`).
 KEEP_REASONS = 1_000
 
@@ -63,7 +64,6 @@ MALFORMED = (
     UnicodeError,
 )
 _COMPRESSION = (".gz", ".zst")
-_MAGIC = {b"\x1f\x8b": ".gz", b"\x28\xb5\x2f\xfd": ".zst"}
 
 
 class BrokenUnitError(InputError):
@@ -263,66 +263,74 @@ def base_suffix(path: Path) -> str:
     return Path(name).suffix
 
 
-def open_text(path: Path) -> IO[str]:
-    """The file as UTF-8 text, gzip or zstd decompressed when its first bytes say so."""
-    with path.open("rb") as probe:
-        head = probe.read(4)
-    kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
-    if kind == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig")
-    if kind == ".zst":
-        raw = zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True)
-        return io.TextIOWrapper(raw, encoding="utf-8-sig")
-    return path.open(encoding="utf-8-sig")
+_LINE_FORMATS = {"gzip": ".jsonl.gz", "zstd": ".jsonl.zst", "text": ".jsonl"}
+
+
+def _content(path: Path) -> str:
+    """ "gzip", "zstd" or "text" by the file's first bytes (`fpi.io.decode.content_kind`)."""
+    kind = content_kind(path)
+    if kind not in _LINE_FORMATS:
+        raise BrokenUnitError(f"{kind} data, not JSON")
+    return kind
 
 
 def read_document(path: Path) -> Any:
-    """A whole JSON file; a problem reading or parsing it is a `BrokenUnitError`."""
+    """A whole JSON file (gzip or zstd decompressed by `fpi.io.decode`); a problem reading or
+    parsing it is a `BrokenUnitError`."""
     try:
         if path.stat().st_size > MAX_DOCUMENT_BYTES:
             raise BrokenUnitError(f"larger than {MAX_DOCUMENT_BYTES >> 20} MB")
-        with open_text(path) as fh:
-            text = fh.read(MAX_DOCUMENT_BYTES + 1)
-        if len(text) > MAX_DOCUMENT_BYTES:
-            raise BrokenUnitError(f"larger than {MAX_DOCUMENT_BYTES >> 20} MB decompressed")
-        return json.loads(text)
+        pieces, size = [], 0
+        for piece in decompressed(path, _content(path)):
+            size += len(piece)
+            if size > MAX_DOCUMENT_BYTES:
+                raise BrokenUnitError(f"larger than {MAX_DOCUMENT_BYTES >> 20} MB decompressed")
+            pieces.append(piece)
+        return json.loads(b"".join(pieces).decode("utf-8-sig"))
     except BrokenUnitError:
         raise
+    except InputError as exc:
+        raise BrokenUnitError(str(exc)) from None
     except OSError as exc:
         raise BrokenUnitError(f"cannot read ({exc.strerror or exc})") from None
-    except (*MALFORMED, EOFError, zstandard.ZstdError) as exc:
+    except MALFORMED as exc:
         raise BrokenUnitError(why(exc)) from None
 
 
-def json_lines(path: Path) -> Iterator[tuple[int, Any | BrokenUnitError]]:
-    """(1-based line, parsed value or the error) for every non-blank line of a JSONL file.
+def _long_line(length: int) -> BrokenUnitError:
+    return BrokenUnitError(f"a line of {length:,} bytes (the cap is {MAX_LINE_BYTES:,})")
 
-    A line longer than `MAX_LINE_CHARS` is an error for that line only; a file that cannot be
-    opened or decompressed yields one error (at the line it stopped).
+
+def json_lines(path: Path) -> Iterator[tuple[int, Any | BrokenUnitError]]:
+    """(1-based line, parsed value or the error) for every non-blank line of a JSONL file,
+    read in bounded blocks by `fpi.io.decode.line_blocks`.
+
+    A line longer than `MAX_LINE_BYTES` is an error for that line only, never held whole; a
+    file that cannot be read or decompressed yields one error where it stopped.
     """
     line_no = 0
     try:
-        with open_text(path) as fh:
-            while line := fh.readline(MAX_LINE_CHARS + 1):
-                line_no += 1
-                if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
-                    while (rest := fh.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
-                        pass
-                    yield (
-                        line_no,
-                        BrokenUnitError(f"a line longer than {MAX_LINE_CHARS:,} characters"),
-                    )
+        fmt = _LINE_FORMATS[_content(path)]
+        for block in line_blocks(path, fmt, MAX_LINE_BYTES):
+            line_no = block.first_line
+            if block.long_line is not None:
+                yield line_no, _long_line(block.long_line.length)
+                continue
+            for offset, raw in enumerate(block.data.split(b"\n")):
+                line_no = block.first_line + offset
+                if not raw.strip():
                     continue
-                if not line.strip():
+                if len(raw) > MAX_LINE_BYTES:
+                    yield line_no, _long_line(len(raw))
                     continue
                 try:
-                    yield line_no, json.loads(line)
+                    yield line_no, json.loads(raw.decode("utf-8"))
                 except MALFORMED as exc:
                     yield line_no, BrokenUnitError(why(exc))
-    except OSError as exc:
-        yield line_no, BrokenUnitError(f"cannot read ({exc.strerror or exc})")
-    except (UnicodeError, EOFError, zstandard.ZstdError) as exc:
-        yield line_no, BrokenUnitError(f"unreadable after line {line_no} ({exc})")
+    except BrokenUnitError as exc:
+        yield line_no, exc
+    except InputError as exc:
+        yield line_no, BrokenUnitError(str(exc))
 
 
 def epoch_us(timestamp: str) -> int:

@@ -143,10 +143,10 @@ def test_an_overlong_line_is_one_skipped_unit(tmp_path, monkeypatch):
     from fpi.importers import base
     from fpi.importers.lex import import_lex
 
-    monkeypatch.setattr(base, "MAX_LINE_CHARS", 100)
+    monkeypatch.setattr(base, "MAX_LINE_BYTES", 100)
     good = (FIXTURES / "lex" / "speech_session.jsonl").read_text().splitlines()[0]
     path = tmp_path / "log.jsonl"
     path.write_text('{"x": "' + "a" * 500 + '"}\n' + good[:99] + "\n")
     summary = import_lex([path], tmp_path / "o.jsonl")
     assert (summary.read, summary.skipped) == (2, 2)
-    assert summary.reasons[0] == (f"{path}:1", "a line longer than 100 characters")
+    assert summary.reasons[0] == (f"{path}:1", "a line of 509 bytes (the cap is 100)")
