@@ -204,30 +204,15 @@ def test_bad_token_and_unreachable_server_are_clear_errors(ha, tmp_path):
 def test_cli_collect_once(ha, token, tmp_path):
     ha.add_run("p1", FIXTURE_RUNS[0])
     out = tmp_path / "runs.jsonl"
-    code, output = invoke(
-        "collect",
-        "homeassistant",
-        "--url",
-        ha.url,
-        "--token-file",
-        str(token),
-        "--out",
-        str(out),
-        "--once",
-    )
+
+    def collect(token_file: Path) -> tuple[int, str]:
+        options = ["--url", ha.url, "--token-file", str(token_file), "--out", str(out)]
+        return invoke("collect", "homeassistant", *options, "--once")
+
+    code, output = collect(token)
     assert code == 0, output
     assert "collected 1 new run(s) in 1 poll(s); 1 run(s)" in output
-    code, output = invoke(
-        "collect",
-        "homeassistant",
-        "--url",
-        ha.url,
-        "--token-file",
-        str(tmp_path / "none"),
-        "--out",
-        str(out),
-        "--once",
-    )
+    code, output = collect(tmp_path / "none")
     assert code == 2 and "cannot read the token" in output
 
 
