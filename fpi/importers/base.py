@@ -414,28 +414,33 @@ def _non_finite(value: Any, path: str = "") -> str | None:
 
 
 class CheckedRecord(NamedTuple):
-    """A record and its trace fields as one JSON line, or the reason it breaks the types."""
+    """A record as it will be written, or the reason the project's reader would reject it."""
 
     record: dict
-    line: str | None  # the trace fields (no pass-through) as JSON, when they type-check
+    line: str | None  # the trace fields (no pass-through) as JSON, when they check out
+    output: str | None  # the whole record as its output line (pass-through included)
     problem: str | None
 
 
 def check_record(record: dict) -> CheckedRecord:
-    """Check a record's trace fields against the types of `fpi-trace/1` (first problem)."""
+    """Check a record with the validator (`fpi.validate.check_record_json`) as it will be
+    written: trace types, and text the reader accepts (no NUL, no lone surrogate) anywhere,
+    pass-through included. The first problem is the reason."""
     trace = {k: v for k, v in record.items() if k != PASSTHROUGH}
     try:
         line = json.dumps(trace, ensure_ascii=False, allow_nan=False)
     except ValueError:
         bad = _non_finite(trace) or "(record)"
         found = _record_value(trace, bad) if bad != "(record)" else "a non-finite number"
-        return CheckedRecord(record, None, f"field {bad}: expected a finite number, found {found}")
-    findings = check_record_json(line).findings
+        problem = f"field {bad}: expected a finite number, found {found}"
+        return CheckedRecord(record, None, None, problem)
+    output = _output_line(line, record.get(PASSTHROUGH))
+    findings = check_record_json(output).findings
     if findings:
         name, expected, found = findings[0]
         where = f"field {name}: " if name else ""
-        return CheckedRecord(record, None, f"{where}expected {expected}, found {found}")
-    return CheckedRecord(record, line, None)
+        return CheckedRecord(record, None, None, f"{where}expected {expected}, found {found}")
+    return CheckedRecord(record, line, output, None)
 
 
 def _record_value(record: dict, path: str) -> Any:
@@ -464,14 +469,14 @@ def passthrough_json(passthrough: Any) -> str:
         return json.dumps(_finite(passthrough), ensure_ascii=False)
 
 
-def _full_line(checked: CheckedRecord) -> str:
-    passthrough = checked.record.get(PASSTHROUGH)
+def _output_line(line: str, passthrough: Any) -> str:
+    """The trace fields' JSON line with the pass-through object spliced in."""
     if passthrough is None:
-        return checked.line
+        return line
     rest = passthrough_json(passthrough)
-    if checked.line == "{}":
+    if line == "{}":
         return f'{{"{PASSTHROUGH}": {rest}}}'
-    return f'{checked.line[:-1]}, "{PASSTHROUGH}": {rest}}}'
+    return f'{line[:-1]}, "{PASSTHROUGH}": {rest}}}'
 
 
 def _turn_name(record: dict) -> str:
@@ -524,7 +529,7 @@ class RecordWriter:
             self._parts.append(part)
             _records_frame([r.record for r in records]).write_parquet(part)
         else:
-            self._stream.write("".join(_full_line(r) + "\n" for r in records).encode())
+            self._stream.write("".join(r.output + "\n" for r in records).encode())
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:

@@ -150,3 +150,11 @@ def test_an_overlong_line_is_one_skipped_unit(tmp_path, monkeypatch):
     summary = import_lex([path], tmp_path / "o.jsonl")
     assert (summary.read, summary.skipped) == (2, 2)
     assert summary.reasons[0] == (f"{path}:1", "a line of 509 bytes (the cap is 100)")
+
+
+def test_text_the_reader_would_refuse_skips_the_unit_even_in_passthrough(tmp_path):
+    out = tmp_path / "o.jsonl"
+    bad = {**GOOD, "passthrough": {"raw": "a\x00b"}}
+    summary = run_import("test", "unit", units(Pending("u", lambda: [bad])), out)
+    assert (summary.imported, summary.skipped) == (0, 1)
+    assert "NUL" in summary.reasons[0][1]
