@@ -43,7 +43,7 @@ A_TIMESTAMP = "an RFC 3339 timestamp"
 A_JSON_OBJECT = "a JSON object"
 A_UNIQUE_KEY = "a unique (dialogue_id, turn_index)"
 A_UNIQUE_NAME = "a key given once per object"
-A_TEXT = "UTF-8 text without NUL or lone surrogates"
+A_TEXT = "UTF-8 text without NUL bytes or lone surrogates"
 KEY_FIELD = "(dialogue_id, turn_index)"
 
 #: A type or value problem before it is placed in a file: (field path, expected, found).
@@ -172,37 +172,44 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-_DAMAGE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _damage(text: str, from_bytes: bool) -> str:
     """What is wrong with a text holding NUL or a surrogate (`from_bytes`: the line was not
     UTF-8, and surrogates stand for its bad bytes)."""
-    char = _DAMAGE.search(text).group()  # type: ignore[union-attr]
+    char = _NUL_OR_SURROGATE.search(text).group()  # type: ignore[union-attr]
     if char == "\x00":
-        return "a NUL character"
+        return "a NUL byte"
     if from_bytes and "\udc80" <= char <= "\udcff":
         return f"invalid UTF-8 (byte 0x{ord(char) - 0xDC00:02x})"
     return f"a lone surrogate (\\u{ord(char):04x})"
 
 
 def _text_findings(
-    value: Any, path: str, repeated: dict[int, list[str]], from_bytes: bool, out: list[Finding]
+    value: Any,
+    path: str,
+    repeated: dict[int, list[str]],
+    from_bytes: bool,
+    out: list[Finding],
+    damage: re.Pattern[str] = _SURROGATE,
 ) -> None:
-    """Every key given twice, and every key or text with NUL or a lone surrogate, anywhere."""
+    """Every key given twice, and every key or text with a lone surrogate (or, with
+    `damage=_NUL_OR_SURROGATE`, a NUL: the line held a NUL byte), anywhere."""
     if type(value) is dict:
         for key in repeated.get(id(value), ()):
             name = printable(key, from_bytes=from_bytes)
             out.append((_join(path, name), A_UNIQUE_NAME, f'"{name}" given more than once'))
         for key, item in value.items():
             where = _join(path, printable(key, from_bytes=from_bytes))
-            if _DAMAGE.search(key):
+            if damage.search(key):
                 out.append((where, A_TEXT, _damage(key, from_bytes) + " in the key"))
-            _text_findings(item, where, repeated, from_bytes, out)
+            _text_findings(item, where, repeated, from_bytes, out, damage)
     elif type(value) is list:
         for i, item in enumerate(value):
-            _text_findings(item, f"{path}[{i}]", repeated, from_bytes, out)
-    elif type(value) is str and _DAMAGE.search(value):
+            _text_findings(item, f"{path}[{i}]", repeated, from_bytes, out, damage)
+    elif type(value) is str and damage.search(value):
         out.append((path, A_TEXT, _damage(value, from_bytes)))
 
 
@@ -236,7 +243,8 @@ def _decoded(line: str | bytes) -> tuple[str, str | None]:
 
 def check_record_json(line: str | bytes) -> RecordCheck:
     """Parse one JSONL line and name every field whose JSON type breaks `fpi-trace/1`, every
-    key given twice, and every text with NUL, a lone surrogate or (for bytes) invalid UTF-8."""
+    key given twice, and every text with a NUL byte, a lone surrogate or (for bytes) invalid
+    UTF-8. An escaped `\\u0000` is text like any other character."""
     text, bad_bytes = _decoded(line)
     try:
         try:
@@ -257,7 +265,8 @@ def check_record_json(line: str | bytes) -> RecordCheck:
         return RecordCheck([("", A_JSON_OBJECT, describe_json(record))], None)
     findings: list[Finding] = []
     try:
-        _text_findings(record, "", repeated, bad_bytes is not None, findings)
+        damage = _NUL_OR_SURROGATE if "\x00" in text else _SURROGATE
+        _text_findings(record, "", repeated, bad_bytes is not None, findings, damage)
     except RecursionError:
         return RecordCheck([("", A_JSON_OBJECT, "JSON nested too deeply")], None)
     repaired = _check_value(record, _TRACE_SHAPE, "", findings)

@@ -181,19 +181,25 @@ class _Spill:
             yield [p for n in group for p in self.files.pop(n)]
 
 
-def _unique_traces(traces: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _unique_traces(traces: pl.LazyFrame, *, in_order: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(traces without repeated keys, in input order; the repeats as `_file`, `source_line`,
-    `source_file` and their problem). Keys are checked first, from the key columns alone."""
-    keys = traces.select(*_POSITION, "source_file", *DIALOGUE_KEY).collect().sort(_POSITION)
+    `source_file` and their problem). Keys are checked first, from the key columns alone.
+    `in_order`: the traces already are in input order (no sort needed)."""
+    keys = traces.select(*_POSITION, "source_file", *DIALOGUE_KEY).collect()
+    if not in_order:
+        keys = keys.sort(_POSITION)
     problems = duplicate_problems(keys)
-    if problems.is_empty():
-        return traces.collect().sort(_POSITION), problems
-    repeats = pl.concat(
-        [keys[problems["row"].to_list()].select(*_POSITION, "source_file"), problems],
-        how="horizontal",
-    )
-    unique = traces.join(repeats.lazy().select(_POSITION), on=_POSITION, how="anti").collect()
-    return unique.sort(_POSITION), repeats
+    unique = traces
+    if not problems.is_empty():
+        repeats = pl.concat(
+            [keys[problems["row"].to_list()].select(*_POSITION, "source_file"), problems],
+            how="horizontal",
+        )
+        unique = traces.join(repeats.lazy().select(_POSITION), on=_POSITION, how="anti")
+    else:
+        repeats = problems
+    frame = unique.collect()
+    return (frame if in_order and repeats.is_empty() else frame.sort(_POSITION)), repeats
 
 
 def _raw_lines(path: Path, wanted: list[int], max_line_bytes: int) -> Iterator[tuple[int, str]]:
@@ -265,8 +271,8 @@ def _batches(
             count += 1
         return count
 
-    def batch(traces: pl.LazyFrame, pending: int) -> TraceBatch:
-        unique, repeats = _unique_traces(traces)
+    def batch(traces: pl.LazyFrame, pending: int, in_order: bool) -> TraceBatch:
+        unique, repeats = _unique_traces(traces, in_order=in_order)
         rejected = pending
         if not repeats.is_empty():
             rejected += deliver(_repeat_rejects(repeats, files, max_line_bytes))
@@ -296,12 +302,12 @@ def _batches(
                     pending = 0
         if spill is None:
             if buffer:
-                yield batch(pl.concat(buffer).lazy(), pending)
+                yield batch(pl.concat(buffer).lazy(), pending, in_order=True)
                 pending = 0
         else:
             del buffer
             for paths in spill.groups(batch_turns):
-                yield batch(pl.scan_parquet(paths), pending)
+                yield batch(pl.scan_parquet(paths), pending, in_order=False)
                 pending = 0
                 for path in paths:
                     path.unlink()

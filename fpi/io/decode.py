@@ -19,7 +19,7 @@ import zstandard
 from fpi.errors import InputError
 
 BLOCK_BYTES = 32 << 20  # decompressed JSONL parsed at once
-BLOCK_LINES = 25_000  # lines parsed at once (tiny lines, many rejects: bounds objects)
+BLOCK_LINES = 32_768  # lines parsed at once (tiny lines, many rejects: bounds objects)
 MAX_LINE_BYTES = 16 << 20  # default cap on one line; longer lines are rejects
 LONG_LINE_HEAD = 1024  # bytes of an over-long line kept for the rejects file
 SNIFF_BYTES = 1 << 20  # decompressed bytes read to sniff what a file holds
@@ -151,11 +151,12 @@ class _Skipping:
         return LongLine(self.length, self.head, self.blank)
 
 
-def _by_lines(data: bytes) -> Iterator[bytes]:
-    """`data` (whole lines) cut into blocks of about `BLOCK_LINES` lines at most."""
+def _by_lines(data: bytes) -> Iterator[tuple[bytes, int]]:
+    """(block, its line count): `data` (whole lines) cut into blocks of at most about
+    `BLOCK_LINES` lines; `data` itself (no copy) when it is small enough or blank."""
     count = data.count(b"\n")
     if count <= BLOCK_LINES or is_blank(data):
-        yield data
+        yield data, count
         return
     start = 0
     while start < len(data):
@@ -165,9 +166,10 @@ def _by_lines(data: bytes) -> Iterator[bytes]:
         if end <= start:
             end = data.find(b"\n", guess) + 1 or len(data)
         piece = data[start:end]
-        count -= piece.count(b"\n")
+        lines = piece.count(b"\n")
+        count -= lines
         start = end
-        yield piece
+        yield piece, lines
 
 
 def line_blocks(path: Path, fmt: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Block]:
@@ -191,14 +193,18 @@ def line_blocks(path: Path, fmt: str, max_line_bytes: int = MAX_LINE_BYTES) -> I
             line += 1
             skipping = None
             piece = piece[end + 1 :]
-        data = carry + piece if carry else piece
-        cut = data.rfind(b"\n") + 1
-        carry = data[cut:]
+        cut = piece.rfind(b"\n") + 1
         if cut:
-            for block in _by_lines(data[:cut] if carry else data):
+            whole = (
+                b"".join((carry, memoryview(piece)[:cut])) if cut < len(piece) or carry else piece
+            )
+            carry = piece[cut:]
+            for block, lines in _by_lines(whole):
                 yield Block(block, line)
-                line += block.count(b"\n")
-        del data
+                line += lines
+            del whole
+        else:
+            carry += piece
         if len(carry) > max_line_bytes:
             skipping, carry = _Skipping(carry), b""
     if skipping is not None:
