@@ -16,7 +16,6 @@ which readers ignore; a stage the source does not log stays null.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import math
 import sqlite3
@@ -30,10 +29,9 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import polars as pl
-import zstandard
 
 from fpi.errors import InputError
-from fpi.io import DUMP_SUFFIXES, atomic_output, check_outputs, dump_format
+from fpi.io import DUMP_SUFFIXES, atomic_output, check_outputs, dump_format, jsonl_stream
 from fpi.io import MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES
 from fpi.io.decode import content_kind, decompressed, line_blocks
 from fpi.schema import DIALOGUE_KEY, FAILURE_POINTS, TRACE_JSON_SCHEMA
@@ -263,7 +261,11 @@ def base_suffix(path: Path) -> str:
     return Path(name).suffix
 
 
-_LINE_FORMATS = {"gzip": ".jsonl.gz", "zstd": ".jsonl.zst", "text": ".jsonl"}
+#: The JSONL dump format `fpi.io.decode.line_blocks` reads a file of each content kind as.
+_LINE_FORMATS = {
+    kind: next(f for f in DUMP_SUFFIXES if f.startswith(".jsonl") and f.endswith(end))
+    for kind, end in (("gzip", ".gz"), ("zstd", ".zst"), ("text", ".jsonl"))
+}
 
 
 def _content(path: Path) -> str:
@@ -503,22 +505,12 @@ class RecordWriter:
 
     def __enter__(self) -> RecordWriter:
         self._tmp = self._stack.enter_context(atomic_output(self.path))
-        try:
-            if self.format != ".parquet":
-                raw = self._stack.enter_context(self._tmp.open("wb"))
-                if self.format == ".jsonl.gz":
-                    self._stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5)
-                elif self.format == ".jsonl.zst":
-                    self._stream = zstandard.ZstdCompressor(level=3).stream_writer(
-                        raw, closefd=False
-                    )
-                else:
-                    self._stream = raw
-                if self._stream is not raw:
-                    self._stack.enter_context(self._stream)
-        except OSError as exc:
-            self._stack.__exit__(*sys.exc_info())
-            raise InputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        if self.format != ".parquet":
+            try:
+                self._stream = self._stack.enter_context(jsonl_stream(self._tmp, self.format))
+            except OSError as exc:
+                self._stack.__exit__(*sys.exc_info())
+                raise InputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         return self
 
     def write(self, records: list[CheckedRecord]) -> None:

@@ -154,7 +154,7 @@ def test_an_overlong_line_is_one_skipped_unit(tmp_path, monkeypatch):
 
 def test_text_the_reader_would_refuse_skips_the_unit_even_in_passthrough(tmp_path):
     out = tmp_path / "o.jsonl"
-    bad = {**GOOD, "passthrough": {"raw": "a\x00b"}}
+    bad = {**GOOD, "passthrough": {"raw": "a\ud800b"}}
     summary = run_import("test", "unit", units(Pending("u", lambda: [bad])), out)
     assert (summary.imported, summary.skipped) == (0, 1)
-    assert "NUL" in summary.reasons[0][1]
+    assert "surrogate" in summary.reasons[0][1]
