@@ -723,9 +723,59 @@ def demo(
 
 
 import_app = typer.Typer(
-    help="Convert public corpora into labelled fpi-trace/1 dumps.", no_args_is_help=True
+    help="Convert assistant logs and public corpora into fpi-trace/1 dumps.", no_args_is_help=True
 )
 app.add_typer(import_app, name="import")
+
+ImportOutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out", help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.", show_default=False
+    ),
+]
+ImportRejectsOption = Annotated[
+    Path | None,
+    typer.Option("--rejects", help="Write every skipped unit here (JSONL: unit and reason)."),
+]
+LogArgs = Annotated[
+    list[Path], typer.Argument(help="Log files or directories.", show_default=False)
+]
+
+
+@contextmanager
+def _import_progress(kind: str) -> Iterator:
+    """A progress bar on stderr; yields the `progress(done, total)` callback importers take."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn(f"importing {kind}s"), BarColumn(), MofNCompleteColumn())
+    with domain_errors(), Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(kind, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _print_import_summary(summary, rejects: Path | None) -> None:
+    from rich.table import Table
+
+    kind = summary.unit_kind
+    console.print(
+        f"{kind}s read {summary.read} = {summary.imported} imported + {summary.skipped} skipped; "
+        f"turns written {summary.turns} to {escape(str(summary.out))}",
+        highlight=False,
+    )
+    for unit, reason in summary.reasons[:20]:
+        console.print(f"[yellow]skipped[/] {escape(unit)}: {escape(reason)}", highlight=False)
+    if summary.skipped > 20:
+        where = f" (all in {escape(str(rejects))})" if rejects else " (list them with --rejects)"
+        console.print(f"... and {summary.skipped - 20} more skipped{where}", highlight=False)
+    for title, counts in (
+        ("label mix", summary.label_counts),
+        ("failures the system reported", summary.system_reported),
+    ):
+        if counts:
+            table = Table("stage", "turns", "share", title=title)
+            for name, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+                table.add_row(name, str(count), f"{count / max(summary.turns, 1):.1%}")
+            console.print(table)
 
 
 @import_app.command("dstc2")
@@ -734,45 +784,103 @@ def import_dstc2_command(
         Path,
         typer.Argument(help="DSTC2 root: holds data/ and scripts/config/.", show_default=False),
     ],
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
-            show_default=False,
-        ),
-    ],
+    out: ImportOutOption,
     flist: Annotated[
         str,
         typer.Option("--flist", help="Calls to import: train, dev, or the path of an flist file."),
     ] = "train",
+    rejects: ImportRejectsOption = None,
 ) -> None:
     """Import DSTC2 calls as fpi-trace/1 turns labelled from the gold annotation."""
-    from rich.progress import Progress
-    from rich.table import Table
+    from fpi.importers.dstc2 import import_dstc2
 
-    from fpi.dstc2 import import_dstc2
+    with _import_progress("call") as progress:
+        summary = import_dstc2(root, flist, out, rejects=rejects, progress=progress)
+    _print_import_summary(summary, rejects)
 
-    with domain_errors(), Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("importing calls", total=None)
-        summary = import_dstc2(
-            root,
-            flist,
-            out,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+
+def _import_logs(source, paths: list[Path], out: Path, rejects: Path | None) -> None:
+    with _import_progress(source.unit_kind) as progress:
+        summary = source.import_paths(paths, out, rejects=rejects, progress=progress)
+    _print_import_summary(summary, rejects)
+
+
+@import_app.command("homeassistant")
+def import_homeassistant_command(
+    paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
+) -> None:
+    """Import Home Assistant Assist pipeline runs (pipeline_debug/get JSON, or runs JSONL)."""
+    from fpi.importers.homeassistant import SOURCE_SPEC
+
+    _import_logs(SOURCE_SPEC, paths, out, rejects)
+
+
+@import_app.command("rasa")
+def import_rasa_command(
+    paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
+) -> None:
+    """Import Rasa conversations (tracker JSON, rasa_event.log, SQLite tracker store)."""
+    from fpi.importers.rasa import SOURCE_SPEC
+
+    _import_logs(SOURCE_SPEC, paths, out, rejects)
+
+
+@import_app.command("lex")
+def import_lex_command(
+    paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
+) -> None:
+    """Import Amazon Lex V2 conversation text logs (JSON Lines or a JSON array)."""
+    from fpi.importers.lex import SOURCE_SPEC
+
+    _import_logs(SOURCE_SPEC, paths, out, rejects)
+
+
+collect_app = typer.Typer(help="Collect logs from a running assistant.", no_args_is_help=True)
+app.add_typer(collect_app, name="collect")
+
+
+@collect_app.command("homeassistant")
+def collect_homeassistant_command(
+    url: Annotated[
+        str,
+        typer.Option(
+            "--url", help="Websocket API, e.g. ws://HOST:8123/api/websocket.", show_default=False
+        ),
+    ],
+    token_file: Annotated[
+        Path,
+        typer.Option(
+            "--token-file",
+            help="File holding a long-lived access token (admin).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Runs JSONL to append to (fpi import homeassistant reads it).",
+            show_default=False,
+        ),
+    ],
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between polls.")
+    ] = 5.0,
+    once: Annotated[bool, typer.Option("--once", help="Poll once and exit.")] = False,
+) -> None:
+    """Append every Assist pipeline run Home Assistant still holds to a runs JSONL, until Ctrl-C."""
+    from fpi.importers.ha_collect import collect_runs
+
+    def report(new: int, total: int) -> None:
+        err_console.print(f"{new} new run(s), {total} in {escape(str(out))}", highlight=False)
+
+    with domain_errors():
+        result = collect_runs(url, token_file, out, interval=interval, once=once, report=report)
     console.print(
-        f"calls read {summary.calls_listed}, imported {summary.calls_imported}, "
-        f"skipped {len(summary.calls_skipped)}; "
-        f"turns written {summary.turns} to {escape(str(out))}",
+        f"collected {result.written} new run(s) in {result.polls} poll(s); "
+        f"{result.total} run(s) in {escape(str(out))}",
         highlight=False,
     )
-    for call, reason in summary.calls_skipped:
-        console.print(f"[yellow]skipped[/] {escape(call)}: {escape(reason)}", highlight=False)
-    mix = Table("label", "turns", "share", title="label mix")
-    for label, count in summary.label_counts.items():
-        mix.add_row(label, str(count), f"{count / max(summary.turns, 1):.1%}")
-    console.print(mix)
 
 
 def _print_shift(report, *, top: int = 10) -> None:

@@ -145,3 +145,43 @@ def waterfall_frame(explanation: TurnExplanation, *, max_features: int = 12) -> 
             ("rest", f"{len(explanation.contributions) - max_features} other features", rest)
         )
     return pl.DataFrame(rows, schema=["kind", "label", "contribution"], orient="row")
+
+
+def shap_explanation(traces: pl.DataFrame, bundle=None):
+    """fpi's exact SHAP values as a `shap.Explanation`, for `shap.plots.waterfall/beeswarm/bar`.
+
+    One row per turn of `traces` (`TRACE_SCHEMA`; whole dialogues, for the context features):
+    `values` are the contributions toward the raw score of the turn's predicted class (the
+    class's block of LightGBM's `pred_contrib`), `base_values` that class's expected score,
+    `data` the feature values the model saw with category names (not codes), `feature_names`
+    the bundle's and `instance_names` the turn ids. `bundle` defaults to the bundled model.
+    """
+    import shap
+
+    from fpi.featurize import extract_features
+    from fpi.model import load_bundle
+
+    bundle = load_bundle() if bundle is None else bundle
+    features = extract_features(traces)
+    matrix = bundle.matrix(features)
+    names = bundle.feature_names
+    if matrix.shape[0] == 0:
+        values = np.empty((0, len(names)))
+        return shap.Explanation(values, np.empty(0), data=values, feature_names=names)
+    predicted = np.argmax(bundle.predict_proba(matrix), axis=1)
+    contributions = bundle.explainer.shap_values(matrix, predicted)
+    data = np.empty((matrix.shape[0], len(names)), dtype=object)
+    for j, name in enumerate(names):
+        column = features.get_column(name)
+        data[:, j] = (
+            column.to_list()
+            if column.dtype == pl.String
+            else column.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        )
+    return shap.Explanation(
+        values=contributions[:, :-1],
+        base_values=contributions[:, -1],
+        data=data,
+        feature_names=names,
+        instance_names=traces.get_column("turn_id").to_list(),
+    )

@@ -34,6 +34,7 @@ from fpi.io.triagefile import TriageWriter, read_triage_file, write_triage_frame
 from fpi.io.validation import ValidationReport, validate_dumps
 from fpi.io.write import (
     RejectsWriter,
+    jsonl_stream,
     to_trace_records,
     trace_sink,
     write_rejects,
@@ -58,6 +59,7 @@ __all__ = [
     "expand_inputs",
     "from_trace_records",
     "iter_trace_batches",
+    "jsonl_stream",
     "read_traces",
     "read_triage_file",
     "resolve_inputs",

@@ -86,7 +86,9 @@ def trace_sink(path: Path | str) -> Iterator[Callable[[pl.DataFrame], None]]:
 
 
 @contextlib.contextmanager
-def _jsonl_sink(path: Path, fmt: str) -> Iterator[Callable[[pl.DataFrame], None]]:
+def jsonl_stream(path: Path, fmt: str) -> Iterator[BinaryIO]:
+    """A binary stream writing `path`, gzip or zstd compressed as the dump format `fmt`
+    (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`) says; closed (and the frame ended) on exit."""
     with path.open("wb") as raw:
         stream: BinaryIO
         if fmt == ".jsonl.gz":
@@ -96,7 +98,13 @@ def _jsonl_sink(path: Path, fmt: str) -> Iterator[Callable[[pl.DataFrame], None]
         else:
             stream = raw
         with stream:
-            yield lambda frame: stream.write(ndjson_bytes(to_trace_records(frame)))
+            yield stream
+
+
+@contextlib.contextmanager
+def _jsonl_sink(path: Path, fmt: str) -> Iterator[Callable[[pl.DataFrame], None]]:
+    with jsonl_stream(path, fmt) as stream:
+        yield lambda frame: stream.write(ndjson_bytes(to_trace_records(frame)))
 
 
 @contextlib.contextmanager
