@@ -139,6 +139,7 @@ def score_traces(traces: pl.DataFrame, bundle) -> pl.DataFrame:
     from fpi.featurize import extract_features
 
     proba = bundle.predict_proba(bundle.matrix(extract_features(traces)))
+    predicted = bundle.decide(proba)
     references = {}
     names = reference_names(traces)
     if names:
@@ -149,8 +150,8 @@ def score_traces(traces: pl.DataFrame, bundle) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "gold": traces.get_column("label").struct.field("failure_point"),
-            "model": np.asarray(FAILURE_POINTS)[proba.argmax(axis=1)] if len(proba) else [],
-            "confidence": proba.max(axis=1) if len(proba) else np.empty(0),
+            "model": np.asarray(FAILURE_POINTS)[predicted] if len(proba) else [],
+            "confidence": proba[np.arange(len(proba)), predicted] if len(proba) else np.empty(0),
             "rule_baseline": rule_baseline(traces),
             **references,
         },

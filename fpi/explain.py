@@ -91,7 +91,7 @@ def explain_turn(traces: pl.DataFrame, turn_id: str, bundle) -> TurnExplanation:
     features = extract_features(dialogue)
     matrix = bundle.matrix(features)
     proba = bundle.predict_proba(matrix)[position]
-    predicted = int(np.argmax(proba))
+    predicted = int(bundle.decide(proba[None, :])[0])
     values = bundle.explainer.shap_values(matrix[position : position + 1], np.array([predicted]))[0]
     catalogue = {f.name: f for f in CATALOG}
     row = features.row(position, named=True)

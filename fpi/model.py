@@ -22,6 +22,13 @@ import numpy as np
 import polars as pl
 
 from fpi import __version__
+from fpi.decision import (
+    DECISION_KEY,
+    choose_offsets,
+    decide,
+    decision_metadata,
+    offsets_from_metadata,
+)
 from fpi.errors import ModelError
 from fpi.featurize import CATALOG, extract_features
 from fpi.schema import FAILURE_POINTS, TRACE_FORMAT
@@ -126,6 +133,10 @@ class ModelBundle:
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         """Class probabilities, columns in `classes` order."""
         return self.booster.predict(matrix, num_threads=self.num_threads)
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Class indices from probabilities, by the bundle's decision rule (`fpi.decision`)."""
+        return decide(proba, offsets_from_metadata(self.metadata))
 
     @cached_property
     def explainer(self):
@@ -259,6 +270,7 @@ def train(
     split_fractions: Mapping[str, float] | None = None,
     without_stages: Sequence[str] = (),
     on_iteration: Callable[[int, int], None] | None = None,
+    tune_decision: bool = True,
 ) -> ModelBundle:
     """Train the six-class model on labelled traces.
 
@@ -267,6 +279,8 @@ def train(
     `without_stages` leaves out every feature of those stages (for ablations): the bundle
     keeps the full catalogue but encodes them as missing, so it never splits on them.
     `on_iteration(done, total)` is called after every boosting round (for progress displays).
+    With `tune_decision`, per-class decision offsets are chosen on the validation split for
+    macro-F1 (`fpi.decision`) and stored in the metadata; else the bundle decides by argmax.
     """
     from fpi.evaluate import classification_metrics
 
@@ -330,11 +344,22 @@ def train(
         "best_iteration": booster.current_iteration(),
     }
     bundle = ModelBundle(booster, metadata)
+    if tune_decision:
+        valid_proba = bundle.predict_proba(matrix[masks["valid"]])
+        offsets = choose_offsets(valid_proba, labels[masks["valid"]])
+        metadata[DECISION_KEY] = decision_metadata(
+            offsets,
+            FAILURE_POINTS,
+            chosen_on="valid",
+            valid_macro_f1_argmax=classification_metrics(
+                labels[masks["valid"]], valid_proba.argmax(axis=1)
+            )["macro_f1"],
+        )
     metrics = {}
     for name in fractions:
         if name == "train" or not masks[name].any():
             continue
-        predicted = bundle.predict_proba(matrix[masks[name]]).argmax(axis=1)
+        predicted = bundle.decide(bundle.predict_proba(matrix[masks[name]]))
         metrics[name] = classification_metrics(labels[masks[name]], predicted)
     metadata["training"] = _summary(traces, split)
     metadata["metrics"] = metrics

@@ -179,7 +179,7 @@ def triage_traces(
         matrix = bundle.matrix(features)
     with times.phase("predict"):
         proba = _predictor(bundle.explainer).predict_proba(matrix)
-        predicted = proba.argmax(axis=1)
+        predicted = bundle.decide(proba)
         confidence = proba[np.arange(len(traces)), predicted]
     with times.phase("explain"):
         indices, contributions = bundle.explainer.explain_top(matrix, predicted, top_k)

@@ -120,12 +120,10 @@ def simulate_randomized(
     if block_turns < 1:
         raise ValueError("block_turns must be >= 1")
     blocks = -(-turns // block_turns)
-    frames = [
-        simulate_pipeline(
-            min(block_turns, turns - i * block_turns), pipeline, seed=seed, start=start, weeks=weeks
-        )  # fmt: skip
-        for i, pipeline in enumerate(randomized_pipelines(seed, blocks))
-    ]
+    frames = []
+    for i, pipeline in enumerate(randomized_pipelines(seed, blocks)):
+        size = min(block_turns, turns - i * block_turns)
+        frames.append(simulate_pipeline(size, pipeline, seed=seed, start=start, weeks=weeks))
     if not frames:
         return simulate(0, seed=seed)
     return pl.concat(frames).with_columns(
