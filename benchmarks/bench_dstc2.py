@@ -43,8 +43,18 @@ def five_class(metrics: dict) -> float:
 
 def import_train(root: Path, out: Path) -> pl.DataFrame:
     subprocess.run(
-        [sys.executable, "-m", "fpi", "import", "dstc2", str(root), "--flist", "train",
-         "--out", str(out)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fpi",
+            "import",
+            "dstc2",
+            str(root),
+            "--flist",
+            "train",
+            "--out",
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )
