@@ -18,6 +18,12 @@ def words(text: pl.Expr) -> pl.Expr:
     return text.str.to_lowercase().str.extract_all(WORD_PATTERN)
 
 
+def stems(word_list: pl.Expr, length: int = 4) -> pl.Expr:
+    """Each word cut to its first `length` characters: a crude stem, so "addr" meets
+    "address" and "postcode" meets "post code"."""
+    return word_list.list.eval(pl.element().str.slice(0, length))
+
+
 def jaccard(words_a: pl.Expr, words_b: pl.Expr) -> pl.Expr:
     """Jaccard similarity of two word lists taken as sets (NaN when neither has a word)."""
     shared = words_a.list.set_intersection(words_b).list.len()

@@ -179,4 +179,18 @@ FEATURES: tuple[Feature, ...] = (
         reason="{value:.0f} slot value words were in no ASR hypothesis",
         missing="NLU filled no slot with words to compare",
     ),
+    Feature(
+        name="nlu__slot_names",
+        stage=STAGE,
+        expr=pl.when(_slots.list.len() > 0).then(
+            _slots.list.eval(pl.element().struct.field("name"))
+            .list.unique()
+            .list.sort()
+            .list.join("+")
+        ),
+        description="The names of the slots NLU filled, sorted and joined with +",
+        reason="NLU filled the slots {value}",
+        categorical=True,
+        missing="NLU filled no slots",
+    ),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 from fpi.features.base import Feature
-from fpi.features.common import APOLOGY_PATTERN, missing_words, share_missing, words
+from fpi.features.common import APOLOGY_PATTERN, missing_words, share_missing, stems, words
 
 STAGE = "result"
 _result = pl.col("result").struct
@@ -22,7 +22,7 @@ _entity_values = (
 _slot_words = words(
     pl.col("nlu").struct.field("slots").list.eval(pl.element().struct.field("value")).list.join(" ")
 )
-_slot_words_not_said = share_missing(_slot_words, _response_words)
+_slot_words_not_said = share_missing(stems(_slot_words), stems(_response_words))
 _entity_words = words(_entity_values)
 
 FEATURES: tuple[Feature, ...] = (
@@ -99,7 +99,8 @@ FEATURES: tuple[Feature, ...] = (
         name="result__slot_words_not_said_share",
         stage=STAGE,
         expr=pl.when(_response.is_not_null()).then(_slot_words_not_said),
-        description="Share of the slot values' words that the response does not mention",
+        description="Share of the slot values' words (by their first four letters) that the "
+        "response does not mention",
         reason="the response left out {value:.0%} of what the user asked for (slot values)",
         missing="no slot values or no response to compare",
     ),
