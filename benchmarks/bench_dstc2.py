@@ -31,7 +31,6 @@ SPLIT_SEED = 7
 CANDIDATES: dict[str, dict[str, float]] = {
     "default": {},
     "small leaves": {"min_data_in_leaf": 10},
-    "small leaves, slower": {"min_data_in_leaf": 10, "learning_rate": 0.05},
     "31 leaves, small": {"num_leaves": 31, "min_data_in_leaf": 10, "learning_rate": 0.05},
 }
 ROUNDS = 600

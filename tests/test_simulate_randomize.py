@@ -128,3 +128,23 @@ def test_calibration_is_monotone_and_stays_a_probability():
     assert values == sorted(values)
     assert all(0.0 <= v <= 1.0 for v in values)
     assert calibration.apply(None, 0.0) is None
+
+
+def test_cli_simulates_randomised_pipelines(tmp_path):
+    from typer.testing import CliRunner
+
+    from fpi.cli import app
+
+    out = tmp_path / "rand.jsonl"
+    args = ["simulate", "--out", str(out), "--turns", "900", "--seed", "3"]
+    result = CliRunner().invoke(app, [*args, "--randomize", "--block-turns", "300"])
+    assert result.exit_code == 0, result.output
+    traces = read_traces([out])
+    assert traces.height == 900
+    assert traces["dialogue_id"].str.extract(r"^sim-(rand3p\d+)-").n_unique() == 3
+    assert traces.equals(
+        simulate_randomized(900, seed=3, block_turns=300)
+        .drop("source_file")
+        .with_columns(source_file=traces["source_file"])
+        .select(traces.columns)
+    )

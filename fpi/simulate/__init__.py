@@ -233,13 +233,21 @@ def simulate_to_file(
     scenario: str = "base",
     start: date = date(2026, 11, 2),
     weeks: int = 4,
+    randomize: bool = False,
+    block_turns: int = BLOCK_TURNS,
 ) -> SimulationSummary:
-    """Simulate and write the traces (format by suffix, see `fpi.io.write_traces`)."""
+    """Simulate and write the traces (format by suffix, see `fpi.io.write_traces`); with
+    `randomize`, domain-randomised pipelines (`simulate_randomized`) instead of `scenario`."""
     from fpi.io import DUMP_SUFFIXES, dump_format, write_traces
 
     if dump_format(path) is None:
         raise InputError(f"{path}: unknown dump format (use {', '.join(DUMP_SUFFIXES)})")
-    traces = simulate(turns, seed=seed, scenario=scenario, start=start, weeks=weeks)
+    if randomize:
+        traces = simulate_randomized(
+            turns, seed=seed, block_turns=block_turns, start=start, weeks=weeks
+        )
+    else:
+        traces = simulate(turns, seed=seed, scenario=scenario, start=start, weeks=weeks)
     try:
         written = write_traces(traces, path)
     except OSError as exc:
