@@ -2,7 +2,7 @@
 
 Imports the DSTC2 training calls (`fpi import dstc2 ROOT --flist train`), splits them by call
 80/20, chooses LightGBM parameters by grouped cross-validation on the 80% only, trains with
-them (decision offsets chosen on the training part's validation split) and prints the
+them (decision offsets chosen on the training part's out-of-fold predictions) and prints the
 per-class table on the held-out 20%, beside always answering `correct` and the rule baseline.
 
     python benchmarks/bench_dstc2.py [--root /work/dstc2] [--folds 3]
@@ -20,9 +20,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from fpi.decision import DECISION_KEY, choose_offsets, decision_metadata
 from fpi.evaluate import classification_metrics, rule_baseline, score_traces
+from fpi.featurize import extract_features
 from fpi.io import read_traces
-from fpi.model import dialogue_split, train
+from fpi.model import dialogue_split, label_codes, train
+from fpi.schema import FAILURE_POINTS
 
 #: DSTC2's headline classes (entity errors barely exist there).
 FIVE = ("correct", "false_wake", "asr", "nlu", "result")
@@ -60,21 +63,27 @@ def import_train(root: Path, out: Path) -> pl.DataFrame:
     return read_traces([out])
 
 
-def grouped_cv(traces: pl.DataFrame, params: dict, folds: int) -> float:
-    """5-class macro-F1 of out-of-fold predictions, folds by call."""
+def grouped_cv(traces: pl.DataFrame, params: dict, folds: int) -> tuple[float, np.ndarray]:
+    """5-class macro-F1 of out-of-fold predictions (folds by call), and the out-of-fold class
+    probabilities in the rows' order."""
     fold = dialogue_split(
         traces["dialogue_id"], {str(k): 1.0 / folds for k in range(folds)}, seed=SPLIT_SEED + 1
-    )
-    gold, predicted = [], []
+    ).to_numpy()
+    proba = np.zeros((traces.height, len(FAILURE_POINTS)))
+    predicted = np.empty(traces.height, dtype=object)
     for k in range(folds):
-        inner = traces.filter(fold != str(k))
+        held = fold == str(k)
         bundle = train(
-            inner, params=params, rounds=ROUNDS, split_fractions={"train": 0.85, "valid": 0.15}
+            traces.filter(~held),
+            params=params,
+            rounds=ROUNDS,
+            split_fractions={"train": 0.85, "valid": 0.15},
         )
-        scored = score_traces(traces.filter(fold == str(k)), bundle)
-        gold += scored["gold"].to_list()
-        predicted += scored["model"].to_list()
-    return five_class(classification_metrics(gold, predicted))
+        part = traces.filter(held)
+        proba[held] = bundle.predict_proba(bundle.matrix(extract_features(part)))
+        predicted[held] = score_traces(part, bundle)["model"].to_numpy()
+    gold = traces["label"].struct.field("failure_point").to_list()
+    return five_class(classification_metrics(gold, predicted)), proba
 
 
 def _row(name: str, metrics: dict) -> str:
@@ -98,10 +107,10 @@ def main() -> None:
     )
 
     print(f"grouped {args.folds}-fold CV on the training calls (5-class macro-F1):\n")
-    scores = {}
+    scores, out_of_fold = {}, {}
     for name, params in CANDIDATES.items():
         started = time.perf_counter()
-        scores[name] = grouped_cv(train_part, params, args.folds)
+        scores[name], out_of_fold[name] = grouped_cv(train_part, params, args.folds)
         print(f"- {name} {params}: {scores[name]:.3f} ({time.perf_counter() - started:.0f} s)")
     chosen = max(scores, key=scores.get)
     print(f"\nchosen: {chosen}\n")
@@ -112,6 +121,13 @@ def main() -> None:
         rounds=ROUNDS,
         split_fractions={"train": 0.85, "valid": 0.15},
     )
+    # decision offsets from the out-of-fold predictions of the whole training part (all its
+    # calls are validation data there), steadier than the one small validation split
+    offsets = choose_offsets(out_of_fold[chosen], label_codes(train_part))
+    bundle.metadata[DECISION_KEY] = decision_metadata(
+        offsets, FAILURE_POINTS, chosen_on=f"grouped {args.folds}-fold out-of-fold predictions"
+    )
+    print("decision offsets:", bundle.metadata[DECISION_KEY]["offsets"], "\n")
     scored = score_traces(test, bundle)
     gold = scored["gold"].to_list()
     header = "| system | accuracy | 5-class macro-F1 | " + " | ".join(f"F1 {c}" for c in FIVE)
