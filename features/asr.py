@@ -5,11 +5,10 @@ from __future__ import annotations
 import polars as pl
 from fpi.features.base import Feature
 from fpi.features.common import (
-    below_dialogue_best,
+    dialogue_relative,
     entropy,
     jaccard,
     missing_words,
-    rank_in_dialogue,
     share_missing,
     top_margin,
     words,
@@ -114,22 +113,7 @@ FEATURES: tuple[Feature, ...] = (
         description="Estimated signal-to-noise ratio of the audio (dB)",
         reason="signal-to-noise ratio was {value:.0f} dB",
     ),
-    Feature(
-        name="asr__confidence_rank_in_dialogue",
-        stage=STAGE,
-        expr=rank_in_dialogue(_asr.field("confidence")),
-        description="Rank of the ASR confidence among the dialogue's turns (0 lowest, 1 highest)",
-        reason="ASR confidence ranked {value:.0%} of the way up its dialogue's turns",
-        missing="no other turn of the dialogue had an ASR confidence to compare",
-    ),
-    Feature(
-        name="asr__confidence_below_dialogue_best",
-        stage=STAGE,
-        expr=below_dialogue_best(_asr.field("confidence")),
-        description="How far the ASR confidence lies below the dialogue's most confident turn",
-        reason="ASR confidence was {value:.2f} below the dialogue's best turn",
-        missing="no other turn of the dialogue had an ASR confidence to compare",
-    ),
+    *dialogue_relative(STAGE, _asr.field("confidence"), "ASR confidence"),
     Feature(
         name="asr__nbest_top_share",
         stage=STAGE,

@@ -8,6 +8,7 @@ undefined (0/0) comes out NaN, which `fpi.featurize.extract_features` turns into
 from __future__ import annotations
 
 import polars as pl
+from fpi.features.base import Feature
 
 #: A word: a run of letters, digits and apostrophes (so "don't" and "22" are one word each).
 WORD_PATTERN = r"[\p{L}\p{N}']+"
@@ -89,3 +90,28 @@ AFFIRMING_INTENT = r"(?i)affirm|confirm|\byes\b"
 APOLOGY_PATTERN = (
     r"(?i)\b(sorry|apologi[sz]e|unfortunately|pardon)\b|can't|cannot|couldn't|unable|didn't catch"
 )
+
+
+def dialogue_relative(stage: str, values: pl.Expr, what: str) -> tuple[Feature, Feature]:
+    """The rank of a stage's score within its dialogue and its distance below the dialogue's
+    best: measures that survive a recalibration of the score (`what` names it, e.g.
+    "ASR confidence")."""
+    missing = f"no other turn of the dialogue had an {what} to compare"
+    return (
+        Feature(
+            name=f"{stage}__confidence_rank_in_dialogue",
+            stage=stage,
+            expr=rank_in_dialogue(values),
+            description=f"Rank of the {what} among the dialogue's turns (0 lowest, 1 highest)",
+            reason=f"{what} ranked {{value:.0%}} of the way up its dialogue's turns",
+            missing=missing,
+        ),
+        Feature(
+            name=f"{stage}__confidence_below_dialogue_best",
+            stage=stage,
+            expr=below_dialogue_best(values),
+            description=f"How far the {what} lies below the dialogue's most confident turn",
+            reason=f"{what} was {{value:.2f}} below the dialogue's best turn",
+            missing=missing,
+        ),
+    )

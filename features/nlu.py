@@ -5,10 +5,9 @@ from __future__ import annotations
 import polars as pl
 from fpi.features.base import Feature
 from fpi.features.common import (
-    below_dialogue_best,
+    dialogue_relative,
     entropy,
     missing_words,
-    rank_in_dialogue,
     share_missing,
     top_margin,
     words,
@@ -135,22 +134,7 @@ FEATURES: tuple[Feature, ...] = (
         reason="{value:.0f} slot value words were not in what ASR heard",
         missing="there were no slot values or no recognised text to compare",
     ),
-    Feature(
-        name="nlu__confidence_rank_in_dialogue",
-        stage=STAGE,
-        expr=rank_in_dialogue(_nlu.field("confidence")),
-        description="Rank of the NLU confidence among the dialogue's turns (0 lowest, 1 highest)",
-        reason="NLU confidence ranked {value:.0%} of the way up its dialogue's turns",
-        missing="no other turn of the dialogue had an NLU confidence to compare",
-    ),
-    Feature(
-        name="nlu__confidence_below_dialogue_best",
-        stage=STAGE,
-        expr=below_dialogue_best(_nlu.field("confidence")),
-        description="How far the NLU confidence lies below the dialogue's most confident turn",
-        reason="NLU confidence was {value:.2f} below the dialogue's best turn",
-        missing="no other turn of the dialogue had an NLU confidence to compare",
-    ),
+    *dialogue_relative(STAGE, _nlu.field("confidence"), "NLU confidence"),
     Feature(
         name="nlu__slot_words_not_heard_share",
         stage=STAGE,
