@@ -145,3 +145,17 @@ def test_cli_simulates_randomised_pipelines(tmp_path):
     expected = simulate_randomized(900, seed=3, block_turns=300)
     assert traces["turn_id"].to_list() == expected["turn_id"].to_list()
     assert traces["label"].equals(expected["label"])
+
+
+def test_an_open_line_with_terse_responses():
+    from fpi.simulate.randomize import TERSE_RESPONSE
+
+    frame = simulate_pipeline(
+        600, PipelineConfig("line", open_line=True, terse_responses=True), seed=1
+    )
+    wake, result = frame["wake"].struct, frame["result"].struct
+    assert (wake.field("mode") == "follow_up").all()
+    assert wake.field("confidence").is_null().all()
+    success = result.field("status") == "success"
+    assert (result.field("response_text").filter(success) == TERSE_RESPONSE).all()
+    assert (result.field("response_text").filter(~success) != TERSE_RESPONSE).all()

@@ -42,6 +42,9 @@ STATUS_DIALECTS: dict[str, dict[str, str | None]] = {
 }
 
 
+TERSE_RESPONSE = "Okay."
+
+
 @dataclass(frozen=True, slots=True)
 class Calibration:
     """A stage's confidence as logged: sigmoid(scale * logit(p) + shift + noise * z)."""
@@ -84,6 +87,10 @@ class PipelineConfig:
     log_tts: bool = True
     log_barge_in: bool = True
     log_feedback: bool = True
+    # an open line (a telephone system): no wake word, every turn logged as a follow-up
+    open_line: bool = False
+    # successful responses do not say back what was asked ("Okay.")
+    terse_responses: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The configuration as plain JSON-able values (for benchmark tables and metadata)."""
@@ -98,7 +105,10 @@ class PipelineConfig:
         out = copy.deepcopy(record)
         wake, asr, nlu, er = out["wake"], out["asr"], out["nlu"], out["er"]
         result, signals = out["result"], out["signals"]
-        if wake is not None:
+        if wake is not None and self.open_line:
+            out["wake"] = wake = {"mode": "follow_up", "confidence": None,
+                                  "verifier_confidence": None}  # fmt: skip
+        elif wake is not None:
             if self.log_wake_scores:
                 wake["confidence"] = self.wake.apply(wake["confidence"], z)
                 wake["verifier_confidence"] = self.wake.apply(wake["verifier_confidence"], z)
@@ -142,6 +152,10 @@ class PipelineConfig:
                     entity["score"] = self.er.apply(entity["score"], z)
                 else:
                     entity["score"] = entity["candidates"] = None
+        if result is not None and self.terse_responses and result["status"] == "success":
+            result["response_text"] = TERSE_RESPONSE
+            if out["tts"] is not None:
+                out["tts"]["text"] = TERSE_RESPONSE
         if result is not None:
             status = result["status"]
             result["status"] = STATUS_DIALECTS[self.status_dialect].get(status, status)
@@ -213,4 +227,6 @@ def draw_pipeline(rng: np.random.Generator, name: str) -> PipelineConfig:
         log_tts=logs(0.7),
         log_barge_in=logs(0.7),
         log_feedback=logs(0.5),
+        open_line=logs(0.2),
+        terse_responses=logs(0.3),
     )
