@@ -145,6 +145,17 @@ def simulate_command(
         datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
     ] = datetime(2026, 11, 2),
     weeks: Annotated[int, typer.Option(min=1, help="Weeks the traffic spreads over.")] = 4,
+    randomize: Annotated[
+        bool,
+        typer.Option(
+            "--randomize",
+            help="Domain-randomised pipelines instead of --scenario: a freshly drawn pipeline "
+            "(failure rates, calibrations, logged fields, status meanings) per block.",
+        ),
+    ] = False,
+    block_turns: Annotated[
+        int, typer.Option(min=1, help="Turns per drawn pipeline (with --randomize).")
+    ] = 2_000,
 ) -> None:
     """Simulate realistic voice-assistant traces with gold failure points."""
     from rich.table import Table
@@ -154,7 +165,14 @@ def simulate_command(
     with domain_errors(), console.status("simulating"):
         _refuse_outputs([], out=out)
         summary = simulate_to_file(
-            out, turns, seed=seed, scenario=scenario.value, start=start.date(), weeks=weeks
+            out,
+            turns,
+            seed=seed,
+            scenario=scenario.value,
+            start=start.date(),
+            weeks=weeks,
+            randomize=randomize,
+            block_turns=block_turns,
         )
     first = f"{summary.first:%Y-%m-%d %H:%M}" if summary.first else "-"
     last = f"{summary.last:%Y-%m-%d %H:%M}" if summary.last else "-"
