@@ -707,3 +707,52 @@ def import_dstc2_command(
     for label, count in summary.label_counts.items():
         mix.add_row(label, str(count), f"{count / max(summary.turns, 1):.1%}")
     console.print(mix)
+
+
+# ---- fpi review ------------------------------------------------------------------------
+
+
+@app.command("review")
+def review_command(
+    dumps: DumpArgs,
+    labels: Annotated[
+        Path,
+        typer.Option(
+            "--labels", help="Label database (SQLite; created if missing).", show_default=False
+        ),
+    ],
+    annotator: Annotated[
+        str,
+        typer.Option("--annotator", help="Your name, stored with every label.", show_default=False),
+    ],
+    model: ModelOption = None,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")
+    ] = 8765,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the URL without opening a browser.")
+    ] = False,
+    refit_every: Annotated[
+        int, typer.Option("--refit-every", min=1, help="Refit the model every K labels.")
+    ] = 50,
+) -> None:
+    """Label turns in a local web page, one at a time in queue order; the model learns as you go."""
+    import webbrowser
+
+    from fpi.review import ReviewServer, open_session, serve_until_interrupted
+
+    with domain_errors():
+        session = open_session(
+            dumps, labels, annotator=annotator, model_dir=model, refit_every=refit_every
+        )
+        server = ReviewServer(session, port=port)
+    console.print(f"fpi review: {server.url}  (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+    if not no_browser:
+        webbrowser.open(server.url)
+    serve_until_interrupted(server)
+    done = session.state()["progress"]
+    console.print(
+        f"stopped; {done['this_session']} label(s) given this session, "
+        f"{done['labelled']} by {escape(annotator)} in {escape(str(labels))}",
+        highlight=False,
+    )
