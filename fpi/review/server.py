@@ -1,8 +1,9 @@
 """The review page's web server: standard-library HTTP on 127.0.0.1, JSON over a session.
 
 Routes: `GET /` (the page), `GET /review.js`, `GET /review.css`, `GET /api/state`, and
-`POST /api/label` `{"turn_id", "failure_point", "note"?}`, `POST /api/skip` `{"turn_id"}`,
-`POST /api/undo` `{}`. Every POST answers with the new state, after the label is stored.
+`POST /api/label` `{"turn_id", "failure_point", "note"?}`, `POST /api/skip` `{"turn_id",
+"note"?}`, `POST /api/note` `{"turn_id", "note"}` and `POST /api/undo` `{}`. Every POST
+answers with the new state, after what it asked for is stored.
 
 A page from another site cannot drive it: requests must name this server as their Host (no DNS
 rebinding), POSTs must carry the per-run token the page was served with and a JSON body, and
@@ -134,7 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             )
         elif path == "/api/skip":
-            self._answer(lambda: session.skip(_text(body, "turn_id")))
+            self._answer(lambda: session.skip(_text(body, "turn_id"), _note(body)))
+        elif path == "/api/note":
+            self._answer(lambda: session.note(_text(body, "turn_id"), _text(body, "note")))
         elif path == "/api/undo":
             self._answer(session.undo)
         else:

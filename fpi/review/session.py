@@ -84,6 +84,7 @@ class ReviewSession:
             duplicated = turn_ids.filter(turn_ids.is_duplicated()).unique().sort().head(3)
             raise ReviewError(f"turn ids occur more than once: {', '.join(duplicated)}")
         self._row = {turn_id: i for i, turn_id in enumerate(turn_ids)}
+        self._hashes = dict(zip(turn_ids, _trace_hashes(self.traces), strict=True))
         spans = (
             self.traces.with_row_index("row")
             .group_by("dialogue_id", maintain_order=True)
@@ -113,7 +114,7 @@ class ReviewSession:
             return {
                 "annotator": self.annotator,
                 "classes": list(FAILURE_POINTS),
-                "turn": self._turn_view(current) if current is not None else None,
+                "turn": self.view(current.turn_id, current.why) if current is not None else None,
                 "progress": self._progress(),
                 "model": self._model_status(),
             }
@@ -123,13 +124,15 @@ class ReviewSession:
             self._fill_queue()
         return self._queue[0] if self._queue else None
 
-    def _turn_view(self, queued: QueuedTurn) -> dict[str, Any]:
-        row = self._row[queued.turn_id]
-        record = self.traces.row(row, named=True)
+    def view(self, turn_id: str, why: str = "") -> dict[str, Any]:
+        """What the page shows of a turn: every stage's output, the turns before and after it
+        in its dialogue, the model's guess and the note this annotator left on it."""
+        record = self._record(turn_id)
+        row = self._row[turn_id]
         offset, length = self._dialogue[record["dialogue_id"]]
         position = row - offset
         return {
-            "turn_id": queued.turn_id,
+            "turn_id": turn_id,
             "dialogue_id": record["dialogue_id"],
             "turn_index": record["turn_index"],
             "position": position + 1,
@@ -138,8 +141,9 @@ class ReviewSession:
             "stages": _stages(record),
             "previous": self._neighbour(row - 1) if position > 0 else None,
             "next": self._neighbour(row + 1) if position + 1 < length else None,
-            "prediction": self._prediction(record["dialogue_id"], queued.turn_id),
-            "why": queued.why,
+            "prediction": self._prediction(record["dialogue_id"], turn_id),
+            "why": why,
+            "note": self._saved_note(turn_id),
         }
 
     def _neighbour(self, row: int) -> dict[str, Any]:
@@ -173,24 +177,53 @@ class ReviewSession:
             "reasons": row["reasons"],
         }
 
-    def _mine(self) -> pl.DataFrame:
-        """This annotator's current labels on turns of these dumps."""
+    def _current_here(self) -> pl.DataFrame:
+        """The store's current labels on turns of these dumps whose record is unchanged (a
+        label whose turn changed content under the same id is stale and does not count)."""
         current = self.store.current()
-        return current.filter(
-            (pl.col("annotator") == self.annotator) & pl.col("turn_id").is_in(list(self._row))
+        hashes = pl.DataFrame(
+            {"turn_id": list(self._hashes), "_hash": list(self._hashes.values())},
+            schema={"turn_id": pl.String, "_hash": pl.String},
+        )
+        return (
+            current.join(hashes, on="turn_id", how="inner", maintain_order="left")
+            .filter(pl.col("record_hash") == pl.col("_hash"))
+            .drop("_hash")
         )
 
+    def _labelled(self, here: pl.DataFrame | None = None) -> set[str]:
+        """Turns of these dumps that anyone has labelled (they never come back)."""
+        here = self._current_here() if here is None else here
+        return set(here.get_column("turn_id").to_list())
+
     def _progress(self) -> dict[str, Any]:
-        mine = self._mine()
+        here = self._current_here()
+        mine = here.filter(pl.col("annotator") == self.annotator)
         counts = dict(mine.get_column("failure_point").value_counts().iter_rows())
         return {
             "labelled": len(mine),
             "this_session": len(self._done),
             "per_class": {name: int(counts.get(name, 0)) for name in FAILURE_POINTS},
-            "labelled_by_anyone": len(self._labelled()),
+            "labelled_by_anyone": len(self._labelled(here)),
             "turns": len(self.traces),
             "skipped": len(self._skipped),
         }
+
+    def _saved_note(self, turn_id: str) -> str | None:
+        """The note this annotator's label of the turn would carry: the latest note row or
+        note of a live label."""
+        history = self.store.history()
+        undone = set(history.get_column("undoes").drop_nulls().to_list())
+        notes = history.filter(
+            (pl.col("turn_id") == turn_id)
+            & (pl.col("annotator") == self.annotator)
+            & pl.col("note").is_not_null()
+            & (
+                (pl.col("action") == "note")
+                | ((pl.col("action") == "label") & ~pl.col("id").is_in(list(undone)))
+            )
+        )
+        return notes.get_column("note")[-1] if len(notes) else None
 
     def _model_status(self) -> dict[str, Any]:
         return {
@@ -210,7 +243,7 @@ class ReviewSession:
             raise ReviewError(
                 f"unknown failure point {failure_point!r} (one of {', '.join(FAILURE_POINTS)})"
             )
-        note = note.strip() or None if note is not None else None
+        note = _clean(note)
         with self._lock:
             record = self._record(turn_id)
             self.store.add(
@@ -219,7 +252,7 @@ class ReviewSession:
                 failure_point,
                 self.annotator,
                 source_path=record["source_file"],
-                record_hash=_record_hash(record),
+                record_hash=self._hashes[turn_id],
                 note=note,
             )
             self._done.append(Labelled(turn_id, failure_point, note))
@@ -229,12 +262,32 @@ class ReviewSession:
                 self._start_refit()
             return self.state()
 
-    def skip(self, turn_id: str) -> dict[str, Any]:
-        """Leave a turn unlabelled for now; it comes back once the rest of the queue is done."""
+    def skip(self, turn_id: str, note: str | None = None) -> dict[str, Any]:
+        """Leave a turn unlabelled for now (storing `note` first, if any); it comes back once
+        the rest of the queue is done."""
         with self._lock:
+            if _clean(note) is not None:
+                self.note(turn_id, note)
             self._record(turn_id)
             self._skipped.add(turn_id)
             self._drop(turn_id)
+            return self.state()
+
+    def note(self, turn_id: str, text: str) -> dict[str, Any]:
+        """Store a note on a turn, labelled or not (it shows with the turn's label)."""
+        text = _clean(text)
+        if text is None:
+            raise ReviewError("an empty note: type something first")
+        with self._lock:
+            record = self._record(turn_id)
+            self.store.note(
+                turn_id,
+                self.annotator,
+                text,
+                dialogue_id=record["dialogue_id"],
+                source_path=record["source_file"],
+                record_hash=self._hashes[turn_id],
+            )
             return self.state()
 
     def undo(self) -> dict[str, Any]:
@@ -269,11 +322,6 @@ class ReviewSession:
         self._queue = [q for q in self._queue if q.turn_id != turn_id]
 
     # ---- the queue and the model --------------------------------------------------------
-
-    def _labelled(self) -> set[str]:
-        """Turns of these dumps that anyone has labelled (they never come back)."""
-        current = self.store.current().get_column("turn_id")
-        return {t for t in current.to_list() if t in self._row}
 
     def _fill_queue(self) -> None:
         """Refill an empty queue from the current model; skipped turns come back last."""
@@ -361,14 +409,19 @@ class ReviewSession:
             self._closed = True
 
 
+def _clean(note: str | None) -> str | None:
+    """A note without surrounding blanks; None when there is nothing left."""
+    return (note.strip() or None) if note is not None else None
+
+
+def _trace_hashes(traces: pl.DataFrame) -> list[str]:
+    from fpi.labels import trace_hashes
+
+    return trace_hashes(traces).to_list()
+
+
 def _stages(record: dict[str, Any]) -> list[dict[str, str]]:
     return [{"stage": stage, "output": text} for stage, text in describe_stages(record)]
-
-
-def _record_hash(record: dict[str, Any]) -> str:
-    from fpi.labels import record_hash
-
-    return record_hash(record)
 
 
 def open_session(

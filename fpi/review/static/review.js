@@ -1,7 +1,8 @@
 // fpi review: one turn at a time, labelled by keyboard. Every text from the server is put on
 // the page with textContent (never innerHTML). Every key press is POSTed and stored before the
 // page moves on; key presses made while one is being saved wait their turn; a failed save is
-// kept on screen to retry. Note drafts live in localStorage until their label is saved.
+// kept on screen to retry. A note is saved on Enter, or with the label or skip that follows;
+// until then its draft lives in localStorage, so not even a reload loses it.
 "use strict";
 
 (function () {
@@ -83,8 +84,24 @@
     }
   }
 
+  function savedNote() {
+    return (view && view.turn && view.turn.note) || "";
+  }
+
+  function unsavedNote() {
+    var text = note.value.trim();
+    return text && text !== savedNote() ? text : null;
+  }
+
+  function showNoteState() {
+    var state = byId("note-state");
+    if (unsavedNote()) state.textContent = "not saved yet: Enter saves it (so does your label)";
+    else state.textContent = savedNote() ? "saved" : "";
+  }
+
   note.addEventListener("input", function () {
     if (note.dataset.turn) writeDraft(note.dataset.turn, note.value);
+    showNoteState();
   });
 
   // ---- status line ---------------------------------------------------------------------
@@ -112,22 +129,16 @@
       showStatus("info", "Nothing left to label in this queue.");
       return null;
     }
-    var text = note.value.trim();
-    if (key === "s") {
-      if (text) {
-        showStatus(
-          "error",
-          "This turn has a note, which is saved with a label: label the turn, or clear the note (n) before skipping."
-        );
-        return null;
-      }
-      return { kind: "skip", path: "/api/skip", body: { turn_id: turn.turn_id } };
+    var text = unsavedNote();
+    if (key === "note") {
+      return text ? { kind: "note", path: "/api/note", body: { turn_id: turn.turn_id, note: text } } : null;
     }
+    if (key === "s") return { kind: "skip", path: "/api/skip", body: { turn_id: turn.turn_id, note: text } };
     var failurePoint = view.classes[LABEL_KEYS.indexOf(key)];
     return {
       kind: "label",
       path: "/api/label",
-      body: { turn_id: turn.turn_id, failure_point: failurePoint, note: text || null },
+      body: { turn_id: turn.turn_id, failure_point: failurePoint, note: text },
     };
   }
 
@@ -135,6 +146,7 @@
     if (request.kind === "label")
       return request.body.failure_point + " for turn " + request.body.turn_id;
     if (request.kind === "skip") return "skip of turn " + request.body.turn_id;
+    if (request.kind === "note") return "note on turn " + request.body.turn_id;
     return "undo";
   }
 
@@ -177,8 +189,8 @@
     completed += 1;
     document.body.dataset.actions = String(completed);
     document.body.dataset.failed = "0";
-    if (request.kind === "label") {
-      writeDraft(request.body.turn_id, "");
+    if (request.kind !== "undo") writeDraft(request.body.turn_id, "");
+    if (request.kind === "label" || request.kind === "note") {
       showStatus("info", "Saved " + describe(request) + ".");
     } else if (request.kind === "undo" && state.undone) {
       var undone = state.undone;
@@ -209,6 +221,7 @@
       if (event.key === "Enter" || event.key === "Escape") {
         event.preventDefault();
         note.blur();
+        if (event.key === "Enter") press("note");
       }
       return;
     }
@@ -333,6 +346,7 @@
       });
       note.dataset.turn = "";
       note.value = "";
+      showNoteState();
       return;
     }
     byId("turn-title").textContent = "turn " + turn.turn_id;
@@ -344,10 +358,12 @@
     fillNeighbour(byId("previous"), turn.previous, "(the first turn of its dialogue)");
     fillNeighbour(byId("next"), turn.next, "(the last turn of its dialogue)");
     renderPrediction(turn.prediction);
-    if (note.dataset.turn !== turn.turn_id) {
+    var draft = readDraft(turn.turn_id);
+    if (note.dataset.turn !== turn.turn_id || !draft) {
       note.dataset.turn = turn.turn_id;
-      note.value = readDraft(turn.turn_id);
+      note.value = draft || turn.note || "";
     }
+    showNoteState();
   }
 
   function refreshStatus() {
