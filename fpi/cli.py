@@ -746,13 +746,15 @@ def review_command(
             dumps, labels, annotator=annotator, model_dir=model, refit_every=refit_every
         )
         server = ReviewServer(session, port=port)
-    console.print(f"fpi review: {server.url}  (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+    console.print(f"fpi review: {server.url}  (Ctrl-C to stop)", markup=False, highlight=False)
     if not no_browser:
         webbrowser.open(server.url)
     serve_until_interrupted(server)
     done = session.state()["progress"]
+    session.close()
     console.print(
         f"stopped; {done['this_session']} label(s) given this session, "
-        f"{done['labelled']} by {escape(annotator)} in {escape(str(labels))}",
+        f"{done['labelled']} by {annotator} in {labels}",
+        markup=False,
         highlight=False,
     )

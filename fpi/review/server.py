@@ -27,6 +27,7 @@ from fpi.review.session import ReviewError, ReviewSession
 
 HOST = "127.0.0.1"
 MAX_BODY_BYTES = 64 * 1024
+MAX_DISCARD_BYTES = 1024 * 1024
 TOKEN_HEADER = "X-FPI-Token"
 TOKEN_PLACEHOLDER = "{{token}}"
 STATIC = {
@@ -82,13 +83,13 @@ class ReviewServer(ThreadingHTTPServer):
 
 
 def serve_until_interrupted(server: ReviewServer) -> None:
-    """Serve until Ctrl-C (or `server.shutdown()` from another thread), then close cleanly."""
+    """Serve until Ctrl-C (or `server.shutdown()` from another thread), then close the socket.
+    Every label was stored when its request was answered, so nothing is lost."""
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.session.close()
         server.server_close()
 
 
@@ -153,11 +154,17 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _discard_body(self) -> None:
+        """Read a body we will not use, so the answer reaches the client (unread bytes at
+        close would reset the connection); a huge or unsized one closes the connection."""
         length = self._length()
-        if length is not None and length <= MAX_BODY_BYTES:
-            self.rfile.read(length)
-        else:
+        if length is None or length > MAX_DISCARD_BYTES:
             self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                break
+            length -= len(chunk)
 
     def _length(self) -> int | None:
         try:
@@ -168,6 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json_body(self) -> dict[str, Any] | None:
         length = self._length()
         if length is None or length > MAX_BODY_BYTES:
+            self._discard_body()
             self.close_connection = True
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large or unsized")
             return None

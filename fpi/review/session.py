@@ -65,6 +65,7 @@ class ReviewSession:
         refit_every: int = DEFAULT_REFIT_EVERY,
         batch: int | None = None,
         seed: int = 0,
+        own_store: bool = False,
     ) -> None:
         if not annotator.strip():
             raise ReviewError("the annotator name must not be empty")
@@ -78,6 +79,7 @@ class ReviewSession:
         self.refit_every = refit_every
         self.batch = batch if batch is not None else max(2 * refit_every, 100)
         self.seed = seed
+        self._own_store = own_store
         self.traces = traces.sort("dialogue_id", "turn_index", "timestamp", maintain_order=True)
         turn_ids = self.traces.get_column("turn_id")
         if turn_ids.is_duplicated().any():
@@ -369,11 +371,15 @@ class ReviewSession:
                 excluded = self._labelled() | self._skipped
             queue = self._ranked(bundle, excluded)
         except Exception as exc:  # a failed refit keeps the old model; the page says why
-            traceback.print_exc(file=sys.stderr)
             with self._lock:
+                if self._closed:
+                    return
+                traceback.print_exc(file=sys.stderr)
                 self._refit_error = f"{type(exc).__name__}: {exc}"
             return
         with self._lock:
+            if self._closed:
+                return
             excluded = self._labelled() | self._skipped
             shown = self._queue[0] if self._queue else None
             queue = [q for q in queue if q.turn_id not in excluded]
@@ -404,9 +410,12 @@ class ReviewSession:
         return True
 
     def close(self) -> None:
-        """Start no more refits (a running one finishes in its daemon thread)."""
+        """Start no more refits (a running one is abandoned in its daemon thread) and close
+        the label store if the session opened it."""
         with self._lock:
             self._closed = True
+            if self._own_store:
+                self.store.close()
 
 
 def _clean(note: str | None) -> str | None:
@@ -446,4 +455,5 @@ def open_session(
         annotator=annotator,
         refit_every=refit_every,
         seed=seed,
+        own_store=True,
     )
