@@ -131,9 +131,12 @@
     }
     var text = unsavedNote();
     if (key === "note") {
-      return text ? { kind: "note", path: "/api/note", body: { turn_id: turn.turn_id, note: text } } : null;
+      if (!text) return null;
+      return { kind: "note", path: "/api/note", body: { turn_id: turn.turn_id, note: text } };
     }
-    if (key === "s") return { kind: "skip", path: "/api/skip", body: { turn_id: turn.turn_id, note: text } };
+    if (key === "s") {
+      return { kind: "skip", path: "/api/skip", body: { turn_id: turn.turn_id, note: text } };
+    }
     var failurePoint = view.classes[LABEL_KEYS.indexOf(key)];
     return {
       kind: "label",
