@@ -57,7 +57,7 @@ def text_of(browser, selector: str) -> str:
 
 
 def test_label_three_turns_undo_one_and_add_a_note(review):
-    browser, session, store = review
+    browser, _, store = review
     first = shown(browser)
     second = act(browser, "3", 1)  # asr
     assert second != first
@@ -86,7 +86,7 @@ def test_label_three_turns_undo_one_and_add_a_note(review):
 
 
 def test_a_note_saved_with_enter_and_keys_pressed_in_a_burst(review):
-    browser, session, store = review
+    browser, _, store = review
     first = shown(browser)
     browser.press("n")
     browser.wait_for("document.activeElement.id === 'note'")
@@ -107,7 +107,7 @@ def test_a_note_saved_with_enter_and_keys_pressed_in_a_burst(review):
 
 
 def test_a_failed_save_keeps_the_label_on_screen_until_it_is_retried(review, monkeypatch):
-    browser, session, store = review
+    browser, _, store = review
     first = shown(browser)
     real_add, calls = store.add, []
 

@@ -156,18 +156,27 @@ class ReviewSession:
             "stages": _stages(record),
         }
 
-    def _prediction(self, dialogue_id: str, turn_id: str) -> dict[str, Any]:
-        """The model's guess for a turn through the triage path (probabilities, top reasons),
-        computed once per dialogue and model."""
+    def _triage(self, bundle: ModelBundle, dialogue_ids: set[str]) -> dict[str, pl.DataFrame]:
+        """The triage path's rows (probabilities, top reasons) for whole dialogues, in one
+        call, by dialogue."""
         from fpi.triage import triage_traces
 
-        triaged = self._predictions.get(dialogue_id)
-        if triaged is None:
-            offset, length = self._dialogue[dialogue_id]
-            triaged = triage_traces(
-                self.traces.slice(offset, length), self._bundle, top_k=TOP_REASONS
-            )
-            self._predictions[dialogue_id] = triaged
+        if not dialogue_ids:
+            return {}
+        wanted = self.traces.filter(pl.col("dialogue_id").is_in(list(dialogue_ids)))
+        triaged = triage_traces(wanted, bundle, top_k=TOP_REASONS)
+        return {
+            key[0]: part for key, part in triaged.partition_by("dialogue_id", as_dict=True).items()
+        }
+
+    def _queue_dialogues(self, queue: list[QueuedTurn]) -> set[str]:
+        return {self.traces.row(self._row[q.turn_id], named=True)["dialogue_id"] for q in queue}
+
+    def _prediction(self, dialogue_id: str, turn_id: str) -> dict[str, Any]:
+        """The model's guess for a turn (computed with the queue, or now for any other turn)."""
+        if dialogue_id not in self._predictions:
+            self._predictions.update(self._triage(self._bundle, {dialogue_id}))
+        triaged = self._predictions[dialogue_id]
         row = triaged.row(triaged.get_column("turn_id").to_list().index(turn_id), named=True)
         return {
             "predicted": row["predicted"],
@@ -337,6 +346,8 @@ class ReviewSession:
             if len(excluded) >= len(self._row):
                 return
         self._queue = self._ranked(self._bundle, excluded)
+        missing = self._queue_dialogues(self._queue) - set(self._predictions)
+        self._predictions.update(self._triage(self._bundle, missing))
 
     def _ranked(self, bundle: ModelBundle, excluded: set[str]) -> list[QueuedTurn]:
         from fpi.queue import next_turns
@@ -370,6 +381,7 @@ class ReviewSession:
             with self._lock:
                 excluded = self._labelled() | self._skipped
             queue = self._ranked(bundle, excluded)
+            predictions = self._triage(bundle, self._queue_dialogues(queue))
         except Exception as exc:  # a failed refit keeps the old model; the page says why
             with self._lock:
                 if self._closed:
@@ -387,7 +399,7 @@ class ReviewSession:
                 queue = [shown, *(q for q in queue if q.turn_id != shown.turn_id)]
             self._queue = queue
             self._bundle = bundle
-            self._predictions.clear()
+            self._predictions = predictions
             self._model_version += 1
             self._model_labels = int(labels.get_column("turn_id").is_in(list(self._row)).sum())
             self._refit_error = None
