@@ -76,8 +76,10 @@ def test_nothing_is_fetched_from_the_internet():
     static = resources.files("fpi.review").joinpath("static")
     for name in ("index.html", "review.js", "review.css"):
         text = static.joinpath(name).read_text()
-        assert not re.search(r"https?://|//[a-z]", text.replace("http://www.w3.org", "")), name
-        assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write", text)
+        assert not re.search(r"https?://|//[a-z]", text), name
+        assert not re.search(
+            r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write", text
+        )
 
 
 def test_state_is_json_with_the_turn_and_progress(server):
