@@ -9,6 +9,8 @@ import polars as pl
 import pytest
 from fixtures.review import gold, review_dump
 
+import fpi.adapt
+import fpi.review.session
 from fpi.explain import describe_stages
 from fpi.io import read_traces
 from fpi.labels import LabelStore, record_hash
@@ -85,6 +87,8 @@ def test_a_label_is_stored_with_its_source_and_hash_and_the_page_moves_on(sessio
     assert row["record_hash"] == record_hash(record)
     progress = after["progress"]
     assert progress["labelled"] == progress["this_session"] == progress["labelled_by_anyone"] == 1
+    registered = store.turns()  # so a label file naming these turns can be imported later
+    assert set(registered.get_column("turn_id")) == set(traces.get_column("turn_id"))
     assert progress["per_class"] == {c: int(c == "asr") for c in FAILURE_POINTS}
 
 
@@ -171,8 +175,6 @@ def test_labels_of_other_annotators_leave_the_queue_but_stale_ones_do_not(
 def test_the_refit_runs_in_the_background_while_labels_keep_coming(
     traces, store, small_bundle, monkeypatch
 ):
-    import fpi.adapt
-
     real_adapt, release, started = fpi.adapt.adapt, threading.Event(), threading.Event()
     seen_labels = []
 
@@ -182,7 +184,7 @@ def test_the_refit_runs_in_the_background_while_labels_keep_coming(
         assert release.wait(60)
         return real_adapt(traces, labels, **kw)
 
-    monkeypatch.setattr(fpi.adapt, "adapt", slow_adapt)
+    monkeypatch.setattr(fpi.review.session, "adapt", slow_adapt)
     session = make_session(traces, store, small_bundle, refit_every=4)
     labelled = []
     state = session.state()
@@ -221,12 +223,10 @@ def test_the_refit_runs_in_the_background_while_labels_keep_coming(
 
 
 def test_a_failed_refit_keeps_the_old_model_and_says_why(traces, store, small_bundle, monkeypatch):
-    import fpi.adapt
-
     def broken_adapt(*args, **kw):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(fpi.adapt, "adapt", broken_adapt)
+    monkeypatch.setattr(fpi.review.session, "adapt", broken_adapt)
     session = make_session(traces, store, small_bundle, refit_every=1)
     turn = session.state()["turn"]["turn_id"]
     session.label(turn, "asr")

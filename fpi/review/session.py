@@ -18,12 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from fpi.adapt import adapt
 from fpi.errors import FpiError
 from fpi.explain import describe_stages
+from fpi.io import read_traces
+from fpi.labels import LabelStore, turn_registry
+from fpi.model import load_bundle
+from fpi.queue import next_turns
 from fpi.schema import FAILURE_POINTS, PROBABILITY_COLUMNS
+from fpi.triage import triage_traces
 
 if TYPE_CHECKING:
-    from fpi.labels import LabelStore
     from fpi.model import ModelBundle
 
 DEFAULT_REFIT_EVERY = 50
@@ -86,7 +91,9 @@ class ReviewSession:
             duplicated = turn_ids.filter(turn_ids.is_duplicated()).unique().sort().head(3)
             raise ReviewError(f"turn ids occur more than once: {', '.join(duplicated)}")
         self._row = {turn_id: i for i, turn_id in enumerate(turn_ids)}
-        self._hashes = dict(zip(turn_ids, _trace_hashes(self.traces), strict=True))
+        registry = turn_registry(self.traces)
+        self._hashes = dict(registry.select("turn_id", "record_hash").iter_rows())
+        store.register_turns(registry)  # so label files naming these turns can be imported
         spans = (
             self.traces.with_row_index("row")
             .group_by("dialogue_id", maintain_order=True)
@@ -159,8 +166,6 @@ class ReviewSession:
     def _triage(self, bundle: ModelBundle, dialogue_ids: set[str]) -> dict[str, pl.DataFrame]:
         """The triage path's rows (probabilities, top reasons) for whole dialogues, in one
         call, by dialogue."""
-        from fpi.triage import triage_traces
-
         if not dialogue_ids:
             return {}
         wanted = self.traces.filter(pl.col("dialogue_id").is_in(list(dialogue_ids)))
@@ -350,8 +355,6 @@ class ReviewSession:
         self._predictions.update(self._triage(self._bundle, missing))
 
     def _ranked(self, bundle: ModelBundle, excluded: set[str]) -> list[QueuedTurn]:
-        from fpi.queue import next_turns
-
         chosen = next_turns(
             self.traces, bundle, labelled=excluded, n=self.batch, strategy="active", seed=self.seed
         )
@@ -373,8 +376,6 @@ class ReviewSession:
 
     def _refit(self) -> None:
         """Fit a new model on every label so far, re-rank the queue, then swap both in."""
-        from fpi.adapt import adapt
-
         try:
             labels = self.store.current()
             bundle = adapt(self.traces, labels, start=self.start, seed=self.seed)
@@ -435,12 +436,6 @@ def _clean(note: str | None) -> str | None:
     return (note.strip() or None) if note is not None else None
 
 
-def _trace_hashes(traces: pl.DataFrame) -> list[str]:
-    from fpi.labels import trace_hashes
-
-    return trace_hashes(traces).to_list()
-
-
 def _stages(record: dict[str, Any]) -> list[dict[str, str]]:
     return [{"stage": stage, "output": text} for stage, text in describe_stages(record)]
 
@@ -455,10 +450,6 @@ def open_session(
     seed: int = 0,
 ) -> ReviewSession:
     """A session over dumps on disk, a label database and a model bundle (default: bundled)."""
-    from fpi.io import read_traces
-    from fpi.labels import LabelStore
-    from fpi.model import load_bundle
-
     bundle = load_bundle(model_dir)
     return ReviewSession(
         read_traces(dumps),
