@@ -741,6 +741,7 @@ def review_command(
 
     from fpi.review import ReviewServer, open_session, serve_until_interrupted
 
+    err_console.print("fpi review: reading the dumps and ranking the first turns...", markup=False)
     with domain_errors():
         session = open_session(
             dumps, labels, annotator=annotator, model_dir=model, refit_every=refit_every
