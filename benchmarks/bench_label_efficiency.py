@@ -34,7 +34,7 @@ from fpi.model import dialogue_split, load_bundle
 from fpi.queue import next_turns
 from fpi.schema import FAILURE_POINTS
 
-BUDGETS = (100, 250, 500, 1000, 2000)
+BUDGETS = [100, 250, 500, 1000, 2000]
 ROUND = 100
 DSTC2_CLASSES = ("correct", "false_wake", "asr", "nlu", "result")
 
@@ -48,9 +48,12 @@ def macro_f1(y_true, y_pred, classes) -> float:
     return float(np.mean([metrics["per_class"][c]["f1"] for c in classes]))
 
 
-def score(bundle, test: pl.DataFrame, classes) -> float:
+def score(bundle, test: pl.DataFrame, classes, *, per_class: bool = False):
     proba = bundle.predict_proba(bundle.matrix(extract_features(test)))
     predicted = np.asarray(FAILURE_POINTS, dtype=object)[proba.argmax(axis=1)]
+    if per_class:
+        metrics = classification_metrics(gold(test).to_numpy(), predicted)["per_class"]
+        return {c: round(metrics[c]["f1"], 2) for c in classes}
     return macro_f1(gold(test).to_numpy(), predicted, classes)
 
 
@@ -92,6 +95,7 @@ def learning_curve(
             model = adapt(pool, _labels(labelled, answers), start=start, seed=seed, method=method)
         curve[budget] = score(model, test, classes)
         mix[budget] = dict(pl.Series([answers[t] for t in labelled]).value_counts().iter_rows())
+        mix[budget] = {"labels": mix[budget], "F1": score(model, test, classes, per_class=True)}
     return curve, mix, time.perf_counter() - started
 
 
@@ -217,7 +221,9 @@ def main() -> None:
     parser.add_argument("--method", choices=METHODS, default="fresh")
     parser.add_argument("--compare-methods", action="store_true")
     parser.add_argument("--budget", type=int, default=500, help="labels for --compare-methods")
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     args = parser.parse_args()
+    BUDGETS[:] = args.budgets
 
     classes = DSTC2_CLASSES if args.data == "dstc2" else FAILURE_POINTS
     if args.compare_methods:
@@ -242,7 +248,8 @@ def main() -> None:
                 + "  ".join(f"{b}:{v:.3f}" for b, v in curve.items()),
                 flush=True,
             )
-            print(f"            label mix at {BUDGETS[2]}: {mix[BUDGETS[2]]}", flush=True)
+            for budget, counts in mix.items():
+                print(f"            label mix at {budget}: {counts}", flush=True)
     print(
         f"\n### {args.data}: held-out macro-F1 ({', '.join(classes)}); mean over seeds {args.seeds}\n"
     )
