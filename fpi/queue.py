@@ -6,8 +6,9 @@
 - diversity: at most `MAX_PER_DIALOGUE` turns of one dialogue, and the batch is spread over
   clusters of feature space (k-means over the most uncertain candidates, taken round-robin),
   so one batch is never twenty copies of the same confusion;
-- class coverage: every predicted class gets seats (`COVERAGE_SHARE` of the batch), so rare
-  failure points are seen at all.
+- class coverage: `COVERAGE_SHARE` of the batch goes to the turns most likely to be of each
+  class, most seats to the classes with the fewest labels so far, so rare failure points are
+  found at all (uncertainty alone rarely meets a 0.5% class).
 `random` draws unlabelled turns uniformly and `dialogues` draws whole random dialogues (the
 baselines of the label-efficiency benchmark). Every strategy is deterministic for a seed and
 never returns an already-labelled turn.
@@ -27,6 +28,8 @@ STRATEGIES = ("active", "random", "dialogues")
 MAX_PER_DIALOGUE = 2
 #: Share of the batch reserved for class coverage, split evenly over the predicted classes.
 COVERAGE_SHARE = 0.3
+#: A class gets coverage seats only if some turn is at least this likely to be of it.
+COVERAGE_MIN_PROBABILITY = 0.2
 #: Candidates clustered per seat: the most uncertain `CANDIDATES_PER_SEAT * n` turns.
 CANDIDATES_PER_SEAT = 8
 #: Dimensions the feature space is reduced to before clustering.
@@ -133,7 +136,9 @@ def next_turns(
     elif strategy == "dialogues":
         order, why = _random_dialogues(dialogues, n, rng)
     else:
-        order, why = _active(matrix, proba, predicted, score, margin, dialogues, n, seed)
+        # an adapted bundle knows how many labels of each class it was fitted on
+        counts = bundle.metadata.get("adaptation", {}).get("label_counts")
+        order, why = _active(matrix, proba, predicted, score, margin, dialogues, n, seed, counts)
     order = np.asarray(order, dtype=np.int64)
     return pl.DataFrame(
         {
@@ -155,7 +160,25 @@ def _random_dialogues(dialogues: np.ndarray, n: int, rng: np.random.Generator):
     return order, ["random dialogue"] * len(order)
 
 
-def _active(matrix, proba, predicted, score, margin, dialogues, n, seed):
+def coverage_seats(
+    proba: np.ndarray, labelled_counts: dict[str, int] | None, total: int
+) -> dict[int, int]:
+    """Seats per class for coverage: classes with fewer labels so far get more (weight
+    1 / sqrt(1 + labels)); a class no candidate is at least `COVERAGE_MIN_PROBABILITY` likely
+    to be gets none. Rarest-labelled first."""
+    counts = labelled_counts or {}
+    possible = [
+        c for c in range(proba.shape[1]) if (proba[:, c] >= COVERAGE_MIN_PROBABILITY).any()
+    ]
+    if not possible or total <= 0:
+        return {}
+    need = {c: 1.0 / np.sqrt(1.0 + counts.get(FAILURE_POINTS[c], 0)) for c in possible}
+    scale = total / sum(need.values())
+    ordered = sorted(possible, key=lambda c: (counts.get(FAILURE_POINTS[c], 0), c))
+    return {c: max(1, round(need[c] * scale)) for c in ordered}
+
+
+def _active(matrix, proba, predicted, score, margin, dialogues, n, seed, labelled_counts):
     """Seats for class coverage first, then the rest spread over clusters of the uncertain."""
     rng = np.random.default_rng(seed)
     # tiny seeded jitter breaks ties without favouring input order
@@ -179,18 +202,12 @@ def _active(matrix, proba, predicted, score, margin, dialogues, n, seed):
         )
         return True
 
-    classes, class_counts = np.unique(predicted, return_counts=True)
-    seats = max(1, int(n * COVERAGE_SHARE) // max(len(classes), 1))
-    # rarest predicted classes first, so a small batch still sees them
-    for cls in classes[np.argsort(class_counts, kind="stable")]:
+    for cls, seats in coverage_seats(proba, labelled_counts, int(n * COVERAGE_SHARE)).items():
         got = 0
-        for i in ranking[predicted[ranking] == cls]:
-            if len(chosen) >= n or got >= seats:
+        for i in np.argsort(-proba[:, cls], kind="stable"):
+            if len(chosen) >= n or got >= seats or proba[i, cls] < COVERAGE_MIN_PROBABILITY:
                 break
-            share = class_counts[classes == cls][0] / len(predicted)
-            got += take(
-                i, f"class coverage: predicted {FAILURE_POINTS[cls]} ({share:.1%} of turns)"
-            )
+            got += take(int(i), f"class coverage: p({FAILURE_POINTS[cls]}) = {proba[i, cls]:.2f}")
     remaining = n - len(chosen)
     if remaining > 0:
         pool = [i for i in ranking[: CANDIDATES_PER_SEAT * n * 2] if not taken[i]]
