@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -415,11 +416,14 @@ class ReviewSession:
             return self._bundle
 
     def wait_for_refit(self, timeout: float | None = None) -> bool:
-        """Block until no refit is running (for scripts and tests); False on timeout."""
-        thread = self._refit_thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
+        """Block until no refit is running, chained ones included (for scripts and tests);
+        False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (thread := self._refit_thread) is not None and thread.is_alive():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            thread.join(left)
         return True
 
     def close(self) -> None:
