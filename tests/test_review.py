@@ -260,3 +260,14 @@ def test_bad_session_options_are_refused(traces, store, small_bundle):
         make_session(traces, store, small_bundle, refit_every=0)
     with pytest.raises(ReviewError, match="no turns"):
         make_session(traces.head(0), store, small_bundle)
+
+
+def test_a_turn_another_annotator_labels_leaves_my_queue_at_once(traces, store, small_bundle):
+    ann = make_session(traces, store, small_bundle)
+    bob = ReviewSession(traces, store, small_bundle, annotator="bob")
+    first = ann.state()["turn"]["turn_id"]
+    assert bob.state()["turn"]["turn_id"] == first
+    ann.label(first, "asr")
+    state = bob.state()
+    assert state["turn"]["turn_id"] != first
+    assert state["progress"]["labelled"] == 0 and state["progress"]["labelled_by_anyone"] == 1

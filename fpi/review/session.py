@@ -55,6 +55,7 @@ class QueuedTurn:
 
     turn_id: str
     why: str
+    again: bool = False  # shown again after an undo, whoever else has labelled it
 
 
 class ReviewSession:
@@ -120,16 +121,20 @@ class ReviewSession:
     def state(self) -> dict[str, Any]:
         """The current turn (or None when nothing is left), progress and model status."""
         with self._lock:
-            current = self._current()
+            here = self._current_here()
+            current = self._current(self._labelled(here))
             return {
                 "annotator": self.annotator,
                 "classes": list(FAILURE_POINTS),
                 "turn": self.view(current.turn_id, current.why) if current is not None else None,
-                "progress": self._progress(),
+                "progress": self._progress(here),
                 "model": self._model_status(),
             }
 
-    def _current(self) -> QueuedTurn | None:
+    def _current(self, labelled: set[str]) -> QueuedTurn | None:
+        """The head of the queue, past turns someone else labelled since it was ranked."""
+        while self._queue and self._queue[0].turn_id in labelled and not self._queue[0].again:
+            self._queue.pop(0)
         if not self._queue:
             self._fill_queue()
         return self._queue[0] if self._queue else None
@@ -213,8 +218,7 @@ class ReviewSession:
         here = self._current_here() if here is None else here
         return set(here.get_column("turn_id").to_list())
 
-    def _progress(self) -> dict[str, Any]:
-        here = self._current_here()
+    def _progress(self, here: pl.DataFrame) -> dict[str, Any]:
         mine = here.filter(pl.col("annotator") == self.annotator)
         counts = dict(mine.get_column("failure_point").value_counts().iter_rows())
         return {
@@ -320,7 +324,7 @@ class ReviewSession:
             self.store.undo(last.turn_id, self.annotator)
             self._since_refit = max(self._since_refit - 1, 0)
             self._drop(last.turn_id)
-            self._queue.insert(0, QueuedTurn(last.turn_id, "your label was undone"))
+            self._queue.insert(0, QueuedTurn(last.turn_id, "your label was undone", again=True))
             state = self.state()
             state["undone"] = {
                 "turn_id": last.turn_id,
