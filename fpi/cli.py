@@ -1016,11 +1016,9 @@ def review_command(
     if not no_browser:
         webbrowser.open(server.url)
     serve_until_interrupted(server)
-    done = session.state()["progress"]
     session.close()
     console.print(
-        f"stopped; {done['this_session']} label(s) given this session, "
-        f"{done['labelled']} by {annotator} in {labels}",
+        f"stopped; {session.labels_given} label(s) by {annotator} stored in {labels} this session",
         markup=False,
         highlight=False,
     )

@@ -37,7 +37,7 @@ def test_review_starts_prints_its_url_and_serves(
     result = runner.invoke(app, [*args, "--annotator", "ann", "--port", "0", "--no-browser"])
     assert result.exit_code == 0, result.output
     assert "fpi review: http://127.0.0.1:" in result.output
-    assert "stopped; 0 label(s) given this session, 0 by ann" in result.output
+    assert "stopped; 0 label(s) by ann stored in" in result.output
     assert fetched["annotator"] == "ann" and fetched["turn"]["turn_id"]
     assert db.is_file()
 

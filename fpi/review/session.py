@@ -388,6 +388,8 @@ class ReviewSession:
                 excluded = self._labelled() | self._skipped
             queue = self._ranked(bundle, excluded)
             predictions = self._triage(bundle, self._queue_dialogues(queue))
+        except KeyboardInterrupt:  # Ctrl-C reaches polars queries in any thread: stop quietly
+            return
         except Exception as exc:  # a failed refit keeps the old model; the page says why
             with self._lock:
                 if self._closed:
@@ -412,6 +414,11 @@ class ReviewSession:
             self._refit_thread = None
             if self._since_refit >= self.refit_every:
                 self._start_refit()
+
+    @property
+    def labels_given(self) -> int:
+        """Labels given (and not undone) in this session; plain Python, safe after Ctrl-C."""
+        return len(self._done)
 
     @property
     def bundle(self) -> ModelBundle:
