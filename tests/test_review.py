@@ -271,3 +271,18 @@ def test_a_turn_another_annotator_labels_leaves_my_queue_at_once(traces, store, 
     state = bob.state()
     assert state["turn"]["turn_id"] != first
     assert state["progress"]["labelled"] == 0 and state["progress"]["labelled_by_anyone"] == 1
+
+
+def test_ctrl_c_reaching_the_refit_thread_stops_it_quietly(
+    traces, store, small_bundle, monkeypatch, capfd
+):
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt  # polars re-raises Ctrl-C in whichever thread runs a query
+
+    monkeypatch.setattr(fpi.review.session, "adapt", interrupted)
+    session = make_session(traces, store, small_bundle, refit_every=1)
+    session.label(session.state()["turn"]["turn_id"], "asr")
+    assert session.wait_for_refit(30)
+    assert session.state()["model"]["error"] is None
+    assert session.labels_given == 1
+    assert "Traceback" not in capfd.readouterr().err
