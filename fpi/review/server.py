@@ -120,7 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if not self._host_allowed():
             return
-        if self.headers.get(TOKEN_HEADER) != self.server.token:
+        sent = (self.headers.get(TOKEN_HEADER) or "").encode()
+        if not secrets.compare_digest(sent, self.server.token.encode()):
             self._discard_body()
             self._error(HTTPStatus.FORBIDDEN, "missing or wrong review token (reload the page)")
             return
