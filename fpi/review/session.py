@@ -382,7 +382,8 @@ class ReviewSession:
     def _refit(self) -> None:
         """Fit a new model on every label so far, re-rank the queue, then swap both in."""
         try:
-            labels = self.store.current()
+            with self._lock:
+                labels = self._current_here()
             bundle = adapt(self.traces, labels, start=self.start, seed=self.seed)
             with self._lock:
                 excluded = self._labelled() | self._skipped
@@ -409,7 +410,7 @@ class ReviewSession:
             self._bundle = bundle
             self._predictions = predictions
             self._model_version += 1
-            self._model_labels = int(labels.get_column("turn_id").is_in(list(self._row)).sum())
+            self._model_labels = labels.height
             self._refit_error = None
             self._refit_thread = None
             if self._since_refit >= self.refit_every:
