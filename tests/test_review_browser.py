@@ -83,6 +83,7 @@ def test_label_three_turns_undo_one_and_add_a_note(review):
     ]
     with sqlite3.connect(store.path) as db:  # the rows are on disk, not only in the process
         assert db.execute("SELECT COUNT(*) FROM labels").fetchone() == (4,)
+    assert browser.page_errors() == []
 
 
 def test_a_note_saved_with_enter_and_keys_pressed_in_a_burst(review):
@@ -137,5 +138,5 @@ def test_hostile_turn_text_renders_as_text(review):
     assert HOSTILE in text_of(browser, "#context") or "first turn" in text_of(browser, "#context")
     assert browser.evaluate("document.querySelectorAll('main img, footer img').length") == 0
     assert browser.evaluate("document.documentElement.getAttribute('data-fpi-injected')") is None
-    errors = browser.evaluate("document.getElementById('status').hidden")
-    assert errors is True
+    assert browser.evaluate("document.getElementById('status').hidden") is True
+    assert browser.page_errors() == []

@@ -114,6 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, _asset(name), content_type)
         elif path == "/api/state":
             self._answer(self.server.session.state)
+        elif path == "/favicon.ico":  # browsers ask; an empty answer keeps their log clean
+            self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}")
 
