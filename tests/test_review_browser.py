@@ -23,18 +23,31 @@ pytestmark = pytest.mark.skipif(
 NOTE = "said <b>play</b> & got 'pay'"
 
 
+@pytest.fixture(scope="module")
+def chromium():
+    with Chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def traces(small_traces, tmp_path_factory):
+    return read_traces(review_dump(small_traces, tmp_path_factory.mktemp("review"), hostile=True))
+
+
 @pytest.fixture
-def review(small_traces, small_bundle, tmp_path):
-    traces = read_traces(review_dump(small_traces, tmp_path, hostile=True))
+def review(chromium, traces, small_bundle, tmp_path):
+    """A fresh label database and server per test, in the module's browser."""
     store = LabelStore(tmp_path / "labels.db")
     session = ReviewSession(traces, store, small_bundle, annotator="ann", refit_every=100)
     server = ReviewServer(session, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    with Chromium() as browser:
-        browser.goto(server.url)
-        browser.wait_for("document.body.dataset.state === 'ready'")
-        yield browser, session, store
+    chromium.events.clear()
+    chromium.goto(server.url)
+    chromium.wait_for(
+        f"location.port === '{server.port}' && document.body.dataset.state === 'ready'"
+    )
+    yield chromium, session, store
     server.shutdown()
     server.server_close()
     thread.join(10)
