@@ -167,9 +167,7 @@ def coverage_seats(
     1 / sqrt(1 + labels)); a class no candidate is at least `COVERAGE_MIN_PROBABILITY` likely
     to be gets none. Rarest-labelled first."""
     counts = labelled_counts or {}
-    possible = [
-        c for c in range(proba.shape[1]) if (proba[:, c] >= COVERAGE_MIN_PROBABILITY).any()
-    ]
+    possible = [c for c in range(proba.shape[1]) if (proba[:, c] >= COVERAGE_MIN_PROBABILITY).any()]
     if not possible or total <= 0:
         return {}
     need = {c: 1.0 / np.sqrt(1.0 + counts.get(FAILURE_POINTS[c], 0)) for c in possible}
