@@ -127,7 +127,7 @@ def next_turns(
     matrix = bundle.matrix(extract_features(traces))[open_mask]
     proba = bundle.predict_proba(matrix)
     predicted = proba.argmax(axis=1)
-    score, margin, entropy = uncertainty(proba)
+    score, margin, _ = uncertainty(proba)
     dialogues = candidates.get_column("dialogue_id").to_numpy()
     rng = np.random.default_rng(seed)
     if strategy == "random":
