@@ -141,9 +141,8 @@ def compare_methods(pool, test, classes, *, budget: int, seed: int) -> None:
         bundle = adapt(pool, labels, start=start, seed=seed)
         cells.append(f"{_em_priors(bundle, pool, test, classes):.3f}")
     print(f"| fresh, then EM prior re-estimation (Saerens 2002) | {' | '.join(cells)} |")
-    print(
-        f"| EM priors on the start model, no labels | {_em_priors(start, pool, test, classes):.3f} | |"
-    )
+    no_labels = _em_priors(start, pool, test, classes)
+    print(f"| EM priors on the start model, no labels | {no_labels:.3f} | |")
 
 
 def _stacked(pool, test, labels, start, seed, classes) -> float:
@@ -250,9 +249,8 @@ def main() -> None:
             )
             for budget, counts in mix.items():
                 print(f"            label mix at {budget}: {counts}", flush=True)
-    print(
-        f"\n### {args.data}: held-out macro-F1 ({', '.join(classes)}); mean over seeds {args.seeds}\n"
-    )
+    names = ", ".join(classes)
+    print(f"\n### {args.data}: held-out macro-F1 ({names}); mean over seeds {args.seeds}\n")
     print("| strategy | " + " | ".join(f"{b} labels" for b in BUDGETS) + " |")
     print("|---" * (len(BUDGETS) + 1) + "|")
     for strategy, curves in results.items():

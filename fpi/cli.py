@@ -809,7 +809,9 @@ def labels_import_command(
         traces = read_traces(dump) if dump else None
         result = import_labels(store, label_file, annotator=annotator, traces=traces)
     for line, reason in result.rejected[:20]:
-        console.print(f"{escape(str(label_file))}:{line}: {escape(reason)}", highlight=False)
+        console.print(
+            f"{escape(str(label_file))}:{line}: {escape(reason)}", highlight=False, soft_wrap=True
+        )
     if len(result.rejected) > 20:
         console.print(f"... and {len(result.rejected) - 20} more rejected row(s)")
     if rejects is not None:

@@ -127,7 +127,7 @@ def next_turns(
     matrix = bundle.matrix(extract_features(traces))[open_mask]
     proba = bundle.predict_proba(matrix)
     predicted = proba.argmax(axis=1)
-    score, margin, entropy = uncertainty(proba)
+    score, margin, _ = uncertainty(proba)
     dialogues = candidates.get_column("dialogue_id").to_numpy()
     rng = np.random.default_rng(seed)
     if strategy == "random":
@@ -167,9 +167,7 @@ def coverage_seats(
     1 / sqrt(1 + labels)); a class no candidate is at least `COVERAGE_MIN_PROBABILITY` likely
     to be gets none. Rarest-labelled first."""
     counts = labelled_counts or {}
-    possible = [
-        c for c in range(proba.shape[1]) if (proba[:, c] >= COVERAGE_MIN_PROBABILITY).any()
-    ]
+    possible = [c for c in range(proba.shape[1]) if (proba[:, c] >= COVERAGE_MIN_PROBABILITY).any()]
     if not possible or total <= 0:
         return {}
     need = {c: 1.0 / np.sqrt(1.0 + counts.get(FAILURE_POINTS[c], 0)) for c in possible}
