@@ -52,6 +52,7 @@ def test_turns_come_in_queue_order_with_every_stage_and_the_models_guess(
     assert turn["why"] == queued.get_column("why")[0]
     record = traces.filter(pl.col("turn_id") == turn["turn_id"]).row(0, named=True)
     assert [(s["stage"], s["output"]) for s in turn["stages"]] == describe_stages(record)
+    assert turn["source"] == f"{record['source_file']}:{record['source_line']}"
     dialogue = traces.filter(pl.col("dialogue_id") == record["dialogue_id"]).sort("turn_index")
     triaged = triage_traces(dialogue, small_bundle).filter(pl.col("turn_id") == turn["turn_id"])
     prediction = turn["prediction"]

@@ -153,6 +153,7 @@ class ReviewSession:
             "position": position + 1,
             "dialogue_turns": length,
             "timestamp": record["timestamp"].isoformat() if record["timestamp"] else None,
+            "source": f"{record['source_file']}:{record['source_line']}",
             "stages": _stages(record),
             "previous": self._neighbour(row - 1) if position > 0 else None,
             "next": self._neighbour(row + 1) if position + 1 < length else None,

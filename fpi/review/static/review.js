@@ -355,7 +355,7 @@
     byId("turn-title").textContent = "turn " + turn.turn_id;
     byId("turn-meta").textContent =
       "dialogue " + turn.dialogue_id + " · turn " + turn.position + " of " +
-      turn.dialogue_turns + (turn.timestamp ? " · " + turn.timestamp : "");
+      turn.dialogue_turns + (turn.timestamp ? " · " + turn.timestamp : "") + " · " + turn.source;
     fillStages(byId("stages"), turn.stages);
     byId("why").textContent = turn.why ? "queued because: " + turn.why : "";
     fillNeighbour(byId("previous"), turn.previous, "(the first turn of its dialogue)");
