@@ -29,8 +29,8 @@ from fpi.errors import ModelError
 from fpi.labels import consensus, match_labels
 from fpi.model import (
     DEFAULT_PARAMS,
-    MIN_CATEGORY_COUNT,
     ModelBundle,
+    _feature_metadata,
     class_weights,
     encode_features,
     load_bundle,
@@ -114,29 +114,7 @@ def balanced_weights(codes: np.ndarray) -> np.ndarray:
 
 def feature_metadata_from(features: pl.DataFrame) -> list[dict[str, Any]]:
     """The catalogue's feature entries with categorical codes learnt from these turns."""
-    from fpi.featurize import CATALOG
-
-    entries = []
-    for feature in CATALOG:
-        categories: list[str] = []
-        if feature.categorical:
-            counts = features.get_column(feature.name).drop_nulls().value_counts()
-            categories = sorted(
-                counts.filter(pl.col("count") >= MIN_CATEGORY_COUNT)
-                .get_column(feature.name)
-                .to_list()
-            )
-        entries.append(
-            {
-                "name": feature.name,
-                "stage": feature.stage,
-                "dtype": "categorical" if feature.categorical else "float64",
-                "categorical": feature.categorical,
-                "used": True,
-                "categories": categories,
-            }
-        )
-    return entries
+    return _feature_metadata(features, without_stages=())
 
 
 def _folds(dialogues: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -916,6 +916,15 @@ def queue_command(
     )
 
 
+class AdaptMethod(StrEnum):
+    """`fpi.adapt.METHODS` (kept in step by a test)."""
+
+    fresh = "fresh"
+    continue_ = "continue"
+    fresh_sim = "fresh+sim"
+    fresh_self = "fresh+self"
+
+
 @app.command("adapt")
 def adapt_command(
     dumps: DumpArgs,
@@ -926,6 +935,9 @@ def adapt_command(
         typer.Option("--from", help="Starting model bundle (default: the bundled model)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for LightGBM and the folds.")] = 0,
+    method: Annotated[
+        AdaptMethod, typer.Option(help="How to fit (see the README's label-efficiency table).")
+    ] = AdaptMethod.fresh,
 ) -> None:
     """Fit a model of your own pipeline from the labelled turns of your dumps."""
     from fpi.adapt import adapt, adapt_summary
@@ -937,7 +949,7 @@ def adapt_command(
         current = store.current()
         console.print(escape(match_labels(current, traces).summary()), highlight=False)
         with err_console.status("fitting"):
-            bundle = adapt(traces, current, start=start, seed=seed)
+            bundle = adapt(traces, current, start=start, seed=seed, method=method.value)
         _save_bundle(bundle, out)
     console.print(f"{escape(adapt_summary(bundle.metadata))}; bundle in {escape(str(out))}")
 

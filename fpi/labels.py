@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS labels (
     undoes INTEGER REFERENCES labels(id)
 );
 CREATE INDEX IF NOT EXISTS labels_turn ON labels (turn_id, annotator);
+CREATE INDEX IF NOT EXISTS labels_undoes ON labels (undoes);
 CREATE TABLE IF NOT EXISTS turns (
     turn_id TEXT PRIMARY KEY,
     dialogue_id TEXT NOT NULL,
@@ -311,28 +312,31 @@ class LabelStore:
     def current(self) -> pl.DataFrame:
         """The label that counts per (turn, annotator): the latest one not undone.
 
-        `note` is the latest note the annotator left on the turn (with the label or after).
-        Rows are ordered by when the label was written."""
-        rows = self._query(
-            """
-            WITH live AS (
-                SELECT * FROM labels l WHERE action = 'label'
-                AND NOT EXISTS (SELECT 1 FROM labels u WHERE u.undoes = l.id)
-            ), latest AS (
-                SELECT *, ROW_NUMBER() OVER (
-                    PARTITION BY turn_id, annotator ORDER BY id DESC) AS rank FROM live
-            )
-            SELECT turn_id, dialogue_id, failure_point, annotator, created_at,
-                (SELECT n.note FROM labels n WHERE n.turn_id = latest.turn_id
-                    AND n.annotator = latest.annotator AND n.note IS NOT NULL
-                    AND n.action IN ('label', 'note')
-                    AND (n.action = 'note' OR n.id = latest.id)
-                    ORDER BY n.id DESC LIMIT 1) AS note,
-                source_path, record_hash
-            FROM latest WHERE rank = 1 ORDER BY id
-            """
+        `note` is the latest note the annotator left on the turn (with that label or after
+        it, as a note row). Rows are ordered by when the label was written."""
+        history = self.history()
+        key = ["turn_id", "annotator"]
+        undone = history.get_column("undoes").drop_nulls()
+        latest = (
+            history.filter((pl.col("action") == "label") & ~pl.col("id").is_in(undone.implode()))
+            .sort("id")
+            .group_by(key, maintain_order=True)
+            .last()
         )
-        return pl.DataFrame(rows, schema=CURRENT_SCHEMA, orient="row")
+        notes = (
+            history.filter((pl.col("action") == "note") & pl.col("note").is_not_null())
+            .group_by(key)
+            .agg(pl.col("id").last().alias("note_id"), pl.col("note").last().alias("later_note"))
+        )
+        later = pl.col("note_id").is_not_null() & (
+            pl.col("note").is_null() | (pl.col("note_id") > pl.col("id"))
+        )
+        return (
+            latest.join(notes, on=key, how="left", maintain_order="left")
+            .with_columns(pl.when(later).then("later_note").otherwise("note").alias("note"))
+            .sort("id")
+            .select(CURRENT_SCHEMA.names())
+        )
 
     def turns(self) -> pl.DataFrame:
         """The registered turns (see `register_turns`)."""

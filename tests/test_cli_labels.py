@@ -114,3 +114,12 @@ def test_import_without_known_turns_is_a_clear_error(tmp_path):
     answers.write_text("turn_id,failure_point\nt1,asr\n")
     result = _invoke("labels", "import", tmp_path / "labels.db", answers, "--annotator", "a")
     assert result.exit_code == 2 and "knows no turns" in result.output
+
+
+def test_cli_choices_follow_the_library():
+    from fpi.adapt import METHODS
+    from fpi.cli import AdaptMethod, QueueStrategy
+    from fpi.queue import STRATEGIES
+
+    assert tuple(m.value for m in AdaptMethod) == METHODS
+    assert tuple(s.value for s in QueueStrategy) == STRATEGIES
