@@ -286,6 +286,10 @@ def train(
     ] = None,
     rejects: RejectsOption = None,
     max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Label database whose labels override the dump's."),
+    ] = None,
 ) -> None:
     """Train the six-class failure-point model on labelled traces."""
     import json
@@ -312,6 +316,8 @@ def train(
         check_output(out, resolve_inputs(dumps), directory=True)
         with _rejects_to(rejects, dumps) as sink:
             traces = read_traces(dumps, rejects=sink, max_line_bytes=max_line_bytes)
+        if labels is not None:
+            traces = _with_store_labels(traces, labels)
         columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err_console, transient=True) as bar:
             task = bar.add_task("boosting", total=rounds)
@@ -345,6 +351,10 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
     rejects: RejectsOption = None,
     max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Label database as gold; each annotator as a reference."),
+    ] = None,
 ) -> None:
     """Score the model against gold labels, beside reference labels and a rule baseline."""
     import json
@@ -359,13 +369,14 @@ def evaluate(
     with domain_errors():
         bundle = load_bundle(model)
         check = _shift_check(bundle, model)
+        gold = _store_gold(labels)
 
         def scored(sink):
             for batch in iter_trace_batches(
                 dumps, rejects_sink=sink, max_line_bytes=max_line_bytes
             ):
                 check.offer(batch.traces)
-                yield score_traces(batch.traces, bundle)
+                yield gold(batch.traces, score_traces(batch.traces, bundle))
 
         with _rejects_to(rejects, dumps, json=json_out) as sink:
             report = evaluation_report(scored(sink))
@@ -1013,3 +1024,321 @@ def shift_command(
         with domain_errors(), atomic_output(json_out) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         console.print(f"shift report written to {escape(str(json_out))}")
+
+
+# ---- labels, queue and adapt (issue 13) ------------------------------------------------------
+
+labels_app = typer.Typer(
+    help="The label store: human failure-point labels shared by several annotators.",
+    no_args_is_help=True,
+)
+app.add_typer(labels_app, name="labels")
+LabelsArg = Annotated[
+    Path, typer.Argument(help="Label database (SQLite; created when missing).", show_default=False)
+]
+LabelsOption = Annotated[
+    Path, typer.Option("--labels", help="Label database (SQLite; created when missing).")
+]
+
+
+def _table_of_counts(stats: dict, title: str):
+    from rich.table import Table
+
+    from fpi.schema import FAILURE_POINTS
+
+    annotators = list(stats["per_annotator_class"])
+    table = Table("failure point", *map(escape, annotators), "all", title=title)
+    for name in FAILURE_POINTS:
+        cells = [str(stats["per_annotator_class"][a][name]) for a in annotators]
+        table.add_row(name, *cells, str(stats["per_class"][name]))
+    totals = [str(stats["per_annotator"][a]) for a in annotators]
+    table.add_row("all", *totals, str(stats["labels"]), style="bold")
+    return table
+
+
+@labels_app.command("stats")
+def labels_stats_command(db: LabelsArg) -> None:
+    """Current labels per class and annotator."""
+    from fpi.labels import LabelStore
+
+    with domain_errors(), LabelStore(db) as store:
+        stats = store.stats()
+    console.print(
+        _table_of_counts(
+            stats,
+            f"{stats['labels']} label(s) on {stats['turns']} turn(s), "
+            f"{stats['history_rows']} history row(s)",
+        )
+    )
+
+
+@labels_app.command("export")
+def labels_export_command(
+    db: LabelsArg,
+    out: Annotated[Path, typer.Option("--out", help="Label file to write: .jsonl or .csv.")],
+    history: Annotated[
+        bool, typer.Option("--history", help="Every row ever written, undos included.")
+    ] = False,
+) -> None:
+    """Write the current labels (or the whole history) as JSON Lines or CSV."""
+    from fpi.labels import LabelStore, export_labels
+
+    with domain_errors(), LabelStore(db) as store:
+        rows = export_labels(store, out, history=history)
+    console.print(f"{rows} row(s) written to {escape(str(out))}")
+
+
+@labels_app.command("import")
+def labels_import_command(
+    db: LabelsArg,
+    label_file: Annotated[
+        Path, typer.Argument(help="Labels: .jsonl or .csv rows with turn_id, failure_point.")
+    ],
+    annotator: Annotated[
+        str | None, typer.Option("--annotator", help="Annotator of every row (overrides theirs).")
+    ] = None,
+    dump: Annotated[
+        list[Path] | None,
+        typer.Option("--dump", help="Dumps holding the turns (else the turns `fpi queue` saw)."),
+    ] = None,
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="Write rejected rows here (JSONL).")
+    ] = None,
+) -> None:
+    """Import labels; unknown turns and classes are rejected with their line numbers."""
+    import json
+
+    from fpi.io import read_traces
+    from fpi.labels import LabelStore, import_labels
+
+    with domain_errors(), LabelStore(db) as store:
+        traces = read_traces(dump) if dump else None
+        result = import_labels(store, label_file, annotator=annotator, traces=traces)
+    for line, reason in result.rejected[:20]:
+        console.print(
+            f"{escape(str(label_file))}:{line}: {escape(reason)}", highlight=False, soft_wrap=True
+        )
+    if len(result.rejected) > 20:
+        console.print(f"... and {len(result.rejected) - 20} more rejected row(s)")
+    if rejects is not None:
+        rejects.parent.mkdir(parents=True, exist_ok=True)
+        rejects.write_text(
+            "".join(
+                json.dumps({"file": str(label_file), "line": line, "reason": reason}) + "\n"
+                for line, reason in result.rejected
+            )
+        )
+    console.print(
+        f"read {result.read} row(s) = {result.imported} imported + {len(result.rejected)} rejected",
+        highlight=False,
+    )
+    if result.rejected:
+        raise typer.Exit(1)
+
+
+@labels_app.command("agreement")
+def labels_agreement_command(
+    db: LabelsArg,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Cohen's kappa per annotator pair (Fleiss' for more) and confusion on shared turns."""
+    import json
+
+    from rich.table import Table
+
+    from fpi.labels import LabelStore, agreement
+
+    with domain_errors(), LabelStore(db) as store:
+        report = agreement(store.current())
+    console.print(
+        f"{len(report['annotators'])} annotator(s); {report['shared_turns']} turn(s) "
+        "labelled by more than one"
+    )
+    pairs = Table("annotators", "shared turns", "agreement", "Cohen's kappa", title="pairs")
+    for pair in report["pairs"]:
+        pairs.add_row(
+            escape(" / ".join(pair["annotators"])),
+            str(pair["turns"]),
+            f"{pair['agreement']:.3f}",
+            f"{pair['kappa']:.3f}",
+        )
+    console.print(pairs)
+    if "fleiss_kappa" in report:
+        console.print(f"Fleiss' kappa over all annotators: {report['fleiss_kappa']:.3f}")
+    for pair in report["pairs"]:
+        if not pair["turns"]:
+            continue
+        first, second = map(escape, pair["annotators"])
+        labels = pair["confusion"]["labels"]
+        confusion = Table(f"{first} \\ {second}", *labels, title=f"{first} vs {second}")
+        for label, counts in zip(labels, pair["confusion"]["matrix"], strict=True):
+            confusion.add_row(label, *map(str, counts))
+        console.print(confusion)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+class QueueStrategy(StrEnum):
+    active = "active"
+    random = "random"
+    dialogues = "dialogues"
+
+
+@app.command("queue")
+def queue_command(
+    dumps: DumpArgs,
+    labels: LabelsOption,
+    out: Annotated[Path, typer.Option("--out", help="Queue to write (JSON Lines).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Turns to queue.")] = 100,
+    model: ModelOption = None,
+    strategy: Annotated[
+        QueueStrategy, typer.Option(help="active (uncertain, diverse, every class) or random.")
+    ] = QueueStrategy.active,
+    seed: Annotated[int, typer.Option(help="Seed (same seed, same queue).")] = 0,
+) -> None:
+    """The next N unlabelled turns to label, one JSON object a line."""
+    from fpi.io import read_traces
+    from fpi.labels import LabelStore, match_labels, turn_registry
+    from fpi.model import load_bundle
+    from fpi.queue import next_turns
+
+    with domain_errors(), LabelStore(labels) as store:
+        bundle = load_bundle(model)
+        traces = read_traces(dumps)
+        store.register_turns(turn_registry(traces))
+        labelled = match_labels(store.current(), traces).matched.get_column("turn_id")
+        queue = next_turns(
+            traces, bundle, labelled=set(labelled), n=n, strategy=strategy.value, seed=seed
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial")
+        queue.write_ndjson(partial)
+        partial.replace(out)
+    console.print(
+        f"{queue.height} turn(s) queued ({strategy.value}) from {traces.height:,} "
+        f"({labelled.n_unique():,} already labelled) -> {escape(str(out))}",
+        highlight=False,
+    )
+
+
+class AdaptMethod(StrEnum):
+    """`fpi.adapt.METHODS` (kept in step by a test)."""
+
+    fresh = "fresh"
+    continue_ = "continue"
+    fresh_sim = "fresh+sim"
+    fresh_self = "fresh+self"
+
+
+@app.command("adapt")
+def adapt_command(
+    dumps: DumpArgs,
+    labels: LabelsOption,
+    out: Annotated[Path, typer.Option("--out", help="Model bundle directory to write.")],
+    start: Annotated[
+        Path | None,
+        typer.Option("--from", help="Starting model bundle (default: the bundled model)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for LightGBM and the folds.")] = 0,
+    method: Annotated[
+        AdaptMethod, typer.Option(help="How to fit (see the README's label-efficiency table).")
+    ] = AdaptMethod.fresh,
+) -> None:
+    """Fit a model of your own pipeline from the labelled turns of your dumps."""
+    from fpi.adapt import adapt, adapt_summary
+    from fpi.io import read_traces
+    from fpi.labels import LabelStore, match_labels
+
+    with domain_errors(), LabelStore(labels) as store:
+        traces = read_traces(dumps)
+        current = store.current()
+        console.print(escape(match_labels(current, traces).summary()), highlight=False)
+        with err_console.status("fitting"):
+            bundle = adapt(traces, current, start=start, seed=seed, method=method.value)
+        _save_bundle(bundle, out)
+    console.print(f"{escape(adapt_summary(bundle.metadata))}; bundle in {escape(str(out))}")
+
+
+def _save_bundle(bundle, out: Path) -> None:
+    """Save next to `out` and move into place, so a failed run keeps an earlier bundle."""
+    import shutil
+
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    bundle.save(partial)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.replace(old)
+        partial.replace(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        partial.replace(out)
+
+
+def _with_store_labels(traces, db: Path):
+    """Traces whose labels the store overrides (consensus of its matching labels)."""
+    from fpi.labels import LabelStore, apply_labels, match_labels
+
+    with LabelStore(db) as store:
+        current = store.current()
+    console.print(escape(match_labels(current, traces).summary()), highlight=False)
+    return apply_labels(traces, current, source="label store")
+
+
+def _store_gold(db: Path | None):
+    """For `evaluate --labels`: replace a scored batch's gold by the store's labels and add
+    each annotator as a reference (identity without a store)."""
+    if db is None:
+        return lambda traces, scored: scored
+    from fpi.labels import LabelStore, store_gold
+
+    with LabelStore(db) as store:
+        current = store.current()
+    return lambda traces, scored: scored.drop("gold").hstack(store_gold(traces, current))
+
+
+# ---- fpi review ------------------------------------------------------------------------
+
+
+@app.command("review")
+def review_command(
+    dumps: DumpArgs,
+    labels: LabelsOption,
+    annotator: Annotated[
+        str,
+        typer.Option("--annotator", help="Your name, stored with every label.", show_default=False),
+    ],
+    model: ModelOption = None,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")
+    ] = 8765,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the URL without opening a browser.")
+    ] = False,
+    refit_every: Annotated[
+        int, typer.Option("--refit-every", min=1, help="Refit the model every K labels.")
+    ] = 50,
+) -> None:
+    """Label turns in a local web page, one at a time in queue order; the model learns as you go."""
+    import webbrowser
+
+    from fpi.review import ReviewServer, open_session, serve_until_interrupted
+
+    err_console.print("fpi review: reading the dumps and ranking the first turns...", markup=False)
+    with domain_errors():
+        session = open_session(
+            dumps, labels, annotator=annotator, model_dir=model, refit_every=refit_every
+        )
+        server = ReviewServer(session, port=port)
+    console.print(f"fpi review: {server.url}  (Ctrl-C to stop)", markup=False, highlight=False)
+    if not no_browser:
+        webbrowser.open(server.url)
+    serve_until_interrupted(server)
+    session.close()
+    console.print(
+        f"stopped; {session.labels_given} label(s) by {annotator} stored in {labels} this session",
+        markup=False,
+        highlight=False,
+    )
