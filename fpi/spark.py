@@ -32,13 +32,14 @@ from fpi.errors import InputError
 from fpi.schema import REJECT_SCHEMA, TRIAGE_SCHEMA
 
 if TYPE_CHECKING:
+    from pyspark import Broadcast
     from pyspark.sql import DataFrame, SparkSession
 
     from fpi.model import ModelBundle
     from fpi.triage import TriageFilter
 
 #: Raw lines as the triage job reads them: the bytes of a line, where it came from.
-LINE_COLUMNS = ("value", "source_file", "source_line", "file_order")
+LINE_COLUMNS = ("value", "source_file", "source_line", "file_order", "_reject")
 #: Turns per block a task triages at once (whole dialogues; bounds executor memory).
 BLOCK_TURNS = 50_000
 _KEY = "_dialogue"
@@ -72,6 +73,7 @@ LINE_ARROW = pa.schema(
         pa.field("source_file", pa.string()),
         pa.field("source_line", pa.int64()),
         pa.field("file_order", pa.int32()),
+        pa.field("_reject", pa.string()),  # a line refused while reading (over the length cap)
     ]
 )
 TRIAGE_ARROW = _arrow_schema(TRIAGE_SCHEMA)
@@ -126,59 +128,83 @@ def _executor_bundle(files: dict[str, bytes]) -> ModelBundle:
 # ---- reading dumps as lines -------------------------------------------------------------------
 
 
-def _file_lines(path: Path) -> Iterator[tuple[list[bytes], list[int]]]:
-    """(lines, their 1-based numbers) of one dump, in pieces, read as `fpi.io` reads it.
+def _file_lines(path: Path, max_line_bytes: int) -> Iterator[pa.Table]:
+    """The lines of one dump as `LINE_ARROW` tables, read exactly as `fpi.io` reads them.
 
-    JSONL lines keep their bytes (no decoding: the parser judges them); a Parquet row becomes
-    the JSON line `fpi.io` checks for it, numbered by its row. Blank lines are not records.
+    JSONL lines keep their bytes (no decoding: the parser judges them); a line over
+    `max_line_bytes` is never held whole and comes as its reject; a Parquet row becomes the
+    JSON line `fpi.io` checks for it, numbered by its row. Blank lines are not records.
     """
-    from fpi.io import _line_blocks, _parquet_batches, _parquet_rows_ndjson, dump_format
+    from fpi.io.decode import line_blocks
+    from fpi.io.files import dump_format
+    from fpi.io.jsonl import long_line_reject
+    from fpi.io.parquet import parquet_batches, parquet_rows_ndjson
 
-    fmt = dump_format(path)
+    fmt, file = dump_format(path), str(path)
     if fmt == ".parquet":
         offset = 0
-        for batch in _parquet_batches(path):
-            lines = _parquet_rows_ndjson(batch, path).split(b"\n")[: batch.height]
-            yield lines, list(range(offset, offset + batch.height))
+        for batch in parquet_batches(path):
+            lines = parquet_rows_ndjson(batch, path).split(b"\n")[: batch.height]
+            yield _lines_table(lines, range(offset, offset + batch.height), file)
             offset += batch.height
         return
-    for block, first_line in _line_blocks(path, fmt):
+    for block in line_blocks(path, fmt, max_line_bytes):
+        if block.long_line is not None:
+            if not block.long_line.blank:
+                reject = long_line_reject(block, file, max_line_bytes)
+                yield _lines_table([b""], [block.first_line], file, [_reject_json(reject)])
+            continue
         lines, numbers = [], []
-        for number, line in enumerate(block.split(b"\n"), start=first_line):
+        for number, line in enumerate(block.data.split(b"\n"), start=block.first_line):
             if line.strip(b" \t\r"):
                 lines.append(line)
                 numbers.append(number)
-        yield lines, numbers
+        yield _lines_table(lines, numbers, file)
 
 
-def _lines_table(lines: list[bytes], numbers: list[int], file: str, order: int) -> pa.Table:
+def _lines_table(
+    lines: Sequence[bytes], numbers: Sequence[int], file: str, rejects: Sequence | None = None
+) -> pa.Table:
+    """Lines of one file as a `LINE_ARROW` table (`file_order` set by the caller)."""
     return pa.table(
         {
             "value": pa.array(lines, pa.binary()),
             "source_file": pa.array([file] * len(lines), pa.string()),
-            "source_line": pa.array(numbers, pa.int64()),
-            "file_order": pa.array([order] * len(lines), pa.int32()),
+            "source_line": pa.array(list(numbers), pa.int64()),
+            "file_order": pa.array([0] * len(lines), pa.int32()),
+            _REJECT: pa.array(rejects if rejects is not None else [None] * len(lines), pa.string()),
         },
         schema=LINE_ARROW,
     )
 
 
-def read_dumps(spark: SparkSession, paths: Sequence[str | Path]) -> DataFrame:
+def _with_order(table: pa.Table, order: int) -> pa.Table:
+    return table.set_column(3, "file_order", pa.array([order] * table.num_rows, pa.int32()))
+
+
+def _reject_json(reject) -> str:
+    return json.dumps(reject.to_json(), ensure_ascii=False)
+
+
+def read_dumps(
+    spark: SparkSession, paths: Sequence[str | Path], *, max_line_bytes: int | None = None
+) -> DataFrame:
     """Dumps (files, directories, globs; .jsonl[.gz|.zst], .parquet) as a DataFrame of lines.
 
     Files are found on the driver with `fpi.io.resolve_inputs` and read by the executors, one
     task per file, with `fpi.io`'s own decoding: the paths must be visible to every executor
     (a shared file system, or local mode). For a lake table, pass its DataFrame to `triage`.
     """
-    from fpi.io import resolve_inputs
+    from fpi.io import MAX_LINE_BYTES, resolve_inputs
 
+    max_line_bytes = max_line_bytes or MAX_LINE_BYTES
     files = [str(p) for p in resolve_inputs(paths)]
 
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for order in batch.column("id").to_pylist():
-                for lines, numbers in _file_lines(Path(files[order])):
-                    yield from _lines_table(lines, numbers, files[order], order).to_batches()
+                for table in _file_lines(Path(files[order]), max_line_bytes):
+                    yield from _with_order(table, order).to_batches()
 
     ids = spark.range(0, len(files), numPartitions=max(len(files), 1))
     return ids.mapInArrow(read, _spark_schema(LINE_ARROW))
@@ -189,43 +215,37 @@ def _as_lines(df: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     if "value" in df.columns:
-        missing = [c for c in LINE_COLUMNS[1:] if c not in df.columns]
-        lines = df.withColumn("value", F.col("value").cast("binary"))
-        if "source_file" in missing:
-            lines = lines.withColumn("source_file", F.input_file_name())
-        if "source_line" in missing:
-            lines = lines.withColumn("source_line", F.monotonically_increasing_id())
-        if "file_order" in missing:
-            lines = lines.withColumn("file_order", F.lit(0))
-        return lines.select(
-            "value",
-            F.col("source_file").cast("string"),
-            F.col("source_line").cast("long"),
-            F.col("file_order").cast("int"),
+        defaults = {
+            "source_file": F.input_file_name(),
+            "source_line": F.monotonically_increasing_id(),
+            "file_order": F.lit(0),
+            _REJECT: F.lit(None),
+        }
+        columns = {
+            name: F.col(name) if name in df.columns else default
+            for name, default in defaults.items()
+        }
+        return df.select(
+            F.col("value").cast("binary").alias("value"),
+            columns["source_file"].cast("string").alias("source_file"),
+            columns["source_line"].cast("long").alias("source_line"),
+            columns["file_order"].cast("int").alias("file_order"),
+            columns[_REJECT].cast("string").alias(_REJECT),
         )
 
     def encode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from fpi.io import _parquet_rows_ndjson
+        from fpi.io.parquet import parquet_rows_ndjson
 
         for batch in batches:
+            if not batch.num_rows:
+                continue
             rows = pl.from_arrow(pa.Table.from_batches([batch]))
-            source = rows.get_column("_source").to_list()
-            numbers = rows.get_column("_row").to_list()
             body = rows.drop("_source", "_row")
-            lines = _parquet_rows_ndjson(body, Path("<table>")).split(b"\n")[: body.height]
-            yield (
-                pa.table(
-                    {
-                        "value": pa.array(lines, pa.binary()),
-                        "source_file": pa.array(source, pa.string()),
-                        "source_line": pa.array(numbers, pa.int64()),
-                        "file_order": pa.array([0] * len(lines), pa.int32()),
-                    },
-                    schema=LINE_ARROW,
-                ).to_batches()[0]
-                if lines
-                else pa.RecordBatch.from_pylist([], schema=LINE_ARROW)
-            )
+            lines = parquet_rows_ndjson(body, Path("<table>")).split(b"\n")[: body.height]
+            table = _lines_table(lines, rows.get_column("_row").to_list(), "")
+            yield from table.set_column(
+                1, "source_file", pa.array(rows.get_column("_source").to_list(), pa.string())
+            ).to_batches()
 
     tagged = df.withColumn("_source", F.input_file_name()).withColumn(
         "_row", F.monotonically_increasing_id()
@@ -249,10 +269,12 @@ class _Job:
 def _triage_block(block: pa.Table, bundle: ModelBundle, job: _Job) -> pa.RecordBatch:
     """Parse, validate and triage one block of whole dialogues, exactly as `fpi triage` does."""
     from fpi.io import read_traces
-    from fpi.schema import Problem, Reject
+    from fpi.schema import TRACE_SCHEMA, Problem, Reject
     from fpi.triage import triage_traces
 
     frame = pl.from_arrow(block).sort("file_order", "source_line")
+    refused_on_reading = frame.get_column(_REJECT).drop_nulls().to_list()
+    frame = frame.filter(pl.col(_REJECT).is_null())
     found: list[Reject] = []
     with tempfile.TemporaryDirectory(prefix="fpi-block-") as scratch:
         names: dict[str, tuple[str, list[int]]] = {}
@@ -262,14 +284,14 @@ def _triage_block(block: pa.Table, bundle: ModelBundle, job: _Job) -> pa.RecordB
             path.write_bytes(b"\n".join(part.get_column("value").to_list()) + b"\n")
             names[str(path)] = (part.get_column("source_file")[0], part["source_line"].to_list())
             paths.append(path)
-        traces = read_traces(sorted(paths), rejects=found)
+        traces = read_traces(sorted(paths), rejects=found) if paths else TRACE_SCHEMA.to_frame()
 
     def original(match: re.Match) -> str:  # a block line named in a message, e.g. a repeat's
         file, numbers = names[match.group(1)]
         return f"{file}:{numbers[int(match.group(2)) - 1]}"
 
     mentioned = re.compile("(" + "|".join(re.escape(n) for n in names) + r"):(\d+)")
-    rejects = []
+    rejects = refused_on_reading
     for reject in found:
         file, numbers = names[reject.file]
         line = numbers[reject.line - 1] if reject.line is not None else None
@@ -277,7 +299,7 @@ def _triage_block(block: pa.Table, bundle: ModelBundle, job: _Job) -> pa.RecordB
             Problem(file, line, p.field, p.expected, mentioned.sub(original, p.found))
             for p in reject.problems
         )
-        rejects.append(json.dumps(Reject(file, line, reject.record, problems).to_json()))
+        rejects.append(_reject_json(Reject(file, line, reject.record, problems)))
     triaged = triage_traces(traces, bundle, top_k=job.top_k, abstain_below=job.abstain_below)
     kept = (
         job.keep.apply(triaged.with_row_index("_position")).get_column("_position")
@@ -294,11 +316,11 @@ def _triage_block(block: pa.Table, bundle: ModelBundle, job: _Job) -> pa.RecordB
     return table.cast(OUT_ARROW).combine_chunks().to_batches()[0] if table.num_rows else None
 
 
-def _triage_partition(files: dict[str, bytes], job: _Job):
+def _triage_partition(files: Broadcast, job: _Job):
     """The mapInArrow function: batches sorted by dialogue in, triage and rejects out."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        bundle = _executor_bundle(files)
+        bundle = _executor_bundle(files.value)
         pending: list[pa.RecordBatch] = []
         size = 0
         for batch in batches:
@@ -348,7 +370,7 @@ def _triage_all(
 
     lines = _as_lines(df)
     spark = lines.sparkSession
-    files = spark.sparkContext.broadcast(bundle_files(bundle)).value
+    files = spark.sparkContext.broadcast(bundle_files(bundle))  # sent once per executor
     key = F.get_json_object(F.col("value").cast("string"), "$.dialogue_id")
     count = partitions or spark.sparkContext.defaultParallelism * 2
     grouped = (
@@ -499,6 +521,7 @@ def run_triage(
     keep: TriageFilter | None = None,
     rejects_sink=None,
     partitions: int | None = None,
+    max_line_bytes: int | None = None,
 ) -> SparkRun:
     """Triage dumps on Spark into `out` (Parquet partitioned by ISO week, `fpi report` reads it).
 
@@ -511,7 +534,7 @@ def run_triage(
     from fpi.schema import Problem, Reject
 
     run = triage_with_rejects(
-        read_dumps(spark, paths),
+        read_dumps(spark, paths, max_line_bytes=max_line_bytes),
         bundle,
         top_k=top_k,
         abstain_below=abstain_below,

@@ -17,7 +17,7 @@ if shutil.which("java") is None:
 
 from fpi import spark as fpi_spark
 from fpi.cli import app
-from fpi.io import write_traces
+from fpi.io import read_traces, write_traces
 from fpi.schema import PROBABILITY_COLUMNS, TRIAGE_SCHEMA
 from fpi.triage import triage_paths
 
@@ -89,6 +89,7 @@ def _damaged_dump(traces: pl.DataFrame, path):
     record["asr"] = {"text": 7}
     lines[5] = json.dumps(record)
     lines.append(lines[10])  # a repeated (dialogue_id, turn_index)
+    lines.append('{"dialogue_id": "' + "x" * 3000 + '"}')  # over a 2,000-byte line cap
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -98,8 +99,10 @@ def test_bad_records_land_in_rejects_with_the_same_reasons(
 ):
     dump = _damaged_dump(traces, tmp_path / "bad.jsonl")
     local_rejects: list = []
-    local = triage_paths([dump], model_dir=small_model_dir, rejects=local_rejects)
-    run = fpi_spark.triage_with_rejects(fpi_spark.read_dumps(spark, [dump]), small_model_dir)
+    read_traces([dump], rejects=local_rejects, max_line_bytes=2000)
+    local = triage_paths([dump], model_dir=small_model_dir, rejects=[])
+    lines = fpi_spark.read_dumps(spark, [dump], max_line_bytes=2000)
+    run = fpi_spark.triage_with_rejects(lines, small_model_dir)
     rejects = sorted(
         (r["file"], r["line"], r["record"], [p["message"] for p in r["reasons"]])
         for r in run.rejects.collect()
@@ -107,8 +110,8 @@ def test_bad_records_land_in_rejects_with_the_same_reasons(
     expected = sorted(
         (r.file, r.line, r.record, [p.message for p in r.problems]) for r in local_rejects
     )
-    assert rejects == expected and len(rejects) == 3
-    assert run.turns.count() + len(rejects) == 41
+    assert rejects == expected and len(rejects) == 4
+    assert run.turns.count() + len(rejects) == 42
     _same_answers(local, _collect(run.turns.drop("_kept")))
 
 
@@ -124,8 +127,8 @@ def test_cli_spark_engine_writes_weeks_that_the_report_reads(
     assert refused.exit_code == 1 and not out.exists()  # invalid records, nothing written
     result = runner.invoke(app, [*args, "--rejects", str(rejects)])
     assert result.exit_code == 0, result.output
-    assert "read 41 turns = 38 triaged + 3 rejected" in result.output
-    assert len(rejects.read_text().splitlines()) == 3
+    assert "read 42 turns = 38 triaged + 4 rejected" in result.output
+    assert len(rejects.read_text().splitlines()) == 4
     weeks = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert weeks and all(w.startswith("week=") for w in weeks)
     triaged = pl.read_parquet(out / weeks[-1] / "*.parquet")
