@@ -297,10 +297,9 @@ def test_report_input_drift_notes_are_escaped(tmp_path):
 
 
 def test_report_samples_trace_dumps_and_notes_what_records_nothing(small_dump, tmp_path):
-    from fpi.io import read_traces
+    from fpi.io import TriageWriter, read_traces
     from fpi.model import load_bundle
     from fpi.report.drift import input_record
-    from fpi.io import TriageWriter
     from fpi.triage import triage_traces
 
     jsonl = tmp_path / "triage.jsonl"

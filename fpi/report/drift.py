@@ -55,9 +55,9 @@ def input_record(
     paths: Sequence[Path | str], *, model_dir: Path | str | None = None
 ) -> InputRecord:
     """The input record of report inputs: Parquet triage files' metadata, sampled dumps."""
-    from fpi.model import load_bundle
     from fpi.io.files import expand_inputs
     from fpi.io.triagefile import is_triage_file
+    from fpi.model import load_bundle
 
     record = InputRecord()
     dumps = []
