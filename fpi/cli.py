@@ -1,11 +1,17 @@
 """The `fpi` command line: options, printing and exit codes. Logic lives in the library.
 
+One error boundary (`ErrorBoundary.invoke`) maps every failure to an exit code and a
+one-line message; commands only raise. Every console prints text literally (no rich
+markup, emoji codes or highlighting), so file names and values are never rewritten.
 Heavy libraries (polars, lightgbm, shap, matplotlib) are imported inside commands so
 that `fpi --help` starts fast.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -15,32 +21,96 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
+from typer.core import TyperGroup
 
 from fpi import __version__
-from fpi.errors import FpiError
+from fpi.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, FpiError
 
-app = typer.Typer(
-    name="fpi",
-    help="Failure-point isolation for voice assistants: which stage broke each turn, and why.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-err_console = Console(stderr=True)
+
+class LiteralConsole(Console):
+    """A console that prints text as given (no markup, emoji codes, highlighting or line
+    breaks inside a message), and leaves a closed output pipe to the error boundary
+    instead of exiting 1 itself."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        super().__init__(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+console = LiteralConsole()
+err_console = LiteralConsole(stderr=True)
+
+
+def print_error(message: str, *, label: str = "error") -> None:
+    """One red `label: message` line on stderr, printed literally."""
+    err_console.print(Text.assemble((f"{label}: ", "bold red"), message))
 
 
 @contextmanager
 def domain_errors() -> Iterator[None]:
-    """Turn a domain error into a red message and its exit code, never a traceback."""
+    """Turn a domain error into its message and exit code, never a traceback."""
     try:
         yield
     except FpiError as exc:
-        err_console.print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-        )
+        print_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
+
+
+class ErrorBoundary(TyperGroup):
+    """The one place a failure becomes an exit code: 0 ok, 1 invalid records, 2 unusable
+    input, arguments or model, 3 an internal error (traceback only with `fpi --debug`),
+    130 interrupted, 141 output pipe closed."""
+
+    def main(self, *args, **kwargs):
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "reconfigure"):  # lone surrogates (non-UTF-8 file names) print
+                stream.reconfigure(errors="backslashreplace")
+        return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            with domain_errors():
+                return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: typer prints them
+            raise
+        except KeyboardInterrupt:
+            print_error("interrupted", label="stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                err_console.print(traceback.format_exc(), end="")
+            summary = (str(exc).strip().splitlines() or [""])[0][:300]
+            print_error(
+                f"{type(exc).__name__}: {summary}; rerun with `fpi --debug ...` for the traceback",
+                label="internal error",
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _silence_stdout() -> None:
+    """The reader of our output went away: send what is still buffered nowhere, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture output)
+        pass
+
+
+app = typer.Typer(
+    name="fpi",
+    help="Failure-point isolation for voice assistants: which stage broke each turn, and why.",
+    cls=ErrorBoundary,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 def _version(value: bool) -> None:
@@ -54,8 +124,18 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", envvar="FPI_DEBUG", help="Print the traceback of an internal error."
+        ),
+    ] = False,
 ) -> None:
-    """Failure-point isolation for voice assistants."""
+    """Failure-point isolation for voice assistants.
+
+    Exit codes: 0 success, 1 invalid records, 2 unusable input, arguments or model,
+    3 internal error (rerun with --debug for the traceback).
+    """
 
 
 DumpArgs = Annotated[
@@ -90,7 +170,7 @@ def _finish_rejects(rejects: list | None, path: Path | None) -> None:
     from fpi.io import write_rejects
 
     write_rejects(rejects, path)
-    console.print(f"{len(rejects)} rejected record(s) written to {escape(str(path))}")
+    console.print(f"{len(rejects)} rejected record(s) written to {path}")
 
 
 class ScenarioChoice(StrEnum):
@@ -135,8 +215,7 @@ def simulate_command(
     last = f"{summary.last:%Y-%m-%d %H:%M}" if summary.last else "-"
     console.print(
         f"{summary.turns:,} turns in {summary.dialogues:,} dialogues, {first} .. {last} UTC, "
-        f"written to {escape(str(out))}",
-        highlight=False,
+        f"written to {out}",
     )
     mix = Table("failure point", "turns", "share", title=f"class mix ({scenario.value})")
     for label, count in summary.class_mix.items():
@@ -156,29 +235,27 @@ def validate(dumps: DumpArgs, rejects: RejectsOption = None) -> None:
     console.print(
         f"{len(report.files)} file(s): {report.read:,} records read = "
         f"{report.accepted:,} accepted + {report.rejected:,} rejected",
-        highlight=False,
     )
     if report.blank_lines:
-        console.print(f"{report.blank_lines:,} blank line(s) skipped", highlight=False)
+        console.print(f"{report.blank_lines:,} blank line(s) skipped")
     for empty in report.empty_files:
-        console.print(f"{escape(empty)}: empty, no records", highlight=False)
+        console.print(f"{empty}: empty, no records")
     if report.problem_counts:
         kinds = Table("field", "expected", "problems", title="problems by kind")
         for (field, expected), count in report.problem_counts.most_common():
-            kinds.add_row(escape(field or "(record)"), escape(expected), f"{count:,}")
+            kinds.add_row(field or "(record)", expected, f"{count:,}")
         console.print(kinds)
         console.print("first examples:")
         for reject in report.examples:
             for problem in reject.problems:
-                console.print(f"  {escape(problem.message)}", highlight=False)
+                console.print(f"  {problem.message}")
     if rejects is not None:
         console.print(
-            f"{report.rejected:,} rejected record(s) written to {escape(str(rejects))}",
-            highlight=False,
+            f"{report.rejected:,} rejected record(s) written to {rejects}",
         )
     if not report.clean:
         raise typer.Exit(1)
-    console.print("[green]all records valid[/]")
+    console.print(Text("all records valid", style="green"))
 
 
 @app.command("features")
@@ -209,7 +286,7 @@ def features_command(
         table = Table("name", "stage", "description", title=f"{catalogue.height} features")
         for row in catalogue.iter_rows(named=True):
             kind = " (categorical)" if row["categorical"] else ""
-            table.add_row(row["name"], row["stage"], escape(row["description"]) + kind)
+            table.add_row(row["name"], row["stage"], row["description"] + kind)
         console.print(table)
         return
     if not dumps:
@@ -221,8 +298,7 @@ def features_command(
         matrix = write_features(dumps, out, rejects=collected)
         _finish_rejects(collected, rejects)
     console.print(
-        f"{matrix.height:,} turns x {matrix.width - 1} features written to {escape(str(out))}",
-        highlight=False,
+        f"{matrix.height:,} turns x {matrix.width - 1} features written to {out}",
     )
 
 
@@ -278,7 +354,7 @@ def train(
     summary = bundle.metadata["training"]
     console.print(
         f"trained on {summary['turns']} turns ({summary['dialogues']} dialogues), "
-        f"{bundle.metadata['params']['best_iteration']} rounds; bundle in {escape(str(out))}"
+        f"{bundle.metadata['params']['best_iteration']} rounds; bundle in {out}"
     )
     for split, metrics in bundle.metadata["metrics"].items():
         console.print(
@@ -337,7 +413,7 @@ def evaluate(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2) + "\n")
-        console.print(f"metrics written to {escape(str(json_out))}")
+        console.print(f"metrics written to {json_out}")
 
 
 @app.command()
@@ -449,7 +525,7 @@ def triage(
             phases.add_row(phase, f"{wall:.2f}", f"{cpu:.2f}", f"{share:.0%}")
         console.print(phases)
     if out is not None:
-        console.print(f"written to {escape(str(out))}")
+        console.print(f"written to {out}")
         return
     mix = Table("failure point", "turns", "share", title="failure points")
     for name in [*FAILURE_POINTS, UNCERTAIN]:
@@ -471,12 +547,12 @@ def triage(
         heard = row["asr_text"] if row["asr_text"] else "(nothing recognised)"
         understood = " / ".join(v for v in (row["domain"], row["intent"]) if v) or "-"
         defects.add_row(
-            escape(row["turn_id"]),
+            row["turn_id"],
             row["failure_point"],
             f"{row['confidence']:.2f}",
-            escape(heard),
-            escape(understood),
-            escape(reasons),
+            heard,
+            understood,
+            reasons,
         )
     console.print(defects)
 
@@ -501,10 +577,10 @@ def explain(
         bundle = load_bundle(model)
         explanation = explain_turn(find_dialogue([dump], turn_id), turn_id, bundle)
     for label, turn in (("this turn", explanation.turn), ("next turn", explanation.next_turn)):
-        title = f"{label}: {escape(turn['turn_id'])}" if turn else label
+        title = f"{label}: {turn['turn_id']}" if turn else label
         stages = Table("stage", "output", title=title)
         for stage, text in describe_stages(turn) if turn else [("", "(none: the dialogue ended)")]:
-            stages.add_row(stage, escape(text))
+            stages.add_row(stage, text)
         console.print(stages)
     proba = Table("class", "probability", title="class probabilities")
     for name, p in sorted(explanation.probabilities.items(), key=lambda kv: -kv[1]):
@@ -522,8 +598,8 @@ def explain(
         reasons.add_row(
             f"{row['contribution']:+.3f}",
             row["feature"],
-            escape(row["value"] or "-"),
-            escape(row["text"]),
+            row["value"] or "-",
+            row["text"],
         )
     console.print(reasons)
     if png is not None:
@@ -535,7 +611,7 @@ def explain(
         ax.figure.tight_layout()
         ax.figure.savefig(png, dpi=120)
         plt.close(ax.figure)
-        console.print(f"waterfall written to {escape(str(png))}")
+        console.print(f"waterfall written to {png}")
 
 
 @app.command()
@@ -558,9 +634,9 @@ def route(
 
     with domain_errors():
         routed = route_file(triage_output, owners, out)
-    table = Table("owner", "turns", "file", title=f"routed to {escape(str(out))}")
+    table = Table("owner", "turns", "file", title=f"routed to {out}")
     for row in routed.iter_rows(named=True):
-        table.add_row(escape(row["owner"]), f"{row['turns']:,}", escape(row["file"]))
+        table.add_row(row["owner"], f"{row['turns']:,}", row["file"])
     console.print(table)
 
 
@@ -604,10 +680,10 @@ def report(
             redact=redact,
             out_dir=out,
         )
-    console.print(escape(built.summary), highlight=False)
+    console.print(built.summary)
     console.print(
-        f"written: {escape(str(written[0]))}, {escape(str(written[1]))} "
-        f"and {len(written) - 2} more file(s) in {escape(str(written[0].parent))}"
+        f"written: {written[0]}, {written[1]} "
+        f"and {len(written) - 2} more file(s) in {written[0].parent}"
     )
 
 
@@ -644,16 +720,18 @@ def demo(
         )
     weeks_text = ", ".join(f"{week} {scenario}" for week, scenario in result.scenarios)
     v, t = result.validation, result.triage
-    console.print(f"simulated {weeks_text} -> {escape(str(result.traces_path))}")
+    console.print(f"simulated {weeks_text} -> {result.traces_path}")
     console.print(f"validated: read {v.read:,} = {v.accepted:,} accepted + {v.rejected:,} rejected")
     console.print(
         f"triaged:   read {t.read:,} = {t.triaged:,} triaged + {t.rejected:,} rejected "
-        f"-> {escape(str(result.triage_path))}"
+        f"-> {result.triage_path}"
     )
-    console.print(f"\n[bold]Weekly report {result.week}[/]\n{escape(result.summary)}\n")
+    console.print(
+        Text.assemble("\n", (f"Weekly report {result.week}", "bold"), f"\n{result.summary}\n")
+    )
     for path in result.report_files:
         if path.suffix in (".html", ".md"):
-            console.print(f"wrote {escape(str(path))}")
+            console.print(f"wrote {path}")
 
 
 import_app = typer.Typer(
@@ -698,11 +776,10 @@ def import_dstc2_command(
     console.print(
         f"calls read {summary.calls_listed}, imported {summary.calls_imported}, "
         f"skipped {len(summary.calls_skipped)}; "
-        f"turns written {summary.turns} to {escape(str(out))}",
-        highlight=False,
+        f"turns written {summary.turns} to {out}",
     )
     for call, reason in summary.calls_skipped:
-        console.print(f"[yellow]skipped[/] {escape(call)}: {escape(reason)}", highlight=False)
+        console.print(Text.assemble(("skipped", "yellow"), f" {call}: {reason}"))
     mix = Table("label", "turns", "share", title="label mix")
     for label, count in summary.label_counts.items():
         mix.add_row(label, str(count), f"{count / max(summary.turns, 1):.1%}")

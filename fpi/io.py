@@ -25,7 +25,7 @@ from typing import BinaryIO, NamedTuple
 import polars as pl
 import zstandard
 
-from fpi.errors import InputError, InvalidRecordsError
+from fpi.errors import InputError, InvalidRecordsError, display_path
 from fpi.schema import TRACE_JSON_SCHEMA, TRACE_SCHEMA, Problem, Reject
 from fpi.validate import (
     Finding,
@@ -626,7 +626,7 @@ def _parquet_rows_ndjson(batch: pl.DataFrame, path: Path) -> bytes:
 def _parquet_chunk(
     batch: pl.DataFrame, offset: int, path: Path, file_index: int, typed: bool
 ) -> _Chunk:
-    file = str(path)
+    file = display_path(path)
     columns = _parquet_json_columns(batch)
     labels = columns.get_column("reference_labels", default=None)
     if typed and columns.columns and (labels is None or _texts_are_objects(labels)):
@@ -702,7 +702,7 @@ def _compact(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _jsonl_chunks(path: Path, fmt: str, file_index: int, stats: ReadStats) -> Iterator[_Chunk]:
-    file = str(path)
+    file = display_path(path)
     for block, first_line in _line_blocks(path, fmt):
         checked, blank = _parse_jsonl_block(block, first_line, file)
         stats.blank_lines += blank
