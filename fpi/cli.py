@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
@@ -25,7 +25,14 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from fpi import __version__
-from fpi.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, FpiError
+from fpi.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_UNUSABLE,
+    FpiError,
+    display_path,
+)
 
 
 class LiteralConsole(Console):
@@ -62,8 +69,8 @@ def domain_errors() -> Iterator[None]:
 
 class ErrorBoundary(TyperGroup):
     """The one place a failure becomes an exit code: 0 ok, 1 invalid records, 2 unusable
-    input, arguments or model, 3 an internal error (traceback only with `fpi --debug`),
-    130 interrupted, 141 output pipe closed."""
+    input, arguments, model or output path, 3 an internal error (traceback only with
+    `fpi --debug`), 130 interrupted, 141 output pipe closed."""
 
     def main(self, *args, **kwargs):
         for stream in (sys.stdout, sys.stderr):
@@ -83,15 +90,24 @@ class ErrorBoundary(TyperGroup):
         except BrokenPipeError:
             _silence_stdout()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except OSError as exc:  # a file named on the command line cannot be read or written
+            _debug_traceback(ctx)
+            where = f"{display_path(exc.filename)}: " if exc.filename else ""
+            print_error(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(EXIT_UNUSABLE) from None
         except Exception as exc:
-            if ctx.params.get("debug"):
-                err_console.print(traceback.format_exc(), end="")
+            _debug_traceback(ctx)
             summary = (str(exc).strip().splitlines() or [""])[0][:300]
             print_error(
                 f"{type(exc).__name__}: {summary}; rerun with `fpi --debug ...` for the traceback",
                 label="internal error",
             )
             raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _debug_traceback(ctx: typer.Context) -> None:
+    if ctx.params.get("debug"):
+        err_console.print(traceback.format_exc(), end="")
 
 
 def _silence_stdout() -> None:
@@ -148,9 +164,91 @@ RejectsOption = Annotated[
     Path | None,
     typer.Option(
         "--rejects",
+        dir_okay=False,
         help="Write invalid records here (JSONL, verbatim with reasons) and go on without them.",
     ),
 ]
+
+
+MAX_TURNS = 10_000_000  # the simulator holds its traces in memory
+MAX_WEEKS = 520
+MAX_SEED = 2**31 - 1  # LightGBM's seed is a C int
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _probability(value: float | None) -> float | None:
+    """A probability option: a number in [0, 1] (NaN refused)."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"{value} is not a probability in [0, 1]")
+    return value
+
+
+def _first_day(value: datetime) -> datetime:
+    """A simulated first day within the years the report handles."""
+    from fpi.report.stats import YEARS
+
+    if value.year not in YEARS:
+        raise typer.BadParameter(f"{value:%Y-%m-%d}: give a day in {YEARS.start}..{YEARS.stop - 1}")
+    return value
+
+
+def _image_path(value: Path | None) -> Path | None:
+    """A chart file matplotlib can write."""
+    if value is not None and value.suffix.lower() not in IMAGE_SUFFIXES:
+        raise typer.BadParameter(f"{value}: give a {', '.join(IMAGE_SUFFIXES)} file")
+    return value
+
+
+def _failure_points(values: list[str] | None) -> list[str] | None:
+    from fpi.schema import FAILURE_POINTS, UNCERTAIN
+
+    return _one_of(values, (*FAILURE_POINTS, UNCERTAIN))
+
+
+def _feature_stages(values: list[str] | None) -> list[str] | None:
+    from fpi.features import CATALOG
+
+    return _one_of(values, {feature.stage for feature in CATALOG})
+
+
+def _one_of(values: list[str] | None, known: Collection[str]) -> list[str] | None:
+    for value in values or ():
+        if value not in known:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(sorted(known))}")
+    return values
+
+
+def _key_values(values: list[str] | None) -> list[str] | None:
+    for item in values or ():
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE")
+    return values
+
+
+def _param_overrides(items: list[str] | None) -> dict[str, object]:
+    """`KEY=VALUE` items as a dict, each value read as JSON when it is JSON (5, 0.1, true)."""
+    import json
+
+    overrides: dict[str, object] = {}
+    for item in items or ():
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def _iso_week(value: str) -> str:
+    """An ISO week such as 2026-W47, within the years the report handles."""
+    from fpi.report.stats import week_start
+
+    try:
+        week_start(value)
+    except FpiError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 OwnersOption = Annotated[
@@ -188,19 +286,26 @@ def simulate_command(
         Path,
         typer.Option(
             "--out",
+            dir_okay=False,
             help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
             show_default=False,
         ),
     ],
-    turns: Annotated[int, typer.Option(min=1, help="Turns to simulate (exactly).")] = 10_000,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same traces).")] = 0,
+    turns: Annotated[
+        int, typer.Option(min=1, max=MAX_TURNS, help="Turns to simulate (exactly).")
+    ] = 10_000,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Random seed (same seed, same traces).")
+    ] = 0,
     scenario: Annotated[
         ScenarioChoice, typer.Option(help="World to simulate (see the README).")
     ] = ScenarioChoice.base,
     start: Annotated[
-        datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
+        datetime, typer.Option(formats=["%Y-%m-%d"], callback=_first_day, help="First day (UTC).")
     ] = datetime(2026, 11, 2),
-    weeks: Annotated[int, typer.Option(min=1, help="Weeks the traffic spreads over.")] = 4,
+    weeks: Annotated[
+        int, typer.Option(min=1, max=MAX_WEEKS, help="Weeks the traffic spreads over.")
+    ] = 4,
 ) -> None:
     """Simulate realistic voice-assistant traces with gold failure points."""
     from rich.table import Table
@@ -269,7 +374,8 @@ def features_command(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Feature matrix to write (.parquet).")
+        Path | None,
+        typer.Option("--out", dir_okay=False, help="Feature matrix to write (.parquet)."),
     ] = None,
     list_catalogue: Annotated[
         bool, typer.Option("--list", help="Print the feature catalogue instead (no DUMP needed).")
@@ -305,36 +411,38 @@ def features_command(
 @app.command()
 def train(
     dumps: DumpArgs,
-    out: Annotated[Path, typer.Option("--out", help="Model bundle directory to write.")],
-    seed: Annotated[int, typer.Option(help="Seed for the dialogue split and LightGBM.")] = 0,
-    rounds: Annotated[int, typer.Option(help="Maximum boosting rounds (early stopping).")] = 400,
+    out: Annotated[
+        Path, typer.Option("--out", file_okay=False, help="Model bundle directory to write.")
+    ],
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed for the dialogue split and LightGBM.")
+    ] = 0,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Maximum boosting rounds (early stopping).")
+    ] = 400,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", help="LightGBM parameter override, KEY=VALUE (repeatable)."),
+        typer.Option(
+            "--param",
+            callback=_key_values,
+            help="LightGBM parameter override, KEY=VALUE (repeatable).",
+        ),
     ] = None,
     without_stage: Annotated[
         list[str] | None,
-        typer.Option(help="Leave out this stage's features, e.g. context (an ablation)."),
+        typer.Option(
+            callback=_feature_stages,
+            help="Leave out this stage's features, e.g. context (an ablation).",
+        ),
     ] = None,
     rejects: RejectsOption = None,
 ) -> None:
     """Train the six-class failure-point model on labelled traces."""
-    import json
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fpi.io import read_traces
     from fpi.model import train as train_model
 
-    overrides = {}
-    for item in param or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
     collected: list | None = [] if rejects is not None else None
     with domain_errors():
         traces = read_traces(dumps, rejects=collected)
@@ -344,7 +452,7 @@ def train(
             task = bar.add_task("boosting", total=rounds)
             bundle = train_model(
                 traces,
-                params=overrides,
+                params=_param_overrides(param),
                 rounds=rounds,
                 seed=seed,
                 without_stages=tuple(without_stage or ()),
@@ -367,7 +475,9 @@ def train(
 def evaluate(
     dumps: DumpArgs,
     model: ModelOption = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", dir_okay=False, help="Write the metrics here.")
+    ] = None,
     rejects: RejectsOption = None,
 ) -> None:
     """Score the model against gold labels, beside reference labels and a rule baseline."""
@@ -422,14 +532,21 @@ def triage(
     model: ModelOption = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write every kept turn here: .parquet, .jsonl or .csv."),
+        typer.Option(
+            "--out", dir_okay=False, help="Write every kept turn here: .parquet, .jsonl or .csv."
+        ),
     ] = None,
     component: Annotated[
         list[str] | None,
-        typer.Option("--component", help="Keep turns failing at this stage (repeatable)."),
+        typer.Option(
+            "--component",
+            callback=_failure_points,
+            help="Keep turns failing at this stage (repeatable).",
+        ),
     ] = None,
     min_confidence: Annotated[
-        float | None, typer.Option(help="Keep turns at or above this confidence.")
+        float | None,
+        typer.Option(callback=_probability, help="Keep turns at or above this confidence."),
     ] = None,
     domain: Annotated[list[str] | None, typer.Option(help="Keep these NLU domains.")] = None,
     intent: Annotated[list[str] | None, typer.Option(help="Keep these NLU intents.")] = None,
@@ -442,14 +559,19 @@ def triage(
     ] = None,
     abstain_below: Annotated[
         float | None,
-        typer.Option(help="Mark turns below this confidence 'uncertain' (for human review)."),
+        typer.Option(
+            callback=_probability,
+            help="Mark turns below this confidence 'uncertain' (for human review).",
+        ),
     ] = None,
     owners: OwnersOption = None,
     owner: Annotated[
         list[str] | None, typer.Option("--owner", help="Keep this team's turns (needs --owners).")
     ] = None,
-    top_k: Annotated[int, typer.Option(help="Reasons (SHAP contributions) per turn.")] = 5,
-    batch_turns: Annotated[int, typer.Option(help="Turns per batch (bounds memory).")] = 200_000,
+    top_k: Annotated[int, typer.Option(min=1, help="Reasons (SHAP contributions) per turn.")] = 5,
+    batch_turns: Annotated[
+        int, typer.Option(min=1, help="Turns per batch (bounds memory).")
+    ] = 200_000,
     rejects: RejectsOption = None,
     profile: Annotated[
         bool, typer.Option("--profile", help="Also print the seconds spent in each phase.")
@@ -465,14 +587,13 @@ def triage(
     from fpi.schema import FAILURE_POINTS, UNCERTAIN
     from fpi.triage import TriageFilter, run_triage
 
-    known = {*FAILURE_POINTS, UNCERTAIN}
-    for stage in component or []:
-        if stage not in known:
-            raise typer.BadParameter(
-                f"{stage!r} is not one of {', '.join(sorted(known))}", param_hint="--component"
-            )
     if owner and owners is None:
         raise typer.BadParameter("--owner needs --owners FILE", param_hint="--owner")
+    if since is not None and until is not None and since > until:
+        raise typer.BadParameter(
+            f"{since:%Y-%m-%d %H:%M:%S} is after --until {until:%Y-%m-%d %H:%M:%S}",
+            param_hint="--since",
+        )
     keep = TriageFilter(
         components=tuple(component or ()),
         min_confidence=min_confidence,
@@ -563,9 +684,15 @@ def explain(
     turn_id: Annotated[str, typer.Argument(help="The turn to explain.")],
     model: ModelOption = None,
     png: Annotated[
-        Path | None, typer.Option("--png", help="Write a SHAP waterfall plot here.")
+        Path | None,
+        typer.Option(
+            "--png",
+            dir_okay=False,
+            callback=_image_path,
+            help="Write a SHAP waterfall plot here (.png, .svg or .pdf).",
+        ),
     ] = None,
-    top: Annotated[int, typer.Option(help="Contributions to list.")] = 10,
+    top: Annotated[int, typer.Option(min=1, help="Contributions to list.")] = 10,
 ) -> None:
     """Show one turn stage by stage, its class probabilities, and why the model said so."""
     from rich.table import Table
@@ -624,7 +751,9 @@ def route(
     ],
     out: Annotated[
         Path,
-        typer.Option("--out", help="Directory for one file per owner, plus unowned."),
+        typer.Option(
+            "--out", file_okay=False, help="Directory for one file per owner, plus unowned."
+        ),
     ],
 ) -> None:
     """Split the non-correct turns of a triage output into one file per owning team."""
@@ -651,10 +780,19 @@ def report(
         ),
     ],
     week: Annotated[
-        str, typer.Option("--week", help="ISO week to report, e.g. 2026-W47.", show_default=False)
+        str,
+        typer.Option(
+            "--week",
+            callback=_iso_week,
+            help="ISO week to report, e.g. 2026-W47.",
+            show_default=False,
+        ),
     ],
     weeks_back: Annotated[
-        int, typer.Option("--weeks-back", help="Weeks in the trend, this one included.")
+        int,
+        typer.Option(
+            "--weeks-back", min=2, max=MAX_WEEKS, help="Weeks in the trend, this one included."
+        ),
     ] = 8,
     owners: OwnersOption = None,
     owner: Annotated[
@@ -664,7 +802,8 @@ def report(
         bool, typer.Option("--redact", help="Mask utterances after their first word.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output directory (default: reports/<week>).")
+        Path | None,
+        typer.Option("--out", file_okay=False, help="Output directory (default: reports/<week>)."),
     ] = None,
 ) -> None:
     """Write the weekly defect-attribution report: report.html, report.md and charts."""
@@ -689,24 +828,31 @@ def report(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Where the weekly report goes.")] = Path(
-        "reports/example"
-    ),
+    out: Annotated[
+        Path, typer.Option(file_okay=False, help="Where the weekly report goes.")
+    ] = Path("reports/example"),
     data_dir: Annotated[
-        Path, typer.Option(help="Where the simulated traces and triage output go.")
+        Path,
+        typer.Option(file_okay=False, help="Where the simulated traces and triage output go."),
     ] = Path(".fpi-demo"),
     weeks: Annotated[
-        int, typer.Option(min=2, help="Weeks of traffic; the last is a drift week.")
+        int, typer.Option(min=2, max=52, help="Weeks of traffic; the last is a drift week.")
     ] = 4,
     turns_per_week: Annotated[
-        int, typer.Option(min=100, help="Simulated turns per week.")
+        int, typer.Option(min=100, max=MAX_TURNS, help="Simulated turns per week.")
     ] = 25_000,
-    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 2026,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Simulation seed.")] = 2026,
     owners: OwnersOption = None,
     model: ModelOption = None,
 ) -> None:
     """Simulate weeks of traffic, triage it with the bundled model, write the weekly report."""
     from fpi.demo import run_demo
+
+    if weeks * turns_per_week > MAX_TURNS:
+        raise typer.BadParameter(
+            f"{weeks} weeks of {turns_per_week:,} turns exceed {MAX_TURNS:,} simulated turns",
+            param_hint="--turns-per-week",
+        )
 
     with domain_errors(), console.status("simulating, validating, triaging, reporting..."):
         result = run_demo(
@@ -750,6 +896,7 @@ def import_dstc2_command(
         Path,
         typer.Option(
             "--out",
+            dir_okay=False,
             help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
             show_default=False,
         ),

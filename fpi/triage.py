@@ -182,7 +182,8 @@ def triage_traces(
         predicted = proba.argmax(axis=1)
         confidence = proba[np.arange(len(traces)), predicted]
     with times.phase("explain"):
-        indices, contributions = bundle.explainer.explain_top(matrix, predicted, top_k)
+        k = min(top_k, bundle.explainer.num_features)  # no more reasons than features
+        indices, contributions = bundle.explainer.explain_top(matrix, predicted, k)
     with times.phase("reasons"):
         reasons = _reasons(matrix, indices, contributions, bundle)
     with times.phase("assemble"):

@@ -88,3 +88,11 @@ def test_a_non_utf8_file_name_prints_safely(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "caf\\udce9.jsonl:1:" in result.output
+
+
+def test_an_unwritable_path_is_exit_two_naming_it(monkeypatch) -> None:
+    denied = PermissionError(13, "Permission denied", "/srv/out.jsonl")
+    monkeypatch.setattr(fpi.validate, "validate_dumps", fail_with(denied))
+    result = runner.invoke(app, ["validate", str(FIXTURES / "valid.jsonl")])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: /srv/out.jsonl: Permission denied"
