@@ -443,6 +443,7 @@ def train(
     from fpi.io import read_traces
     from fpi.model import train as train_model
 
+    overrides = _param_overrides(param)
     collected: list | None = [] if rejects is not None else None
     with domain_errors():
         traces = read_traces(dumps, rejects=collected)
@@ -452,7 +453,7 @@ def train(
             task = bar.add_task("boosting", total=rounds)
             bundle = train_model(
                 traces,
-                params=_param_overrides(param),
+                params=overrides,
                 rounds=rounds,
                 seed=seed,
                 without_stages=tuple(without_stage or ()),
