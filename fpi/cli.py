@@ -154,22 +154,6 @@ def main(
     """
 
 
-DumpArgs = Annotated[
-    list[Path],
-    typer.Argument(
-        help="Trace dumps: .jsonl, .jsonl.gz, .jsonl.zst, .parquet, directories or globs."
-    ),
-]
-RejectsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--rejects",
-        dir_okay=False,
-        help="Write invalid records here (JSONL, verbatim with reasons) and go on without them.",
-    ),
-]
-
-
 MAX_TURNS = 10_000_000  # the simulator holds its traces in memory
 MAX_WEEKS = 520
 MAX_SEED = 2**31 - 1  # LightGBM's seed is a C int
@@ -192,8 +176,16 @@ def _first_day(value: datetime) -> datetime:
     return value
 
 
+def _output_path(value: Path | None) -> Path | None:
+    """An output path whose name polars and every writer can handle (valid UTF-8)."""
+    if value is not None and display_path(value) != str(value):
+        raise typer.BadParameter(f"{display_path(value)}: the name is not valid UTF-8")
+    return value
+
+
 def _image_path(value: Path | None) -> Path | None:
     """A chart file matplotlib can write."""
+    _output_path(value)
     if value is not None and value.suffix.lower() not in IMAGE_SUFFIXES:
         raise typer.BadParameter(f"{value}: give a {', '.join(IMAGE_SUFFIXES)} file")
     return value
@@ -251,6 +243,23 @@ def _iso_week(value: str) -> str:
     return value
 
 
+DumpArgs = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Trace dumps: .jsonl, .jsonl.gz, .jsonl.zst, .parquet, directories or globs."
+    ),
+]
+RejectsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--rejects",
+        dir_okay=False,
+        callback=_output_path,
+        help="Write invalid records here (JSONL, verbatim with reasons) and go on without them.",
+    ),
+]
+
+
 OwnersOption = Annotated[
     Path | None,
     typer.Option("--owners", help="Owners file (TOML) mapping failure points to teams."),
@@ -287,6 +296,7 @@ def simulate_command(
         typer.Option(
             "--out",
             dir_okay=False,
+            callback=_output_path,
             help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
             show_default=False,
         ),
@@ -375,7 +385,12 @@ def features_command(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", dir_okay=False, help="Feature matrix to write (.parquet)."),
+        typer.Option(
+            "--out",
+            dir_okay=False,
+            callback=_output_path,
+            help="Feature matrix to write (.parquet).",
+        ),
     ] = None,
     list_catalogue: Annotated[
         bool, typer.Option("--list", help="Print the feature catalogue instead (no DUMP needed).")
@@ -412,7 +427,10 @@ def features_command(
 def train(
     dumps: DumpArgs,
     out: Annotated[
-        Path, typer.Option("--out", file_okay=False, help="Model bundle directory to write.")
+        Path,
+        typer.Option(
+            "--out", file_okay=False, callback=_output_path, help="Model bundle directory to write."
+        ),
     ],
     seed: Annotated[
         int, typer.Option(min=0, max=MAX_SEED, help="Seed for the dialogue split and LightGBM.")
@@ -477,7 +495,10 @@ def evaluate(
     dumps: DumpArgs,
     model: ModelOption = None,
     json_out: Annotated[
-        Path | None, typer.Option("--json", dir_okay=False, help="Write the metrics here.")
+        Path | None,
+        typer.Option(
+            "--json", dir_okay=False, callback=_output_path, help="Write the metrics here."
+        ),
     ] = None,
     rejects: RejectsOption = None,
 ) -> None:
@@ -534,7 +555,10 @@ def triage(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", dir_okay=False, help="Write every kept turn here: .parquet, .jsonl or .csv."
+            "--out",
+            dir_okay=False,
+            callback=_output_path,
+            help="Write every kept turn here: .parquet, .jsonl or .csv.",
         ),
     ] = None,
     component: Annotated[
@@ -753,7 +777,10 @@ def route(
     out: Annotated[
         Path,
         typer.Option(
-            "--out", file_okay=False, help="Directory for one file per owner, plus unowned."
+            "--out",
+            file_okay=False,
+            callback=_output_path,
+            help="Directory for one file per owner, plus unowned.",
         ),
     ],
 ) -> None:
@@ -804,7 +831,12 @@ def report(
     ] = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", file_okay=False, help="Output directory (default: reports/<week>)."),
+        typer.Option(
+            "--out",
+            file_okay=False,
+            callback=_output_path,
+            help="Output directory (default: reports/<week>).",
+        ),
     ] = None,
 ) -> None:
     """Write the weekly defect-attribution report: report.html, report.md and charts."""
@@ -830,11 +862,16 @@ def report(
 @app.command()
 def demo(
     out: Annotated[
-        Path, typer.Option(file_okay=False, help="Where the weekly report goes.")
+        Path,
+        typer.Option(file_okay=False, callback=_output_path, help="Where the weekly report goes."),
     ] = Path("reports/example"),
     data_dir: Annotated[
         Path,
-        typer.Option(file_okay=False, help="Where the simulated traces and triage output go."),
+        typer.Option(
+            file_okay=False,
+            callback=_output_path,
+            help="Where the simulated traces and triage output go.",
+        ),
     ] = Path(".fpi-demo"),
     weeks: Annotated[
         int, typer.Option(min=2, max=52, help="Weeks of traffic; the last is a drift week.")
@@ -898,6 +935,7 @@ def import_dstc2_command(
         typer.Option(
             "--out",
             dir_okay=False,
+            callback=_output_path,
             help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
             show_default=False,
         ),

@@ -722,6 +722,8 @@ def _file_chunks(path: Path, file_index: int, stats: ReadStats) -> Iterator[_Chu
     if size:
         _check_content(path, fmt)
         if fmt == ".parquet":
+            if display_path(path) != str(path):  # polars takes only UTF-8 paths
+                raise InputError(f"{display_path(path)}: rename it, a Parquet name must be UTF-8")
             chunks = _parquet_chunks(path, file_index)
         else:
             chunks = _jsonl_chunks(path, fmt, file_index, stats)

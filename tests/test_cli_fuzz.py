@@ -26,6 +26,8 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 DSTC2 = Path(__file__).parent / "fixtures" / "dstc2"
 VALID = Path(__file__).parent / "fixtures" / "io" / "valid.jsonl"  # 4 turns of 2026-W47
 NON_UTF8 = b"caf\xe9.jsonl".decode("utf-8", "surrogateescape")
+NON_UTF8_PARQUET = b"caf\xe9.parquet".decode("utf-8", "surrogateescape")
+NAMED_NON_UTF8_PARQUET = "{" + NON_UTF8_PARQUET + "}"
 MATH = "$\\frac{a}{$ [bold]x :100:"
 
 
@@ -84,6 +86,7 @@ def ws(tmp_path_factory) -> dict[str, Path]:
     files["triaged"] = root / "triaged.parquet"
     result = runner.invoke(app, ["triage", str(files["valid"]), "--out", str(files["triaged"])])
     assert result.exit_code == 0, result.output
+    files[NON_UTF8_PARQUET] = Path(shutil.copy(files["triaged"], root / NON_UTF8_PARQUET))
     return files
 
 
@@ -197,6 +200,15 @@ CASES: list[tuple[list[str], int, str]] = [
     (["triage", "{deep.jsonl}", "--rejects", "{out}.jsonl"], 0, "1 rejected"),
     (["triage", "{math.jsonl}"], 0, "1 triaged"),
     (["triage", "{" + NON_UTF8 + "}", "--out", "{out}.jsonl"], 0, "1 triaged"),
+    (["triage", "{valid}", "--out", "{out}" + NON_UTF8_PARQUET], 2, "not valid UTF-8"),
+    (["validate", NAMED_NON_UTF8_PARQUET], 2, "caf\\udce9.parquet: rename it"),
+    (["features", "{valid}", "--out", "{out}" + NON_UTF8_PARQUET], 2, "not valid UTF-8"),
+    (
+        ["route", "{" + NON_UTF8_PARQUET + "}", "--owners", "{markup.toml}", "--out", "{out}"],
+        2,
+        "caf",
+    ),
+    (["report", NAMED_NON_UTF8_PARQUET, "--week", "2026-W47", "--out", "{out}"], 2, "caf"),
     # explain
     (["explain", "{valid}", "no-such-turn"], 2, "no-such-turn"),
     (["explain", "{empty.jsonl}", "t"], 2, "empty.jsonl"),

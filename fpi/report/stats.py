@@ -60,7 +60,7 @@ def week_window(week: str, weeks_back: int) -> tuple[list[str], datetime, dateti
     """The `weeks_back` ISO weeks ending with `week` (oldest first) and their UTC bounds."""
     if not 2 <= weeks_back <= MAX_WEEKS_BACK:
         raise FpiError(
-            f"--weeks-back {weeks_back}: need 2 to {MAX_WEEKS_BACK} weeks (2 to compare)"
+            f"--weeks-back {weeks_back}: need at least 2 weeks to compare, at most {MAX_WEEKS_BACK}"
         )
     monday = week_start(week)
     mondays = [monday - timedelta(weeks=n) for n in range(weeks_back - 1, -1, -1)]
