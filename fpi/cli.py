@@ -123,6 +123,8 @@ app = typer.Typer(
     name="fpi",
     help="Failure-point isolation for voice assistants: which stage broke each turn, and why.",
     cls=ErrorBoundary,
+    epilog="Exit codes: 0 success, 1 invalid records, 2 unusable input, arguments or model, "
+    "3 internal error (rerun with --debug for its traceback).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -147,15 +149,11 @@ def main(
         ),
     ] = False,
 ) -> None:
-    """Failure-point isolation for voice assistants.
-
-    Exit codes: 0 success, 1 invalid records, 2 unusable input, arguments or model,
-    3 internal error (rerun with --debug for the traceback).
-    """
+    """Failure-point isolation for voice assistants."""
 
 
 MAX_TURNS = 10_000_000  # the simulator holds its traces in memory
-MAX_WEEKS = 520
+MAX_WEEKS = 520  # = fpi.report.stats.MAX_WEEKS_BACK (not imported: --help stays fast)
 MAX_SEED = 2**31 - 1  # LightGBM's seed is a C int
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 

@@ -96,3 +96,18 @@ def test_an_unwritable_path_is_exit_two_naming_it(monkeypatch) -> None:
     result = runner.invoke(app, ["validate", str(FIXTURES / "valid.jsonl")])
     assert result.exit_code == 2
     assert result.output.strip() == "error: /srv/out.jsonl: Permission denied"
+
+
+def test_the_cli_week_limit_is_the_reports() -> None:
+    from fpi import cli
+    from fpi.report.stats import MAX_WEEKS_BACK
+
+    assert cli.MAX_WEEKS == MAX_WEEKS_BACK
+
+
+def test_help_states_the_exit_codes() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "Exit codes: 0 success, 1 invalid records, 2 unusable input" in text
+    assert "--debug" in text
