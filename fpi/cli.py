@@ -195,6 +195,12 @@ def _failure_points(values: list[str] | None) -> list[str] | None:
     return _one_of(values, (*FAILURE_POINTS, UNCERTAIN))
 
 
+def _device_types(values: list[str] | None) -> list[str] | None:
+    from fpi.schema import DEVICE_TYPES
+
+    return _one_of(values, DEVICE_TYPES)
+
+
 def _feature_stages(values: list[str] | None) -> list[str] | None:
     from fpi.features import CATALOG
 
@@ -573,7 +579,9 @@ def triage(
     ] = None,
     domain: Annotated[list[str] | None, typer.Option(help="Keep these NLU domains.")] = None,
     intent: Annotated[list[str] | None, typer.Option(help="Keep these NLU intents.")] = None,
-    device_type: Annotated[list[str] | None, typer.Option(help="Keep these device types.")] = None,
+    device_type: Annotated[
+        list[str] | None, typer.Option(callback=_device_types, help="Keep these device types.")
+    ] = None,
     since: Annotated[
         datetime | None, typer.Option(help="Keep turns from this time on (UTC when naive).")
     ] = None,
