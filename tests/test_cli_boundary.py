@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import fpi.validate
+import fpi.io
 from fpi.cli import app
 from fpi.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, InputError
 
@@ -23,7 +23,7 @@ def fail_with(exc: BaseException):
 
 
 def test_an_internal_error_is_one_line_and_exit_three(monkeypatch) -> None:
-    monkeypatch.setattr(fpi.validate, "validate_dumps", fail_with(ZeroDivisionError("boom")))
+    monkeypatch.setattr(fpi.io, "validate_dumps", fail_with(ZeroDivisionError("boom")))
     result = runner.invoke(app, ["validate", str(FIXTURES / "valid.jsonl")])
     assert result.exit_code == EXIT_INTERNAL
     assert "Traceback" not in result.output
@@ -34,7 +34,7 @@ def test_an_internal_error_is_one_line_and_exit_three(monkeypatch) -> None:
 
 
 def test_debug_adds_the_traceback(monkeypatch) -> None:
-    monkeypatch.setattr(fpi.validate, "validate_dumps", fail_with(ZeroDivisionError("boom")))
+    monkeypatch.setattr(fpi.io, "validate_dumps", fail_with(ZeroDivisionError("boom")))
     result = runner.invoke(app, ["--debug", "validate", str(FIXTURES / "valid.jsonl")])
     assert result.exit_code == EXIT_INTERNAL
     assert "Traceback (most recent call last)" in result.output
@@ -42,21 +42,21 @@ def test_debug_adds_the_traceback(monkeypatch) -> None:
 
 
 def test_debug_from_the_environment(monkeypatch) -> None:
-    monkeypatch.setattr(fpi.validate, "validate_dumps", fail_with(KeyError("k")))
+    monkeypatch.setattr(fpi.io, "validate_dumps", fail_with(KeyError("k")))
     result = runner.invoke(app, ["validate", str(FIXTURES / "valid.jsonl")], env={"FPI_DEBUG": "1"})
     assert result.exit_code == EXIT_INTERNAL
     assert "Traceback (most recent call last)" in result.output
 
 
 def test_interrupt_exits_130_with_a_clean_message(monkeypatch) -> None:
-    monkeypatch.setattr(fpi.validate, "validate_dumps", fail_with(KeyboardInterrupt()))
+    monkeypatch.setattr(fpi.io, "validate_dumps", fail_with(KeyboardInterrupt()))
     result = runner.invoke(app, ["validate", str(FIXTURES / "valid.jsonl")])
     assert result.exit_code == EXIT_INTERRUPTED
     assert result.output.strip() == "stopped: interrupted"
 
 
 def test_a_closed_pipe_is_quiet(monkeypatch) -> None:
-    monkeypatch.setattr(fpi.validate, "validate_dumps", fail_with(BrokenPipeError()))
+    monkeypatch.setattr(fpi.io, "validate_dumps", fail_with(BrokenPipeError()))
     result = runner.invoke(app, ["validate", str(FIXTURES / "valid.jsonl")])
     assert result.exit_code == EXIT_BROKEN_PIPE
     assert result.output == ""
@@ -64,7 +64,7 @@ def test_a_closed_pipe_is_quiet(monkeypatch) -> None:
 
 def test_a_domain_error_prints_its_message_literally(monkeypatch) -> None:
     message = "odd [bold]name[/].jsonl:100: field :smile: x"
-    monkeypatch.setattr(fpi.validate, "validate_dumps", fail_with(InputError(message)))
+    monkeypatch.setattr(fpi.io, "validate_dumps", fail_with(InputError(message)))
     result = runner.invoke(app, ["validate", str(FIXTURES / "valid.jsonl")])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {message}"
@@ -92,7 +92,7 @@ def test_a_non_utf8_file_name_prints_safely(tmp_path: Path) -> None:
 
 def test_an_unwritable_path_is_exit_two_naming_it(monkeypatch) -> None:
     denied = PermissionError(13, "Permission denied", "/srv/out.jsonl")
-    monkeypatch.setattr(fpi.validate, "validate_dumps", fail_with(denied))
+    monkeypatch.setattr(fpi.io, "validate_dumps", fail_with(denied))
     result = runner.invoke(app, ["validate", str(FIXTURES / "valid.jsonl")])
     assert result.exit_code == 2
     assert result.output.strip() == "error: /srv/out.jsonl: Permission denied"

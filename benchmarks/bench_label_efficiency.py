@@ -1,0 +1,282 @@
+"""Label efficiency: how good a model of your own pipeline gets per human label (issue 13).
+
+A simulated annotator answers every queued turn with its gold label, in rounds of at most 100
+turns; after each round the model is refitted (`fpi.adapt.adapt`) and, for `active`, the next
+round is chosen with it (`fpi.queue.next_turns`). Learning curves are macro-F1 on held-out
+dialogues (never queued) at each budget, for three ways of choosing turns:
+- `active`: `fpi queue --strategy active` with the latest adapted model;
+- `random`: uniformly random turns;
+- `dialogues`: whole randomly chosen dialogues (how a team usually samples).
+
+Data: DSTC2's 1,612 training calls split by call (80% pool / 20% held out), headline = macro-F1
+over correct, false_wake, asr, nlu and result; and the simulator's `newdomain` scenario (the
+bundled model was trained on `base`), 6-class macro-F1.
+
+    python benchmarks/bench_label_efficiency.py --data dstc2 --dstc2 /tmp/dstc2_train.parquet
+    python benchmarks/bench_label_efficiency.py --data newdomain --seeds 0 1 2
+    python benchmarks/bench_label_efficiency.py --data dstc2 --compare-methods --budget 500
+
+(`fpi import dstc2 /work/dstc2 --flist train --out /tmp/dstc2_train.parquet` makes the dump.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import polars as pl
+
+from fpi.adapt import METHODS, adapt
+from fpi.evaluate import classification_metrics
+from fpi.featurize import extract_features
+from fpi.model import dialogue_split, load_bundle
+from fpi.queue import next_turns
+from fpi.schema import FAILURE_POINTS
+
+BUDGETS = [100, 250, 500, 1000, 2000]
+ROUND = 100
+#: What --compare-methods measures: the adapt methods, stacking and EM priors.
+COMPARED = (*METHODS, "stacked", "em")
+DSTC2_CLASSES = ("correct", "false_wake", "asr", "nlu", "result")
+
+
+def gold(traces: pl.DataFrame) -> pl.Series:
+    return traces.get_column("label").struct.field("failure_point")
+
+
+def macro_f1(y_true, y_pred, classes) -> float:
+    metrics = classification_metrics(y_true, y_pred)
+    return float(np.mean([metrics["per_class"][c]["f1"] for c in classes]))
+
+
+def score(bundle, test: pl.DataFrame, classes, *, per_class: bool = False):
+    proba = bundle.predict_proba(bundle.matrix(extract_features(test)))
+    predicted = np.asarray(FAILURE_POINTS, dtype=object)[proba.argmax(axis=1)]
+    if per_class:
+        metrics = classification_metrics(gold(test).to_numpy(), predicted)["per_class"]
+        return {c: round(metrics[c]["f1"], 2) for c in classes}
+    return macro_f1(gold(test).to_numpy(), predicted, classes)
+
+
+def load_data(name: str, dstc2_path: str, split_seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    if name == "dstc2":
+        from fpi.io import read_traces
+
+        traces = read_traces(dstc2_path)
+    else:
+        from fpi.simulate import simulate
+
+        traces = simulate(30_000, seed=303, scenario=name)
+    split = dialogue_split(
+        traces.get_column("dialogue_id"), {"pool": 0.8, "test": 0.2}, seed=split_seed
+    )
+    return traces.filter(split == "pool"), traces.filter(split == "test")
+
+
+def learning_curve(
+    pool: pl.DataFrame, test: pl.DataFrame, strategy: str, seed: int, classes, *, method: str
+) -> tuple[dict[int, float], dict[int, dict[str, int]], float]:
+    """macro-F1 at each budget; per-budget class counts of the labels; seconds spent."""
+    started = time.perf_counter()
+    start = load_bundle()
+    model = start
+    answers = dict(zip(pool.get_column("turn_id"), gold(pool), strict=True))
+    labelled: list[str] = []
+    curve, mix = {}, {}
+    for budget in BUDGETS:
+        while len(labelled) < budget:
+            n = min(ROUND, budget - len(labelled))
+            batch = next_turns(pool, model, labelled=labelled, n=n, strategy=strategy, seed=seed)
+            labelled.extend(batch.get_column("turn_id").to_list())
+            if strategy == "active":  # the queue's next round uses the refitted model
+                model = adapt(
+                    pool, _labels(labelled, answers), start=start, seed=seed, method=method
+                )
+        if strategy != "active":
+            model = adapt(pool, _labels(labelled, answers), start=start, seed=seed, method=method)
+        curve[budget] = score(model, test, classes)
+        mix[budget] = dict(pl.Series([answers[t] for t in labelled]).value_counts().iter_rows())
+        mix[budget] = {"labels": mix[budget], "F1": score(model, test, classes, per_class=True)}
+    return curve, mix, time.perf_counter() - started
+
+
+def _labels(turn_ids: list[str], answers: dict[str, str]) -> pl.DataFrame:
+    return pl.DataFrame({"turn_id": turn_ids, "failure_point": [answers[t] for t in turn_ids]})
+
+
+def compare_methods(pool, test, classes, *, budget: int, seed: int, methods=COMPARED) -> None:
+    """Every adapt method (and two that cannot be a plain bundle) on the same label sets."""
+    start = load_bundle()
+    answers = dict(zip(pool.get_column("turn_id"), gold(pool), strict=True))
+    print(f"\n### adapt methods at {budget} labels (seed {seed}); held-out macro-F1\n")
+    print("| method | random turns | active queue |")
+    print("|---|---|---|")
+    label_sets = {}
+    for strategy in ("random", "active"):
+        labelled: list[str] = []
+        model = start
+        while len(labelled) < budget:
+            n = min(ROUND, budget - len(labelled))
+            batch = next_turns(pool, model, labelled=labelled, n=n, strategy=strategy, seed=seed)
+            labelled.extend(batch.get_column("turn_id").to_list())
+            if strategy == "active":
+                model = adapt(pool, _labels(labelled, answers), start=start, seed=seed)
+        label_sets[strategy] = _labels(labelled, answers)
+    print(f"| start model, no labels | {score(start, test, classes):.3f} | |")
+    for method in [m for m in methods if m in METHODS]:
+        cells = []
+        for labels in label_sets.values():
+            began = time.perf_counter()
+            bundle = adapt(pool, labels, start=start, seed=seed, method=method)
+            cells.append(
+                f"{score(bundle, test, classes):.3f} ({time.perf_counter() - began:.1f} s)"
+            )
+        print(f"| {method} | {' | '.join(cells)} |")
+    if "stacked" in methods:
+        cells = [
+            f"{_stacked(pool, test, labels, start, seed, classes):.3f}"
+            for labels in label_sets.values()
+        ]
+        print(f"| fresh + start model's probabilities as features | {' | '.join(cells)} |")
+    if "em" not in methods:
+        return
+    cells = []
+    for labels in label_sets.values():
+        bundle = adapt(pool, labels, start=start, seed=seed)
+        cells.append(f"{_em_priors(bundle, pool, test, classes, labels):.3f}")
+    print(f"| fresh, then EM prior re-estimation (Saerens 2002) | {' | '.join(cells)} |")
+    no_labels = _em_priors(start, pool, test, classes)
+    print(f"| EM priors on the start model, no labels | {no_labels:.3f} | |")
+
+
+def _stacked(pool, test, labels, start, seed, classes) -> float:
+    """A fresh model whose features include the start model's class probabilities."""
+    import lightgbm as lgb
+
+    from fpi.adapt import SMALL_DATA_PARAMS, balanced_weights, feature_metadata_from
+    from fpi.model import encode_features
+
+    features = extract_features(pool)
+    meta = feature_metadata_from(features)
+
+    def matrix(frame_features):
+        own = encode_features(frame_features, meta)
+        prior = start.predict_proba(start.matrix(frame_features))
+        return np.hstack([own, prior])
+
+    rows = features.select("turn_id").with_row_index("r").join(labels, on="turn_id")
+    codes = (
+        rows.get_column("failure_point")
+        .replace_strict({c: i for i, c in enumerate(FAILURE_POINTS)})
+        .to_numpy()
+    )
+    x = matrix(features)[rows.get_column("r").to_numpy()]
+    categorical = [i for i, f in enumerate(meta) if f["categorical"]]
+    booster = lgb.train(
+        {**SMALL_DATA_PARAMS, "num_class": len(FAILURE_POINTS), "seed": seed},
+        lgb.Dataset(
+            x,
+            label=codes,
+            weight=balanced_weights(codes),
+            categorical_feature=categorical,
+            params={"min_data_in_bin": 1},
+        ),
+        num_boost_round=150,
+    )
+    proba = booster.predict(matrix(extract_features(test)))
+    predicted = np.asarray(FAILURE_POINTS, dtype=object)[proba.argmax(axis=1)]
+    return macro_f1(gold(test).to_numpy(), predicted, classes)
+
+
+def em_priors(proba: np.ndarray, train_priors: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """Saerens et al. (2002): the class priors of new traffic, estimated by EM from the
+    model's posteriors alone (no labels)."""
+    priors = train_priors.copy()
+    for _ in range(iterations):
+        adjusted = proba * (priors / train_priors)
+        adjusted /= adjusted.sum(axis=1, keepdims=True)
+        new = adjusted.mean(axis=0)
+        if np.abs(new - priors).max() < 1e-6:
+            break
+        priors = new
+    return priors
+
+
+def _em_priors(bundle, pool, test, classes, labels=None) -> float:
+    """Priors re-estimated on the unlabelled pool, applied to the held-out turns. The model's
+    own prior is its mean posterior on the turns it was fitted on (class weights included):
+    the labelled turns, or for the start model sqrt-weighted simulator counts."""
+    pool_proba = bundle.predict_proba(bundle.matrix(extract_features(pool)))
+    if labels is not None:
+        fitted = pool.with_row_index("i").join(labels, on="turn_id").get_column("i").to_numpy()
+        train_priors = pool_proba[fitted].mean(axis=0)
+    else:
+        counts = bundle.metadata["training"]["label_counts"]
+        train_priors = np.sqrt([max(counts.get(c, 0), 1) for c in FAILURE_POINTS])
+        train_priors = train_priors / train_priors.sum()
+    train_priors = np.clip(train_priors, 1e-6, None)
+    priors = em_priors(pool_proba, train_priors)
+    proba = bundle.predict_proba(bundle.matrix(extract_features(test))) * (priors / train_priors)
+    predicted = np.asarray(FAILURE_POINTS, dtype=object)[proba.argmax(axis=1)]
+    return macro_f1(gold(test).to_numpy(), predicted, classes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=["dstc2", "newdomain", "farfield"], default="dstc2")
+    parser.add_argument(
+        "--dstc2", default="/tmp/dstc2_train.parquet", help="imported DSTC2 train dump"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--strategies", nargs="+", default=["active", "random", "dialogues"])
+    parser.add_argument("--method", choices=METHODS, default="fresh")
+    parser.add_argument("--compare-methods", action="store_true")
+    parser.add_argument("--budget", type=int, default=500, help="labels for --compare-methods")
+    parser.add_argument("--methods", nargs="+", choices=COMPARED, default=list(COMPARED))
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    args = parser.parse_args()
+    BUDGETS[:] = args.budgets
+
+    classes = DSTC2_CLASSES if args.data == "dstc2" else FAILURE_POINTS
+    if args.compare_methods:
+        pool, test = load_data(args.data, args.dstc2, split_seed=args.seeds[0])
+        compare_methods(
+            pool, test, classes, budget=args.budget, seed=args.seeds[0], methods=args.methods
+        )
+        return
+    results: dict[str, list[dict[int, float]]] = {s: [] for s in args.strategies}
+    for seed in args.seeds:
+        pool, test = load_data(args.data, args.dstc2, split_seed=seed)
+        print(
+            f"seed {seed}: pool {pool.height:,} turns, held out {test.height:,} turns "
+            f"({test.get_column('dialogue_id').n_unique():,} dialogues)",
+            flush=True,
+        )
+        for strategy in args.strategies:
+            curve, mix, seconds = learning_curve(
+                pool, test, strategy, seed, classes, method=args.method
+            )
+            results[strategy].append(curve)
+            print(
+                f"  {strategy:9s} {seconds:6.1f} s  "
+                + "  ".join(f"{b}:{v:.3f}" for b, v in curve.items()),
+                flush=True,
+            )
+            for budget, counts in mix.items():
+                print(f"            label mix at {budget}: {counts}", flush=True)
+    names = ", ".join(classes)
+    print(f"\n### {args.data}: held-out macro-F1 ({names}); mean over seeds {args.seeds}\n")
+    print("| strategy | " + " | ".join(f"{b} labels" for b in BUDGETS) + " |")
+    print("|---" * (len(BUDGETS) + 1) + "|")
+    for strategy, curves in results.items():
+        cells = []
+        for b in BUDGETS:
+            values = [c[b] for c in curves]
+            spread = f" ± {np.std(values):.3f}" if len(values) > 1 else ""
+            cells.append(f"{np.mean(values):.3f}{spread}")
+        print(f"| {strategy} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

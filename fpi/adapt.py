@@ -1,0 +1,300 @@
+"""Adapt a model to the user's own pipeline from a few hundred human labels.
+
+The default method (`DEFAULT_METHOD`) is the one that won the label-efficiency benchmark
+(`benchmarks/bench_label_efficiency.py`, numbers in the README); the others stay selectable
+for that measurement:
+- `fresh`: a small-data LightGBM on the labelled turns only, categorical codes taken from all
+  of the user's turns (unlabelled included: codes read no label), rounds chosen by
+  cross-validation over dialogues;
+- `continue`: boosting continued from the starting model (LightGBM `init_model`), keeping
+  its feature codes;
+- `fresh+sim`: `fresh` plus simulated turns as down-weighted extra training data;
+- `fresh+self`: `fresh`, then self-training: unlabelled turns the first fit is confident of
+  join as pseudo-labels at a lower weight, and the model is refitted.
+
+With no usable label the starting model is returned unchanged (it cannot get worse).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from fpi.errors import ModelError
+from fpi.labels import consensus, match_labels
+from fpi.model import (
+    DEFAULT_PARAMS,
+    ModelBundle,
+    _feature_metadata,
+    class_weights,
+    encode_features,
+    load_bundle,
+)
+from fpi.schema import FAILURE_POINTS
+
+METHODS = ("fresh", "continue", "fresh+sim", "fresh+self")
+DEFAULT_METHOD = "fresh"
+#: Parameters for a few hundred labels: small trees, small leaves, slow learning.
+SMALL_DATA_PARAMS: dict[str, Any] = {
+    **DEFAULT_PARAMS,
+    "learning_rate": 0.05,
+    "num_leaves": 7,
+    "max_depth": 4,
+    "min_data_in_leaf": 3,
+    "min_sum_hessian_in_leaf": 1e-3,
+    "lambda_l2": 1.0,
+    "feature_fraction": 0.7,
+    "cat_smooth": 5.0,
+    "min_data_per_group": 3,
+    # one thread: on a few hundred rows a second thread only adds contention (measured 30x
+    # slower with 2 threads on a busy 2-core machine)
+    "num_threads": 1,
+}
+MAX_ROUNDS = 400
+#: Rounds when there are too few labels to cross-validate.
+DEFAULT_SMALL_ROUNDS = 100
+MIN_LABELS_FOR_CV = 20
+CV_FOLDS = 4
+EARLY_STOPPING_ROUNDS = 30
+#: Weight of a simulated turn relative to a labelled one (`fresh+sim`).
+SIMULATED_WEIGHT = 0.1
+SIMULATED_TURNS = 5_000
+#: Self-training: confidence a pseudo-label needs, and its weight.
+SELF_TRAINING_CONFIDENCE = 0.95
+SELF_TRAINING_WEIGHT = 0.3
+
+
+def _start_bundle(start: ModelBundle | Path | str | None) -> ModelBundle:
+    return start if isinstance(start, ModelBundle) else load_bundle(start)
+
+
+def labelled_turns(traces: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    """Gold per labelled turn (consensus of the annotators' matching labels) as turn_id,
+    failure_point, plus counts for the bundle's metadata."""
+    if "record_hash" in labels.columns:
+        match = match_labels(labels, traces)
+        usable, stale, absent = match.matched, match.stale.height, match.absent.height
+    else:  # bare (turn_id, failure_point) rows, e.g. from a benchmark's simulated annotator
+        usable = labels.join(traces.select("turn_id"), on="turn_id", how="semi")
+        stale, absent = 0, labels.height - usable.height
+    if "annotator" not in usable.columns:
+        usable = usable.with_columns(pl.lit("-").alias("annotator"))
+    if "created_at" not in usable.columns:
+        usable = usable.with_columns(pl.lit("").alias("created_at"))
+    gold = consensus(usable.select("turn_id", "failure_point", "annotator", "created_at"))
+    counts = {
+        "labels": usable.height,
+        "labelled_turns": gold.height,
+        "annotators": usable.get_column("annotator").n_unique(),
+        "stale_labels_ignored": stale,
+        "labels_for_other_turns": absent,
+        "label_counts": {
+            c: int((gold.get_column("failure_point") == c).sum()) for c in FAILURE_POINTS
+        },
+    }
+    return gold, counts
+
+
+def _codes(series: pl.Series) -> np.ndarray:
+    return series.replace_strict(
+        {c: i for i, c in enumerate(FAILURE_POINTS)}, return_dtype=pl.Int32
+    ).to_numpy()
+
+
+def balanced_weights(codes: np.ndarray) -> np.ndarray:
+    """The training weights of `fpi.model` (square root of inverse class frequency): measured
+    on DSTC2, full inverse frequency scores the same at 500 labels and 0.10 lower with all."""
+    return class_weights(codes, len(FAILURE_POINTS))
+
+
+def feature_metadata_from(features: pl.DataFrame) -> list[dict[str, Any]]:
+    """The catalogue's feature entries with categorical codes learnt from these turns."""
+    return _feature_metadata(features, without_stages=())
+
+
+def _folds(dialogues: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    unique = np.unique(dialogues)
+    rng = np.random.default_rng(seed)
+    fold_of = dict(zip(rng.permutation(unique), np.arange(len(unique)) % k, strict=True))
+    assigned = np.array([fold_of[d] for d in dialogues])
+    return [
+        (np.flatnonzero(assigned != f), np.flatnonzero(assigned == f))
+        for f in range(k)
+        if (assigned == f).any() and (assigned != f).any()
+    ]
+
+
+def fit_small(
+    matrix: np.ndarray,
+    codes: np.ndarray,
+    weights: np.ndarray,
+    dialogues: np.ndarray,
+    *,
+    categorical: list[int],
+    names: list[str],
+    seed: int,
+    init_model: lgb.Booster | None = None,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    rounds: int | None = None,
+) -> tuple[lgb.Booster, int]:
+    """A small-data booster; rounds chosen by cross-validation over dialogues unless given.
+    `extra` = (matrix, codes, weights) of additional turns used in every training fold."""
+    params = {**SMALL_DATA_PARAMS, "num_class": len(FAILURE_POINTS), "seed": seed}
+
+    def dataset(rows: np.ndarray | slice, *, with_extra: bool = True, reference=None):
+        x, y, w = matrix[rows], codes[rows], weights[rows]
+        if extra is not None and with_extra:
+            x = np.vstack([x, extra[0]])
+            y, w = np.concatenate([y, extra[1]]), np.concatenate([w, extra[2]])
+        return lgb.Dataset(
+            x,
+            label=y,
+            weight=w,
+            feature_name=names,
+            categorical_feature=categorical,
+            reference=reference,
+            free_raw_data=False,
+            params={"verbosity": -1, "min_data_in_bin": 1},
+        )
+
+    if rounds is None:
+        folds = _folds(dialogues, CV_FOLDS, seed)
+        rounds = DEFAULT_SMALL_ROUNDS
+        if len(folds) >= 2 and len(codes) >= MIN_LABELS_FOR_CV:
+            losses = []
+            for train_rows, valid_rows in folds:
+                train_set = dataset(train_rows)
+                valid_set = dataset(valid_rows, with_extra=False, reference=train_set)
+                record: dict = {}
+                lgb.train(
+                    params,
+                    train_set,
+                    num_boost_round=MAX_ROUNDS,
+                    valid_sets=[valid_set],
+                    init_model=init_model,
+                    callbacks=[lgb.record_evaluation(record)],
+                )
+                losses.append(record["valid_0"]["multi_logloss"])
+            rounds = int(np.argmin(np.mean(np.array(losses), axis=0))) + 1
+    booster = lgb.train(params, dataset(slice(None)), num_boost_round=rounds, init_model=init_model)
+    return booster, rounds
+
+
+def adapt(
+    traces: pl.DataFrame,
+    labels: pl.DataFrame,
+    *,
+    start: ModelBundle | Path | str | None = None,
+    seed: int = 0,
+    method: str = DEFAULT_METHOD,
+    simulated: pl.DataFrame | None = None,
+) -> ModelBundle:
+    """A model for the pipeline behind `traces`, fitted on the labelled ones.
+
+    `labels` are store rows (`LabelStore.current()`: stale ones are ignored, several
+    annotators reduced to their consensus) or bare (turn_id, failure_point) rows. `start` is
+    the starting bundle or its directory (None = the bundled model). `simulated` overrides the
+    simulated turns `fresh+sim` draws."""
+    from fpi.featurize import extract_features
+
+    if method not in METHODS:
+        raise ModelError(f"unknown adapt method {method!r} (one of {', '.join(METHODS)})")
+    base = _start_bundle(start)
+    gold, counts = labelled_turns(traces, labels)
+    start_name = "bundled model" if start is None else str(start)
+    if isinstance(start, ModelBundle):
+        start_name = "given bundle"
+    adaptation: dict[str, Any] = {
+        "method": method if gold.height else "none (no usable labels: the starting model)",
+        "start": start_name,
+        "unlabelled_turns": traces.height - gold.height,
+        **counts,
+    }
+    if gold.height == 0:
+        metadata = {**base.metadata, "adaptation": adaptation}
+        return ModelBundle(lgb.Booster(model_str=base.booster.model_to_string()), metadata)
+    features = extract_features(traces)
+    order = features.select("turn_id").with_row_index("_row").join(gold, on="turn_id")
+    rows = order.get_column("_row").to_numpy()
+    codes = _codes(order.get_column("failure_point"))
+    dialogues = traces.get_column("dialogue_id").to_numpy()[rows]
+    if method == "continue":
+        feature_meta = base.metadata["features"]
+    else:
+        feature_meta = feature_metadata_from(features)
+    matrix = encode_features(features, feature_meta)
+    names = [f["name"] for f in feature_meta]
+    categorical = [i for i, f in enumerate(feature_meta) if f["categorical"]]
+    weights = balanced_weights(codes)
+    fit: dict[str, Any] = {"categorical": categorical, "names": names, "seed": seed}
+    extra = None
+    if method == "fresh+sim":
+        sim = simulated if simulated is not None else _simulated(seed)
+        sim_matrix = encode_features(extract_features(sim), feature_meta)
+        sim_codes = _codes(sim.get_column("label").struct.field("failure_point"))
+        extra = (sim_matrix, sim_codes, balanced_weights(sim_codes) * SIMULATED_WEIGHT)
+        adaptation["simulated_turns"] = sim.height
+    booster, rounds = fit_small(
+        matrix[rows],
+        codes,
+        weights,
+        dialogues,
+        init_model=base.booster if method == "continue" else None,
+        extra=extra,
+        **fit,
+    )
+    if method == "fresh+self":
+        unlabelled = np.setdiff1d(np.arange(len(matrix)), rows)
+        proba = booster.predict(matrix[unlabelled])
+        sure = proba.max(axis=1) >= SELF_TRAINING_CONFIDENCE
+        pseudo = proba[sure].argmax(axis=1).astype(np.int32)
+        extra = (
+            matrix[unlabelled[sure]],
+            pseudo,
+            balanced_weights(pseudo) * SELF_TRAINING_WEIGHT if len(pseudo) else np.empty(0),
+        )
+        booster, rounds = fit_small(
+            matrix[rows], codes, weights, dialogues, extra=extra, rounds=rounds, **fit
+        )
+        adaptation["pseudo_labelled_turns"] = int(sure.sum())
+    adaptation["rounds"] = rounds
+    metadata = {
+        **{k: v for k, v in base.metadata.items() if k not in ("metrics", "training")},
+        "features": feature_meta,
+        "params": {
+            **SMALL_DATA_PARAMS,
+            "num_class": len(FAILURE_POINTS),
+            "seed": seed,
+            "best_iteration": booster.current_iteration(),
+        },
+        "training": {
+            "turns": len(rows),
+            "dialogues": len(np.unique(dialogues)),
+            "label_counts": counts["label_counts"],
+            "label_sources": ["label store"],
+        },
+        "metrics": {},
+        "adaptation": adaptation,
+    }
+    return ModelBundle(booster, metadata)
+
+
+def _simulated(seed: int) -> pl.DataFrame:
+    from fpi.simulate import simulate
+
+    return simulate(SIMULATED_TURNS, seed=seed, scenario="base")
+
+
+def adapt_summary(metadata: Mapping[str, Any]) -> str:
+    """One line on what an adapted bundle was fitted on."""
+    a = metadata.get("adaptation", {})
+    return (
+        f"{a.get('labels', 0)} label(s) on {a.get('labelled_turns', 0)} turn(s) from "
+        f"{a.get('annotators', 0)} annotator(s); method {a.get('method', '?')}"
+        + (f", {a['rounds']} rounds" if "rounds" in a else "")
+    )

@@ -1,0 +1,88 @@
+"""Adapting a model to a new pipeline from store labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from fpi.adapt import adapt, labelled_turns
+from fpi.evaluate import classification_metrics
+from fpi.featurize import extract_features
+from fpi.labels import record_hash
+from fpi.model import ModelBundle, load_bundle
+from fpi.schema import FAILURE_POINTS
+
+
+@pytest.fixture(scope="module")
+def new_pipeline():
+    from fpi.simulate import simulate
+
+    return simulate(1_600, seed=11, scenario="farfield")
+
+
+def _macro_f1(bundle: ModelBundle, traces: pl.DataFrame) -> float:
+    proba = bundle.predict_proba(bundle.matrix(extract_features(traces)))
+    gold = traces.get_column("label").struct.field("failure_point").to_numpy()
+    return classification_metrics(gold, np.asarray(FAILURE_POINTS)[proba.argmax(1)])["macro_f1"]
+
+
+def _gold_labels(traces: pl.DataFrame, n: int) -> pl.DataFrame:
+    rows = traces.head(n)
+    return pl.DataFrame(
+        {
+            "turn_id": rows.get_column("turn_id"),
+            "failure_point": rows.get_column("label").struct.field("failure_point"),
+        }
+    )
+
+
+def test_no_labels_returns_the_start_model_unchanged(new_pipeline, small_model_dir):
+    start = load_bundle(small_model_dir)
+    adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 0), start=small_model_dir)
+    assert _macro_f1(adapted, new_pipeline) >= _macro_f1(start, new_pipeline)
+    matrix = start.matrix(extract_features(new_pipeline))
+    assert np.allclose(adapted.predict_proba(matrix), start.predict_proba(matrix))
+    assert adapted.metadata["adaptation"]["labels"] == 0
+
+
+def test_labels_teach_the_new_pipeline(new_pipeline, small_model_dir, tmp_path):
+    train, test = new_pipeline.head(1_200), new_pipeline.tail(400)
+    start = load_bundle(small_model_dir)
+    adapted = adapt(train, _gold_labels(train, 600), start=start, seed=0)
+    assert adapted.booster.num_model_per_iteration() == len(FAILURE_POINTS)
+    meta = adapted.metadata["adaptation"]
+    assert meta["labels"] == 600 and meta["labelled_turns"] == 600 and meta["method"] == "fresh"
+    reloaded = load_bundle(adapted.save(tmp_path / "adapted"))
+    assert _macro_f1(reloaded, test) == pytest.approx(_macro_f1(adapted, test))
+
+
+@pytest.mark.parametrize("method", ["continue", "fresh+self"])
+def test_other_methods_produce_loadable_bundles(new_pipeline, small_model_dir, tmp_path, method):
+    adapted = adapt(
+        new_pipeline, _gold_labels(new_pipeline, 300), start=small_model_dir, method=method
+    )
+    reloaded = load_bundle(adapted.save(tmp_path / method))
+    assert reloaded.metadata["adaptation"]["method"] == method
+    proba = reloaded.predict_proba(reloaded.matrix(extract_features(new_pipeline.head(50))))
+    assert proba.shape == (50, 6) and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_store_labels_count_annotators_and_skip_stale(new_pipeline):
+    rows = new_pipeline.head(3)
+    hashes = [record_hash(r) for r in rows.iter_rows(named=True)]
+    labels = pl.DataFrame(
+        {
+            "turn_id": [*rows.get_column("turn_id"), rows.get_column("turn_id")[0]],
+            "dialogue_id": [*rows.get_column("dialogue_id"), rows.get_column("dialogue_id")[0]],
+            "failure_point": ["asr", "nlu", "er", "asr"],
+            "annotator": ["a", "a", "a", "b"],
+            "created_at": ["1", "2", "3", "4"],
+            "note": [None] * 4,
+            "source_path": [None] * 4,
+            "record_hash": [hashes[0], hashes[1], "stale", hashes[0]],
+        }
+    )
+    gold, counts = labelled_turns(new_pipeline, labels)
+    assert counts["labels"] == 3 and counts["annotators"] == 2
+    assert counts["stale_labels_ignored"] == 1 and gold.height == 2
