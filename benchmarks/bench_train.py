@@ -6,8 +6,9 @@ Default: times `fpi train DUMP --out DIR` in a fresh process on the cached dump 
 
 `--sweep`: trains one model per parameter set on 100k `base` turns (seed 101, as
 `bench_quality.py`) with two seeds, evaluates macro-F1 on fresh turns (seed 202) of every
-scenario (the mean of the seeds), and times predict (`FastPredictor`) and explain top-5
-(`FastExplainer.explain_top`) on the base ones, per CPU second (steady on a shared machine).
+scenario (the mean of the seeds), and times predict (`fpi.predict.predict`, the one prediction
+path) and explain top-5 (`FastExplainer.explain_top`) on the base ones, per CPU second
+(steady on a shared machine).
 
     python benchmarks/bench_train.py [--turns 1000000] [--cache /tmp/fpi-bench]
     python benchmarks/bench_train.py --sweep [--train-turns 100000] [--test-turns 30000]
@@ -20,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from bench_triage import measure, simulated_dump
@@ -50,9 +52,9 @@ def rows_per_cpu_second(fn, matrix, *args) -> float:
 def sweep(train_turns: int, test_turns: int) -> None:
     """Each parameter set trained with every seed in `SWEEP_SEEDS`; macro-F1 is their mean."""
     from fpi.evaluate import classification_metrics
-    from fpi.fastpredict import FastPredictor
     from fpi.featurize import extract_features
     from fpi.model import DEFAULT_PARAMS, DEFAULT_ROUNDS, label_codes, train
+    from fpi.predict import predict
     from fpi.simulate import SCENARIOS, simulate
 
     traces = simulate(train_turns, seed=TRAIN_SEED, scenario="base")
@@ -69,28 +71,30 @@ def sweep(train_turns: int, test_turns: int) -> None:
         label = f"lr {rate}, {leaves} leaves, depth {depth}, <= {rounds} rounds"
         if rounds == DEFAULT_ROUNDS and params.items() <= DEFAULT_PARAMS.items():
             label += " (default)"
-        scores, trees, cpu, predict, explain = [], [], [], [], []
+        scores, trees, cpu, predict_rates, explain = [], [], [], [], []
         for seed in SWEEP_SEEDS:
             started = time.process_time()
             bundle = train(traces, params=params, rounds=rounds, seed=seed)
             cpu.append(time.process_time() - started)
             trees.append(bundle.booster.num_trees())
             explainer = bundle.explainer
-            predictor = FastPredictor(explainer)
             for features, labels in tests.values():
-                predicted = predictor.predict_proba(bundle.matrix(features)).argmax(axis=1)
+                predicted = predict(bundle, bundle.matrix(features)).predicted
                 scores.append(classification_metrics(labels, predicted)["macro_f1"])
             matrix = bundle.matrix(tests["base"][0])
-            classes = predictor.predict_proba(matrix).argmax(axis=1)
+            classes = predict(bundle, matrix).predicted
             explainer.explain_top(matrix[:100], classes[:100], 5)  # compile outside the timing
-            predict.append(rows_per_cpu_second(predictor.predict_proba, matrix))
+            predict_rates.append(rows_per_cpu_second(partial(predict, bundle), matrix))
             explain.append(rows_per_cpu_second(explainer.explain_top, matrix, classes, 5))
         per_scenario = [
             sum(scores[i :: len(SCENARIOS)]) / len(SWEEP_SEEDS) for i in range(len(SCENARIOS))
         ]
         cells = [label, "/".join(f"{t:,}" for t in trees), f"{sum(cpu) / len(cpu):.0f}"]
         cells += [f"{s:.4f}" for s in per_scenario]
-        cells += [f"{sum(predict) / len(predict):,.0f}", f"{sum(explain) / len(explain):,.0f}"]
+        cells += [
+            f"{sum(predict_rates) / len(predict_rates):,.0f}",
+            f"{sum(explain) / len(explain):,.0f}",
+        ]
         print("| " + " | ".join(cells) + " |", flush=True)
 
 

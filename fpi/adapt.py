@@ -27,6 +27,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from fpi.calibration import fit_calibration
 from fpi.errors import ModelError
 from fpi.evaluate import classification_metrics
 from fpi.labels import consensus, match_labels
@@ -35,9 +36,11 @@ from fpi.model import (
     ModelBundle,
     _feature_metadata,
     class_weights,
+    dialogue_halves,
     encode_features,
     load_bundle,
 )
+from fpi.profile import build_profile
 from fpi.schema import FAILURE_POINTS
 
 METHODS = ("fresh", "continue", "fresh+sim", "fresh+self")
@@ -147,8 +150,8 @@ def fit_small(
 ) -> tuple[lgb.Booster, int, np.ndarray | None]:
     """A small-data booster; rounds chosen by cross-validation over dialogues unless given.
     `extra` = (matrix, codes, weights) of additional turns used in every training fold.
-    Returns the booster, its rounds and the out-of-fold predicted classes of the labelled
-    rows (None without cross-validation)."""
+    Returns the booster, its rounds and the out-of-fold raw scores of the labelled rows
+    (None without cross-validation)."""
     out_of_fold = None
     params = {**SMALL_DATA_PARAMS, "num_class": len(FAILURE_POINTS), "seed": seed}
 
@@ -188,11 +191,12 @@ def fit_small(
                 losses.append(record["valid_0"]["multi_logloss"])
                 fitted.append((fold_booster, valid_rows))
             rounds = int(np.argmin(np.mean(np.array(losses), axis=0))) + 1
-            out_of_fold = np.full(len(codes), -1, dtype=np.int64)
+            out_of_fold = np.zeros((len(codes), len(FAILURE_POINTS)))
             for fold_booster, valid_rows in fitted:
                 upto = fold_booster.current_iteration() - MAX_ROUNDS + rounds
-                proba = fold_booster.predict(matrix[valid_rows], num_iteration=upto)
-                out_of_fold[valid_rows] = proba.argmax(axis=1)
+                out_of_fold[valid_rows] = fold_booster.predict(
+                    matrix[valid_rows], num_iteration=upto, raw_score=True
+                )
     booster = lgb.train(params, dataset(slice(None)), num_boost_round=rounds, init_model=init_model)
     return booster, rounds, out_of_fold
 
@@ -228,8 +232,7 @@ def adapt(
         **counts,
     }
     if gold.height == 0:
-        metadata = {**base.metadata, "adaptation": adaptation}
-        return ModelBundle(lgb.Booster(model_str=base.booster.model_to_string()), metadata)
+        return _unchanged(base, adaptation)
     features = extract_features(traces)
     order = features.select("turn_id").with_row_index("_row").join(gold, on="turn_id")
     rows = order.get_column("_row").to_numpy()
@@ -275,17 +278,23 @@ def adapt(
         )
         adaptation["pseudo_labelled_turns"] = int(sure.sum())
     adaptation["rounds"] = rounds
+    calibration: dict[str, Any] | None = None
     if out_of_fold is not None:
         # the start model never saw these labels: its score on them is a fair yardstick
         start_codes = base.predict_proba(base.matrix(features)[rows]).argmax(axis=1)
-        adaptation["cv_macro_f1"] = classification_metrics(codes, out_of_fold)["macro_f1"]
+        adaptation["cv_macro_f1"] = classification_metrics(codes, out_of_fold.argmax(axis=1))[
+            "macro_f1"
+        ]
         adaptation["start_macro_f1_on_labels"] = classification_metrics(codes, start_codes)[
             "macro_f1"
         ]
         if adaptation["start_macro_f1_on_labels"] > adaptation["cv_macro_f1"]:
             adaptation["method"] = f"start model kept (it beat {method} on the labels)"
-            metadata = {**base.metadata, "adaptation": adaptation}
-            return ModelBundle(lgb.Booster(model_str=base.booster.model_to_string()), metadata)
+            return _unchanged(base, adaptation)
+        fitted, scores = fit_calibration(
+            out_of_fold, codes, dialogue_halves(pl.Series(dialogues, dtype=pl.String))
+        )
+        calibration = {**fitted.to_json(), "fitted_on": "out-of-fold labels", "out_of_fold": scores}
     metadata = {
         **{k: v for k, v in base.metadata.items() if k not in ("metrics", "training")},
         "features": feature_meta,
@@ -304,7 +313,25 @@ def adapt(
         "metrics": {},
         "adaptation": adaptation,
     }
-    return ModelBundle(booster, metadata)
+    if calibration is not None:
+        metadata["calibration"] = calibration
+    else:
+        metadata.pop("calibration", None)
+    bundle = ModelBundle(booster, metadata)
+    # the profile of the traffic it was fitted for: all of the user's turns (fpi shift)
+    bundle.profile = build_profile(
+        features,
+        confidence=bundle.predict_proba(matrix[rows]).max(axis=1),
+        dialogue_ids=traces.get_column("dialogue_id"),
+        seed=seed,
+    )
+    return bundle
+
+
+def _unchanged(base: ModelBundle, adaptation: dict[str, Any]) -> ModelBundle:
+    """A copy of the starting model that says why it was kept."""
+    booster = lgb.Booster(model_str=base.booster.model_to_string())
+    return ModelBundle(booster, {**base.metadata, "adaptation": adaptation}, profile=base.profile)
 
 
 def _simulated(seed: int) -> pl.DataFrame:

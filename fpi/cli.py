@@ -83,14 +83,38 @@ ModelOption = Annotated[
 ]
 
 
-def _finish_rejects(rejects: list | None, path: Path | None) -> None:
-    """Write collected rejects (when `--rejects` was given) and say where they went."""
-    if path is None or rejects is None:
-        return
-    from fpi.io import write_rejects
+MaxLineOption = Annotated[
+    int,
+    typer.Option(
+        "--max-line-bytes",
+        min=1,
+        help="Longest JSONL line read; a longer line is an invalid record (default 16 MiB).",
+    ),
+]
+MAX_LINE_DEFAULT = 16 << 20  # = fpi.io.MAX_LINE_BYTES (not imported: --help stays fast)
 
-    write_rejects(rejects, path)
-    console.print(f"{len(rejects)} rejected record(s) written to {escape(str(path))}")
+
+def _refuse_outputs(dumps: list[Path], **outputs: Path | None) -> None:
+    """Refuse outputs that name an input, each other or a directory, before anything is read."""
+    from fpi.io import check_outputs, resolve_inputs
+
+    check_outputs(resolve_inputs(dumps) if dumps else [], **outputs)
+
+
+@contextmanager
+def _rejects_to(path: Path | None, dumps: list[Path], **outputs: Path | None) -> Iterator:
+    """After refusing outputs that would destroy an input (`_refuse_outputs`), a sink
+    streaming rejects to `--rejects` as they are found (None without the option: an invalid
+    record stops the run); says where they went once the file is in place."""
+    _refuse_outputs(dumps, rejects=path, **outputs)
+    if path is None:
+        yield None
+        return
+    from fpi.io import RejectsWriter
+
+    with RejectsWriter(path) as writer:
+        yield writer
+    console.print(f"{writer.count:,} rejected record(s) written to {escape(str(path))}")
 
 
 class ScenarioChoice(StrEnum):
@@ -128,6 +152,7 @@ def simulate_command(
     from fpi.simulate import simulate_to_file
 
     with domain_errors(), console.status("simulating"):
+        _refuse_outputs([], out=out)
         summary = simulate_to_file(
             out, turns, seed=seed, scenario=scenario.value, start=start.date(), weeks=weeks
         )
@@ -145,14 +170,16 @@ def simulate_command(
 
 
 @app.command()
-def validate(dumps: DumpArgs, rejects: RejectsOption = None) -> None:
+def validate(
+    dumps: DumpArgs, rejects: RejectsOption = None, max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT
+) -> None:
     """Check dumps against fpi-trace/1 and report every invalid record (exit 1 if any)."""
     from rich.table import Table
 
-    from fpi.validate import validate_dumps
+    from fpi.io import validate_dumps
 
     with domain_errors():
-        report = validate_dumps(dumps, rejects_path=rejects)
+        report = validate_dumps(dumps, rejects_path=rejects, max_line_bytes=max_line_bytes)
     console.print(
         f"{len(report.files)} file(s): {report.read:,} records read = "
         f"{report.accepted:,} accepted + {report.rejected:,} rejected",
@@ -198,6 +225,7 @@ def features_command(
         bool, typer.Option("--list", help="Print the feature catalogue instead (no DUMP needed).")
     ] = False,
     rejects: RejectsOption = None,
+    max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
 ) -> None:
     """Write the feature matrix of trace dumps (one row per turn), or list the features."""
     from rich.table import Table
@@ -216,10 +244,8 @@ def features_command(
         raise typer.BadParameter("give at least one trace dump (or --list)", param_hint="DUMP")
     if out is None or not out.name.lower().endswith(".parquet"):
         raise typer.BadParameter("give the output as --out FILE.parquet", param_hint="--out")
-    collected: list | None = [] if rejects is not None else None
-    with domain_errors():
-        matrix = write_features(dumps, out, rejects=collected)
-        _finish_rejects(collected, rejects)
+    with domain_errors(), _rejects_to(rejects, dumps, out=out) as sink:
+        matrix = write_features(dumps, out, rejects=sink, max_line_bytes=max_line_bytes)
     console.print(
         f"{matrix.height:,} turns x {matrix.width - 1} features written to {escape(str(out))}",
         highlight=False,
@@ -241,6 +267,7 @@ def train(
         typer.Option(help="Leave out this stage's features, e.g. context (an ablation)."),
     ] = None,
     rejects: RejectsOption = None,
+    max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
     labels: Annotated[
         Path | None,
         typer.Option("--labels", help="Label database whose labels override the dump's."),
@@ -252,6 +279,7 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fpi.io import read_traces
+    from fpi.model import check_params
     from fpi.model import train as train_model
 
     overrides = {}
@@ -263,10 +291,13 @@ def train(
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key] = value
-    collected: list | None = [] if rejects is not None else None
     with domain_errors():
-        traces = read_traces(dumps, rejects=collected)
-        _finish_rejects(collected, rejects)
+        check_params(overrides)
+        from fpi.io import check_output, resolve_inputs
+
+        check_output(out, resolve_inputs(dumps), directory=True)
+        with _rejects_to(rejects, dumps) as sink:
+            traces = read_traces(dumps, rejects=sink, max_line_bytes=max_line_bytes)
         if labels is not None:
             traces = _with_store_labels(traces, labels)
         columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -288,9 +319,11 @@ def train(
     )
     for split, metrics in bundle.metadata["metrics"].items():
         console.print(
-            f"  {split}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+            f"  {split}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
+            f"ECE {metrics['ece_uncalibrated']:.3f} -> {metrics['ece']:.3f} calibrated "
             f"(n={metrics['n']})"
         )
+    console.print(f"  calibration: {bundle.calibration.method} (chosen on valid)")
 
 
 @app.command()
@@ -299,6 +332,7 @@ def evaluate(
     model: ModelOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
     rejects: RejectsOption = None,
+    max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
     labels: Annotated[
         Path | None,
         typer.Option("--labels", help="Label database as gold; each annotator as a reference."),
@@ -314,15 +348,22 @@ def evaluate(
     from fpi.model import load_bundle
     from fpi.schema import FAILURE_POINTS
 
-    collected: list | None = [] if rejects is not None else None
     with domain_errors():
         bundle = load_bundle(model)
+        check = _shift_check(bundle, model)
         gold = _store_gold(labels)
-        report = evaluation_report(
-            gold(batch.traces, score_traces(batch.traces, bundle))
-            for batch in iter_trace_batches(dumps, rejects_sink=collected)
-        )
-        _finish_rejects(collected, rejects)
+
+        def scored(sink):
+            for batch in iter_trace_batches(
+                dumps, rejects_sink=sink, max_line_bytes=max_line_bytes
+            ):
+                check.offer(batch.traces)
+                yield gold(batch.traces, score_traces(batch.traces, bundle))
+
+        with _rejects_to(rejects, dumps, json=json_out) as sink:
+            report = evaluation_report(scored(sink))
+        shift = check.report()
+        report["shift"] = shift.to_dict()
     systems = {"model": report, **report["references"], "rule baseline": report["rule_baseline"]}
     table = Table("", *systems, title=f"failure-point isolation on {report['n']} labelled turns")
     table.add_row("accuracy", *(f"{m['accuracy']:.3f}" for m in systems.values()))
@@ -345,9 +386,18 @@ def evaluate(
             f"{point['threshold']:.2f}", f"{point['coverage']:.1%}", f"{point['accuracy']:.3f}"
         )
     console.print(curve)
+    report["calibration"] = bundle.calibration.method
+    console.print(
+        f"calibration ({report['calibration']}): ECE {report['ece_uncalibrated']:.4f} before, "
+        f"{report['ece']:.4f} after (top-class confidence, 15 equal-width bins)",
+        highlight=False,
+    )
+    _shift_line(shift)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        from fpi.io import atomic_output
+
+        with domain_errors(), atomic_output(json_out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"metrics written to {escape(str(json_out))}")
 
 
@@ -384,8 +434,11 @@ def triage(
         list[str] | None, typer.Option("--owner", help="Keep this team's turns (needs --owners).")
     ] = None,
     top_k: Annotated[int, typer.Option(help="Reasons (SHAP contributions) per turn.")] = 5,
-    batch_turns: Annotated[int, typer.Option(help="Turns per batch (bounds memory).")] = 200_000,
+    batch_turns: Annotated[
+        int, typer.Option(min=1, help="Turns per batch (bounds memory).")
+    ] = 200_000,
     rejects: RejectsOption = None,
+    max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
     profile: Annotated[
         bool, typer.Option("--profile", help="Also print the seconds spent in each phase.")
     ] = False,
@@ -397,6 +450,7 @@ def triage(
     from rich.table import Table
 
     from fpi.model import load_bundle
+    from fpi.predict import REASONS_EXPLAIN_RAW_SCORE
     from fpi.schema import FAILURE_POINTS, UNCERTAIN
     from fpi.triage import TriageFilter, run_triage
 
@@ -418,9 +472,8 @@ def triage(
         until=until,
         owners=tuple(owner or ()),
     )
-    collected: list | None = [] if rejects is not None else None
     started = time.perf_counter()
-    with domain_errors():
+    with domain_errors(), _rejects_to(rejects, dumps, out=out) as sink:
         bundle = load_bundle(model)
         transform = None
         if owners is not None:
@@ -443,17 +496,19 @@ def triage(
                 keep=keep,
                 top_k=top_k,
                 abstain_below=abstain_below,
-                rejects=collected,
+                rejects=sink,
                 batch_turns=batch_turns,
                 transform=transform,
                 on_batch=show,
+                max_line_bytes=max_line_bytes,
+                shift=_shift_check(bundle, model),
             )
-        _finish_rejects(collected, rejects)
     elapsed = time.perf_counter() - started
     console.print(
         f"read {run.read:,} turns = {run.triaged:,} triaged + {run.rejected:,} rejected; "
         f"{run.kept:,} kept by the filters ({run.read / max(elapsed, 1e-9):,.0f} turns/s)"
     )
+    _shift_line(run.shift)
     if profile:
         phases = Table("phase", "wall s", "CPU s", "share of wall", title="where the time went")
         for phase, wall, cpu, share in run.times.frame().iter_rows():
@@ -490,6 +545,7 @@ def triage(
             escape(reasons),
         )
     console.print(defects)
+    console.print(REASONS_EXPLAIN_RAW_SCORE, style="dim", highlight=False)
 
 
 @app.command()
@@ -507,8 +563,10 @@ def explain(
 
     from fpi.explain import describe_stages, explain_turn, find_dialogue, waterfall_frame
     from fpi.model import load_bundle
+    from fpi.predict import REASONS_EXPLAIN_RAW_SCORE
 
     with domain_errors():
+        _refuse_outputs([dump], png=png)
         bundle = load_bundle(model)
         explanation = explain_turn(find_dialogue([dump], turn_id), turn_id, bundle)
     for label, turn in (("this turn", explanation.turn), ("next turn", explanation.next_turn)):
@@ -517,7 +575,7 @@ def explain(
         for stage, text in describe_stages(turn) if turn else [("", "(none: the dialogue ended)")]:
             stages.add_row(stage, escape(text))
         console.print(stages)
-    proba = Table("class", "probability", title="class probabilities")
+    proba = Table("class", "probability", title="class probabilities (calibrated)")
     for name, p in sorted(explanation.probabilities.items(), key=lambda kv: -kv[1]):
         style = "bold" if name == explanation.predicted else ""
         proba.add_row(name, f"{p:.3f}", style=style)
@@ -537,14 +595,17 @@ def explain(
             escape(row["text"]),
         )
     console.print(reasons)
+    console.print(REASONS_EXPLAIN_RAW_SCORE, style="dim", highlight=False)
     if png is not None:
         import matplotlib.pyplot as plt
 
         from fpi.charts.waterfall import waterfall
+        from fpi.io import atomic_output
 
         ax = waterfall(waterfall_frame(explanation))
         ax.figure.tight_layout()
-        ax.figure.savefig(png, dpi=120)
+        with domain_errors(), atomic_output(png) as tmp:
+            ax.figure.savefig(tmp, dpi=120, format=png.suffix.lstrip(".").lower() or "png")
         plt.close(ax.figure)
         console.print(f"waterfall written to {escape(str(png))}")
 
@@ -616,6 +677,11 @@ def report(
             out_dir=out,
         )
     console.print(escape(built.summary), highlight=False)
+    if built.shift is not None:
+        from fpi.report.drift import THIS_WEEK
+        from fpi.shift import ShiftReport
+
+        _warn_shift(ShiftReport.from_dict(built.shift), THIS_WEEK)
     console.print(
         f"written: {escape(str(written[0]))}, {escape(str(written[1]))} "
         f"and {len(written) - 2} more file(s) in {escape(str(written[0].parent))}"
@@ -668,9 +734,59 @@ def demo(
 
 
 import_app = typer.Typer(
-    help="Convert public corpora into labelled fpi-trace/1 dumps.", no_args_is_help=True
+    help="Convert assistant logs and public corpora into fpi-trace/1 dumps.", no_args_is_help=True
 )
 app.add_typer(import_app, name="import")
+
+ImportOutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out", help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.", show_default=False
+    ),
+]
+ImportRejectsOption = Annotated[
+    Path | None,
+    typer.Option("--rejects", help="Write every skipped unit here (JSONL: unit and reason)."),
+]
+LogArgs = Annotated[
+    list[Path], typer.Argument(help="Log files or directories.", show_default=False)
+]
+
+
+@contextmanager
+def _import_progress(kind: str) -> Iterator:
+    """A progress bar on stderr; yields the `progress(done, total)` callback importers take."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn(f"importing {kind}s"), BarColumn(), MofNCompleteColumn())
+    with domain_errors(), Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(kind, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _print_import_summary(summary, rejects: Path | None) -> None:
+    from rich.table import Table
+
+    kind = summary.unit_kind
+    console.print(
+        f"{kind}s read {summary.read} = {summary.imported} imported + {summary.skipped} skipped; "
+        f"turns written {summary.turns} to {escape(str(summary.out))}",
+        highlight=False,
+    )
+    for unit, reason in summary.reasons[:20]:
+        console.print(f"[yellow]skipped[/] {escape(unit)}: {escape(reason)}", highlight=False)
+    if summary.skipped > 20:
+        where = f" (all in {escape(str(rejects))})" if rejects else " (list them with --rejects)"
+        console.print(f"... and {summary.skipped - 20} more skipped{where}", highlight=False)
+    for title, counts in (
+        ("label mix", summary.label_counts),
+        ("failures the system reported", summary.system_reported),
+    ):
+        if counts:
+            table = Table("stage", "turns", "share", title=title)
+            for name, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+                table.add_row(name, str(count), f"{count / max(summary.turns, 1):.1%}")
+            console.print(table)
 
 
 @import_app.command("dstc2")
@@ -679,45 +795,217 @@ def import_dstc2_command(
         Path,
         typer.Argument(help="DSTC2 root: holds data/ and scripts/config/.", show_default=False),
     ],
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
-            show_default=False,
-        ),
-    ],
+    out: ImportOutOption,
     flist: Annotated[
         str,
         typer.Option("--flist", help="Calls to import: train, dev, or the path of an flist file."),
     ] = "train",
+    rejects: ImportRejectsOption = None,
 ) -> None:
     """Import DSTC2 calls as fpi-trace/1 turns labelled from the gold annotation."""
-    from rich.progress import Progress
-    from rich.table import Table
+    from fpi.importers.dstc2 import import_dstc2
 
-    from fpi.dstc2 import import_dstc2
+    with _import_progress("call") as progress:
+        summary = import_dstc2(root, flist, out, rejects=rejects, progress=progress)
+    _print_import_summary(summary, rejects)
 
-    with domain_errors(), Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("importing calls", total=None)
-        summary = import_dstc2(
-            root,
-            flist,
-            out,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+
+def _import_logs(source, paths: list[Path], out: Path, rejects: Path | None) -> None:
+    with _import_progress(source.unit_kind) as progress:
+        summary = source.import_paths(paths, out, rejects=rejects, progress=progress)
+    _print_import_summary(summary, rejects)
+
+
+@import_app.command("homeassistant")
+def import_homeassistant_command(
+    paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
+) -> None:
+    """Import Home Assistant Assist pipeline runs (pipeline_debug/get JSON, or runs JSONL)."""
+    from fpi.importers.homeassistant import SOURCE_SPEC
+
+    _import_logs(SOURCE_SPEC, paths, out, rejects)
+
+
+@import_app.command("rasa")
+def import_rasa_command(
+    paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
+) -> None:
+    """Import Rasa conversations (tracker JSON, rasa_event.log, SQLite tracker store)."""
+    from fpi.importers.rasa import SOURCE_SPEC
+
+    _import_logs(SOURCE_SPEC, paths, out, rejects)
+
+
+@import_app.command("lex")
+def import_lex_command(
+    paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
+) -> None:
+    """Import Amazon Lex V2 conversation text logs (JSON Lines or a JSON array)."""
+    from fpi.importers.lex import SOURCE_SPEC
+
+    _import_logs(SOURCE_SPEC, paths, out, rejects)
+
+
+collect_app = typer.Typer(help="Collect logs from a running assistant.", no_args_is_help=True)
+app.add_typer(collect_app, name="collect")
+
+
+@collect_app.command("homeassistant")
+def collect_homeassistant_command(
+    url: Annotated[
+        str,
+        typer.Option(
+            "--url", help="Websocket API, e.g. ws://HOST:8123/api/websocket.", show_default=False
+        ),
+    ],
+    token_file: Annotated[
+        Path,
+        typer.Option(
+            "--token-file",
+            help="File holding a long-lived access token (admin).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Runs JSONL to append to (fpi import homeassistant reads it).",
+            show_default=False,
+        ),
+    ],
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between polls.")
+    ] = 5.0,
+    once: Annotated[bool, typer.Option("--once", help="Poll once and exit.")] = False,
+) -> None:
+    """Append every Assist pipeline run Home Assistant still holds to a runs JSONL, until Ctrl-C."""
+    from fpi.importers.ha_collect import collect_runs
+
+    def report(new: int, total: int) -> None:
+        err_console.print(f"{new} new run(s), {total} in {escape(str(out))}", highlight=False)
+
+    with domain_errors():
+        result = collect_runs(url, token_file, out, interval=interval, once=once, report=report)
     console.print(
-        f"calls read {summary.calls_listed}, imported {summary.calls_imported}, "
-        f"skipped {len(summary.calls_skipped)}; "
-        f"turns written {summary.turns} to {escape(str(out))}",
+        f"collected {result.written} new run(s) in {result.polls} poll(s); "
+        f"{result.total} run(s) in {escape(str(out))}",
         highlight=False,
     )
-    for call, reason in summary.calls_skipped:
-        console.print(f"[yellow]skipped[/] {escape(call)}: {escape(reason)}", highlight=False)
-    mix = Table("label", "turns", "share", title="label mix")
-    for label, count in summary.label_counts.items():
-        mix.add_row(label, str(count), f"{count / max(summary.turns, 1):.1%}")
-    console.print(mix)
+
+
+def _print_shift(report, *, top: int = 10) -> None:
+    """The shift verdict, the most shifted features, and a warning when shifted."""
+    from rich.table import Table
+
+    colour = {"shifted": "bold red", "fits": "green"}.get(report.verdict, "yellow")
+    score = "unknown" if report.score is None else f"{report.score:.3f}"
+    console.print(
+        f"input shift against the {escape(report.reference)}: [{colour}]{report.verdict}[/] "
+        f"(separability AUC {score}, threshold {report.threshold:.2f}; "
+        f"{report.turns:,} sampled turns)",
+        highlight=False,
+    )
+    if report.score is None:
+        console.print(escape(report.sentence()), highlight=False)
+        return
+    table = Table(
+        "feature",
+        "stage",
+        "PSI",
+        "missing (reference)",
+        "missing (dump)",
+        title="most shifted features (PSI on the reference's bins)",
+    )
+    for row in report.features.head(top).iter_rows(named=True):
+        table.add_row(
+            row["name"],
+            row["stage"],
+            f"{row['shift']:.3f}",
+            f"{row['missing_rate_train']:.1%}",
+            f"{row['missing_rate_dump']:.1%}",
+        )
+    console.print(table)
+    if report.confidence is not None:
+        seen, now = report.confidence["validation"], report.confidence["dump"]
+        console.print(
+            f"model confidence >= 0.99 on {now['share_at_least_0.99']:.1%} of these turns "
+            f"({seen['share_at_least_0.99']:.1%} of its validation turns); median "
+            f"{now['quantiles']['0.5']:.2f} ({seen['quantiles']['0.5']:.2f}); "
+            f"PSI {report.confidence['psi']:.2f}",
+            highlight=False,
+        )
+    _warn_shift(report)
+
+
+def _shift_check(bundle, model: Path | None):
+    """The streamed shift check triage and evaluate run beside their work."""
+    from fpi.model import default_model_dir
+    from fpi.shift import ShiftCheck
+
+    return ShiftCheck(bundle.profile, source=str(model or default_model_dir()))
+
+
+def _shift_line(report) -> None:
+    """One line on the input shift, and the warning when shifted."""
+    if report is None:
+        return
+    if report.shifted:
+        _warn_shift(report)
+    else:
+        console.print(f"input shift: {escape(report.sentence())}", highlight=False)
+
+
+def _warn_shift(report, subject: str = "The traffic") -> None:
+    """A yellow warning on stderr when the traffic does not look like the training data."""
+    warning = report.warning(subject)
+    if warning is not None:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
+@app.command("shift")
+def shift_command(
+    dumps: DumpArgs,
+    model: ModelOption = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the shift report here (JSON).")
+    ] = None,
+    against: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--against",
+            help="Compare with these dumps (e.g. last week's) instead of the "
+            "model's training profile (repeatable).",
+        ),
+    ] = None,
+    rejects: RejectsOption = None,
+) -> None:
+    """How far dumps are from the model's training traffic (or from other dumps)."""
+    import json
+    from dataclasses import replace
+
+    from fpi.model import default_model_dir, load_bundle
+    from fpi.shift import assess, assess_against, confidence_shift, sample_dumps
+
+    with (
+        domain_errors(),
+        _rejects_to(rejects, [*dumps, *(against or [])], json=json_out) as sink,
+        err_console.status("sampling and comparing"),
+    ):
+        sample = sample_dumps(dumps, rejects=sink)
+        if against:
+            report = assess_against(sample, sample_dumps(against, rejects=sink))
+        else:
+            bundle = load_bundle(model)
+            report = assess(sample, bundle.profile, source=str(model or default_model_dir()))
+            report = replace(report, confidence=confidence_shift(bundle, sample))
+    _print_shift(report)
+    if json_out is not None:
+        from fpi.io import atomic_output
+
+        with domain_errors(), atomic_output(json_out) as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        console.print(f"shift report written to {escape(str(json_out))}")
 
 
 # ---- labels, queue and adapt (issue 13) ------------------------------------------------------

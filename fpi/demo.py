@@ -12,13 +12,13 @@ from pathlib import Path
 
 import polars as pl
 
-from fpi.io import write_traces
+from fpi.io import ValidationReport, validate_dumps, write_traces
 from fpi.model import load_bundle
 from fpi.report import run_report
 from fpi.report.stats import week_label
+from fpi.shift import ShiftCheck
 from fpi.simulate import simulate
 from fpi.triage import TriageRun, run_triage
-from fpi.validate import ValidationReport, validate_dumps
 
 DEMO_START = date(2026, 11, 2)  # a Monday: ISO week 2026-W45
 #: Confidence below which the demo leaves a turn to people (the report's uncertain queue).
@@ -61,12 +61,14 @@ def run_demo(
     traces_path = write_traces(pl.concat(frames), data_dir / "traces.jsonl.gz")
     validation = validate_dumps([traces_path])
     triage_path = data_dir / "triage.parquet"
+    bundle = load_bundle(model_dir)
     triage = run_triage(
         [traces_path],
-        load_bundle(model_dir),
+        bundle,
         out=triage_path,
         abstain_below=DEMO_ABSTAIN_BELOW,
         rejects=[],
+        shift=ShiftCheck(bundle.profile),
     )
     week = scenarios[-1][0]
     report, written = run_report(

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from fpi.calibration import expected_calibration_error, reliability_table
 from fpi.errors import FpiError
 from fpi.schema import FAILURE_POINTS, Stage
 
@@ -135,10 +136,14 @@ def reference_names(traces: pl.DataFrame) -> list[str]:
 
 
 def score_traces(traces: pl.DataFrame, bundle) -> pl.DataFrame:
-    """Per turn: gold, model prediction and confidence, rule baseline and reference labels."""
+    """Per turn: gold, the model's decision and confidence from the one prediction path
+    (`fpi.predict`, calibrated) and the uncalibrated softmax's, the rule baseline and
+    reference labels."""
     from fpi.featurize import extract_features
+    from fpi.predict import predict
 
-    proba = bundle.predict_proba(bundle.matrix(extract_features(traces)))
+    predictions = predict(bundle, bundle.matrix(extract_features(traces)))
+    classes = np.asarray(FAILURE_POINTS)
     references = {}
     names = reference_names(traces)
     if names:
@@ -149,12 +154,19 @@ def score_traces(traces: pl.DataFrame, bundle) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "gold": traces.get_column("label").struct.field("failure_point"),
-            "model": np.asarray(FAILURE_POINTS)[proba.argmax(axis=1)] if len(proba) else [],
-            "confidence": proba.max(axis=1) if len(proba) else np.empty(0),
+            "model": classes[predictions.predicted],
+            "confidence": predictions.confidence,
+            "model_uncalibrated": classes[predictions.uncalibrated.argmax(axis=1)],
+            "confidence_uncalibrated": predictions.uncalibrated.max(axis=1, initial=0.0),
             "rule_baseline": rule_baseline(traces),
             **references,
         },
-        schema_overrides={"model": pl.String, "confidence": pl.Float64},
+        schema_overrides={
+            "model": pl.String,
+            "confidence": pl.Float64,
+            "model_uncalibrated": pl.String,
+            "confidence_uncalibrated": pl.Float64,
+        },
     )
 
 
@@ -177,7 +189,20 @@ def evaluation_report(scored: pl.DataFrame | Iterable[pl.DataFrame]) -> dict[str
     report["rule_baseline"] = classification_metrics(
         gold, labelled.get_column("rule_baseline").to_numpy()
     )
-    report["coverage"] = coverage_curve(
-        gold, predicted, labelled.get_column("confidence").to_numpy()
-    )
+    confidence = labelled.get_column("confidence").to_numpy()
+    report["coverage"] = coverage_curve(gold, predicted, confidence)
+    report.update(calibration_report(labelled))
+    return report
+
+
+def calibration_report(labelled: pl.DataFrame) -> dict[str, Any]:
+    """ECE (`ECE_BINS` equal-width bins of the top-class confidence) and the reliability
+    table of the model's confidence, after and before calibration."""
+    gold = labelled.get_column("gold").to_numpy()
+    report: dict[str, Any] = {}
+    for suffix in ("", "_uncalibrated"):
+        confidence = labelled.get_column("confidence" + suffix).to_numpy()
+        correct = labelled.get_column("model" + suffix).to_numpy() == gold
+        report["ece" + suffix] = expected_calibration_error(confidence, correct)
+        report["reliability" + suffix] = reliability_table(confidence, correct)
     return report

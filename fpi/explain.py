@@ -36,7 +36,8 @@ class TurnExplanation:
     probabilities: dict[str, float]
     predicted: str
     base_value: float  # expected raw score of the predicted class
-    contributions: pl.DataFrame  # feature, value, contribution, text; largest |contribution| first
+    #: feature, value, contribution (to the raw score), text; largest |contribution| first
+    contributions: pl.DataFrame
 
     @property
     def turn(self) -> dict[str, Any]:
@@ -79,8 +80,14 @@ def _short_item(item: Any) -> str:
 
 
 def explain_turn(traces: pl.DataFrame, turn_id: str, bundle) -> TurnExplanation:
-    """Explain `turn_id` (its dialogue must be in `traces`, for the context features)."""
-    from fpi.featurize import CATALOG, extract_features, render_reason
+    """Explain `turn_id` (its dialogue must be in `traces`, for the context features).
+
+    Probabilities and the predicted class come from the one prediction path
+    (`fpi.predict`), calibrated; the contributions explain the predicted class's raw score,
+    every feature rendered as the model saw it (`fpi.predict.render_values`).
+    """
+    from fpi.featurize import extract_features
+    from fpi.predict import predict, render_values, shap_values
 
     matches = traces.filter(pl.col("turn_id") == turn_id)
     if matches.is_empty():
@@ -88,28 +95,24 @@ def explain_turn(traces: pl.DataFrame, turn_id: str, bundle) -> TurnExplanation:
     dialogue_id = matches.get_column("dialogue_id")[0]
     dialogue = traces.filter(pl.col("dialogue_id") == dialogue_id).sort("turn_index", "timestamp")
     position = dialogue.get_column("turn_id").to_list().index(turn_id)
-    features = extract_features(dialogue)
-    matrix = bundle.matrix(features)
-    proba = bundle.predict_proba(matrix)[position]
-    predicted = int(np.argmax(proba))
-    values = bundle.explainer.shap_values(matrix[position : position + 1], np.array([predicted]))[0]
-    catalogue = {f.name: f for f in CATALOG}
-    row = features.row(position, named=True)
-    names = bundle.feature_names
-    contributions = pl.DataFrame(
-        {
-            "feature": names,
-            "value": [None if row[n] is None else str(row[n]) for n in names],
-            "contribution": values[:-1],
-            "text": [render_reason(catalogue[n], row[n]) for n in names],
-        },
-        schema_overrides={"value": pl.String},
-    ).sort(pl.col("contribution").abs(), "feature", descending=[True, False])
+    row = bundle.matrix(extract_features(dialogue))[position : position + 1]
+    predictions = predict(bundle, row)
+    predicted = int(predictions.predicted[0])
+    values = shap_values(bundle, row, predictions.predicted)[0]
+    rendered = render_values(bundle, np.arange(row.shape[1]), row[0])
+    contributions = rendered.with_columns(
+        pl.Series("contribution", values[:-1], dtype=pl.Float64)
+    ).select("feature", "value", "contribution", "text")
+    contributions = contributions.sort(
+        pl.col("contribution").abs(), "feature", descending=[True, False]
+    )
     return TurnExplanation(
         turn_id=turn_id,
         dialogue=dialogue,
         position=position,
-        probabilities={c: float(p) for c, p in zip(FAILURE_POINTS, proba, strict=True)},
+        probabilities={
+            c: float(p) for c, p in zip(FAILURE_POINTS, predictions.probabilities[0], strict=True)
+        },
         predicted=FAILURE_POINTS[predicted],
         base_value=float(values[-1]),
         contributions=contributions,
@@ -120,7 +123,7 @@ def find_dialogue(paths: Sequence[str | Path], turn_id: str) -> pl.DataFrame:
     """The dialogue holding `turn_id`, read batch by batch from dumps of any size."""
     from fpi.io import iter_trace_batches
 
-    for batch in iter_trace_batches(paths, rejects_sink=[]):
+    for batch in iter_trace_batches(paths, rejects_sink=lambda _: None):  # skips invalid records
         hit = batch.traces.filter(pl.col("turn_id") == turn_id)
         if not hit.is_empty():
             return batch.traces.filter(pl.col("dialogue_id") == hit.get_column("dialogue_id")[0])
@@ -142,3 +145,43 @@ def waterfall_frame(explanation: TurnExplanation, *, max_features: int = 12) -> 
             ("rest", f"{len(explanation.contributions) - max_features} other features", rest)
         )
     return pl.DataFrame(rows, schema=["kind", "label", "contribution"], orient="row")
+
+
+def shap_explanation(traces: pl.DataFrame, bundle=None):
+    """fpi's exact SHAP values as a `shap.Explanation`, for `shap.plots.waterfall/beeswarm/bar`.
+
+    One row per turn of `traces` (`TRACE_SCHEMA`; whole dialogues, for the context features):
+    `values` are the contributions toward the raw score of the turn's predicted class (the
+    class's block of LightGBM's `pred_contrib`), `base_values` that class's expected score,
+    `data` the feature values the model saw with category names (not codes), `feature_names`
+    the bundle's and `instance_names` the turn ids. `bundle` defaults to the bundled model.
+    """
+    import shap
+
+    from fpi.featurize import extract_features
+    from fpi.model import load_bundle
+
+    bundle = load_bundle() if bundle is None else bundle
+    features = extract_features(traces)
+    matrix = bundle.matrix(features)
+    names = bundle.feature_names
+    if matrix.shape[0] == 0:
+        values = np.empty((0, len(names)))
+        return shap.Explanation(values, np.empty(0), data=values, feature_names=names)
+    predicted = np.argmax(bundle.predict_proba(matrix), axis=1)
+    contributions = bundle.explainer.shap_values(matrix, predicted)
+    data = np.empty((matrix.shape[0], len(names)), dtype=object)
+    for j, name in enumerate(names):
+        column = features.get_column(name)
+        data[:, j] = (
+            column.to_list()
+            if column.dtype == pl.String
+            else column.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        )
+    return shap.Explanation(
+        values=contributions[:, :-1],
+        base_values=contributions[:, -1],
+        data=data,
+        feature_names=names,
+        instance_names=traces.get_column("turn_id").to_list(),
+    )

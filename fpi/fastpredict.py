@@ -1,4 +1,4 @@
-"""Raw scores and class probabilities of a LightGBM forest, QuickScorer style, with numba.
+"""Raw scores of a LightGBM forest, QuickScorer style, with numba.
 
 LightGBM walks one row down one tree at a time, a chain of unpredictable branches. Here rows
 go in blocks, transposed so each split reads contiguous values, and every tree is scored for
@@ -37,7 +37,8 @@ def _lowest_bit_table() -> np.ndarray:
 
 
 class FastPredictor:
-    """``booster.predict`` for the booster of a `FastExplainer`: raw scores or probabilities."""
+    """``booster.predict(raw_score=True)`` for the booster of a `FastExplainer` (the
+    probabilities are `fpi.predict`'s: calibrated, from these raw scores)."""
 
     def __init__(self, explainer: FastExplainer) -> None:
         self.num_classes = explainer.num_classes
@@ -91,14 +92,6 @@ class FastPredictor:
                 out,
             )
         return out
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities of a multiclass (softmax) model, as ``booster.predict(X)``."""
-        raw = self.raw_scores(X)
-        raw -= raw.max(axis=1, keepdims=True)
-        np.exp(raw, out=raw)
-        raw /= raw.sum(axis=1, keepdims=True)
-        return raw
 
 
 @njit(cache=True, nogil=True, parallel=True)

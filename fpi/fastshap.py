@@ -24,7 +24,7 @@ unseen categories go right.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from fpi.errors import ModelError
+from fpi.modelfile import ModelText, Tree, parse_model_text
 
 #: Leaves with at most this many distinct path features get a 2^d weight table by default.
 DEFAULT_PRECOMPUTE_DEPTH = 10
@@ -88,10 +89,13 @@ class _Forest(NamedTuple):
 class FastExplainer:
     """SHAP values of a LightGBM booster toward one class per row, equal to ``pred_contrib``.
 
-    ``num_iteration`` follows ``Booster.predict``: None uses the best iteration if one is set,
-    else all. ``precompute_depth`` trades memory (2^d floats per leaf) for speed; 0 disables the
-    tables. Single-output boosters (binary, regression) have one class, 0. ``num_threads``
-    caps numba's workers during each call (None or <= 0: numba's default, one per core).
+    ``booster`` is a LightGBM Booster or a model already read by `fpi.modelfile` (all its
+    trees are used); either way the trees pass `fpi.modelfile`'s checks before any compiled
+    kernel reads them. ``num_iteration`` follows ``Booster.predict``: None uses the best
+    iteration if one is set, else all. ``precompute_depth`` trades memory (2^d floats per
+    leaf) for speed; 0 disables the tables. Single-output boosters (binary, regression) have
+    one class, 0. ``num_threads`` caps numba's workers during each call (None or <= 0:
+    numba's default, one per core).
     """
 
     def __init__(
@@ -103,22 +107,25 @@ class FastExplainer:
         num_threads: int | None = None,
     ) -> None:
         self.num_threads = num_threads if num_threads and num_threads > 0 else None
-        if num_iteration is None:
+        if num_iteration is None and not isinstance(booster, ModelText):
             num_iteration = booster.best_iteration
         if not 0 <= precompute_depth <= _MAX_PRECOMPUTE_DEPTH:
             raise ValueError(
                 f"precompute_depth must be in 0..{_MAX_PRECOMPUTE_DEPTH}, got {precompute_depth}"
             )
-        header, trees = _parse_model(booster.model_to_string(num_iteration=num_iteration))
-        if "average_output" in header:
+        model = (
+            booster
+            if isinstance(booster, ModelText)
+            else parse_model_text(booster.model_to_string(num_iteration=num_iteration), "booster")
+        )
+        if "average_output" in model.flags:
             raise ModelError("random-forest boosters (average_output) are not supported")
-        fields = dict(line.split("=", 1) for line in header if "=" in line)
-        self.num_classes: int = int(fields["num_tree_per_iteration"])
-        self.num_features: int = int(fields["max_feature_idx"]) + 1
-        self.feature_names: list[str] = fields["feature_names"].split()
-        self._forest = _flatten(trees, self.num_classes, precompute_depth)
+        self.num_classes: int = model.num_tree_per_iteration
+        self.num_features: int = model.num_features
+        self.feature_names: list[str] = model.feature_names
+        self._forest = _flatten(model.trees, self.num_classes, precompute_depth)
         #: Per class, the mean raw score over the training data (the bias column).
-        self.expected_values: np.ndarray = _expected_values(trees, self.num_classes)
+        self.expected_values: np.ndarray = _expected_values(model.trees, self.num_classes)
 
     @property
     def table_bytes(self) -> int:
@@ -275,22 +282,7 @@ def _check_k(k: int, num_features: int) -> None:
 # ---- reading the model ----------------------------------------------------------------
 
 
-def _parse_model(text: str) -> tuple[list[str], list[dict[str, str]]]:
-    """LightGBM's text model: the header lines and one ``key -> value`` dict per tree."""
-    head, _, rest = text.partition("\nTree=")
-    body = rest.partition("\nend of trees")[0]
-    trees = [
-        dict(line.split("=", 1) for line in block.splitlines()[1:] if "=" in line)
-        for block in ("Tree=" + body).split("\nTree=")
-    ]
-    return head.splitlines(), trees
-
-
-def _numbers(tree: dict[str, str], key: str, dtype: type) -> np.ndarray:
-    return np.array(tree.get(key, "").split(), dtype=dtype)
-
-
-def _flatten(trees: list[dict[str, str]], num_classes: int, precompute_depth: int) -> _Forest:
+def _flatten(trees: Sequence[Tree], num_classes: int, precompute_depth: int) -> _Forest:
     by_class = sorted(range(len(trees)), key=lambda t: (t % num_classes, t))
     class_tree_start = np.searchsorted(
         [t % num_classes for t in by_class], np.arange(num_classes + 1)
@@ -310,35 +302,29 @@ def _flatten(trees: list[dict[str, str]], num_classes: int, precompute_depth: in
     tree_node_start, tree_edge_start, tree_leaf_start = [0], [0], [0]
     for t in by_class:
         tree = trees[t]
-        if tree.get("is_linear", "0") != "0":
-            raise ModelError("linear-tree boosters (linear_tree=True) are not supported")
-        feature = _numbers(tree, "split_feature", np.int64)
-        threshold = _numbers(tree, "threshold", np.float64)
-        flags = _numbers(tree, "decision_type", np.int64)
-        left = _numbers(tree, "left_child", np.int64)
-        right = _numbers(tree, "right_child", np.int64)
+        feature, threshold, flags = tree.split_feature, tree.threshold, tree.decision_type
+        left, right = tree.left_child, tree.right_child
         categorical = (flags & _CATEGORICAL) != 0
         cat_start = np.zeros(len(feature), dtype=np.int64)
         cat_len = np.zeros(len(feature), dtype=np.int64)
         if categorical.any():
-            bounds = _numbers(tree, "cat_boundaries", np.int64)
+            bounds = tree.cat_boundaries
             cat_index = threshold[categorical].astype(np.int64)
             cat_start[categorical] = num_words + bounds[cat_index]
             cat_len[categorical] = bounds[cat_index + 1] - bounds[cat_index]
-            words = _numbers(tree, "cat_threshold", np.uint32)
-            cat_words.append(words)
-            num_words += len(words)
+            cat_words.append(tree.cat_threshold)
+            num_words += len(tree.cat_threshold)
         for key, column in zip(
             node_arrays, (feature, threshold, flags, left, right, cat_start, cat_len), strict=True
         ):
             node_arrays[key].append(column)
-        leaf_value.append(_numbers(tree, "leaf_value", np.float64))
+        leaf_value.append(tree.leaf_value)
         tree_edges, tree_leaves = _tree_paths(
             feature.tolist(),
             left.tolist(),
             right.tolist(),
-            _numbers(tree, "internal_count", np.float64).tolist(),
-            _numbers(tree, "leaf_count", np.float64).tolist(),
+            tree.internal_count.tolist(),
+            tree.leaf_count.tolist(),
         )
         edges.extend(tree_edges)
         for position, features, zeros in tree_leaves:
@@ -437,14 +423,13 @@ def _tree_paths(
     return edges, [leaves[leaf] for leaf in range(len(leaves))]
 
 
-def _expected_values(trees: list[dict[str, str]], num_classes: int) -> np.ndarray:
+def _expected_values(trees: Sequence[Tree], num_classes: int) -> np.ndarray:
     """Per class, the sum over its trees of the count-weighted mean leaf value."""
     expected = np.zeros(num_classes)
     for t, tree in enumerate(trees):
-        values = _numbers(tree, "leaf_value", np.float64)
+        values = tree.leaf_value
         if len(values) > 1:
-            counts = _numbers(tree, "leaf_count", np.float64)
-            values = counts / _numbers(tree, "internal_count", np.float64)[0] * values
+            values = tree.leaf_count / tree.internal_count[0] * values
         expected[t % num_classes] += values.sum()
     return expected
 

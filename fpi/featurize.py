@@ -8,7 +8,7 @@ whole matrix is one vectorised `select`, eager or lazy. Numeric features are Flo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -139,17 +139,22 @@ def catalogue_frame() -> pl.DataFrame:
 
 
 def write_features(
-    paths: Sequence[str | Path], out: str | Path, *, rejects: list[Reject] | None = None
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    rejects: list[Reject] | Callable[[Reject], object] | None = None,
+    max_line_bytes: int | None = None,
 ) -> pl.DataFrame:
-    """Read trace dumps, write their feature matrix to `out` as Parquet and return it.
+    """Read trace dumps, write their feature matrix to `out` as Parquet (atomically, rows in
+    input order) and return it.
 
-    With `rejects=None` an invalid record raises `InvalidRecordsError`; with a list, invalid
-    records are collected there and left out (as in `fpi.io.read_traces`).
+    With `rejects=None` an invalid record raises `InvalidRecordsError`; with a list or a
+    callable, invalid records go there and are left out (as in `fpi.io.read_traces`).
     """
-    from fpi.io import read_traces
+    from fpi.io import MAX_LINE_BYTES, atomic_output, read_traces
 
-    features = extract_features(read_traces(paths, rejects=rejects))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    features.write_parquet(out, compression="zstd")
+    traces = read_traces(paths, rejects=rejects, max_line_bytes=max_line_bytes or MAX_LINE_BYTES)
+    features = extract_features(traces)
+    with atomic_output(out) as tmp:
+        features.write_parquet(tmp, compression="zstd")
     return features

@@ -1,34 +1,53 @@
 """The six-class failure-point model: training, the on-disk bundle, and prediction.
 
 A bundle is a directory holding `model.txt` (LightGBM's own text format) and `metadata.json`
-(versions, feature names, dtypes and categorical codes, class order, training summary and
-validation metrics). Categorical codes are fixed by the bundle: a value never seen in training
-is encoded as missing, whatever frame it arrives in.
+(versions, feature names, dtypes and categorical codes, class order, training summary,
+validation metrics, the calibration and the SHA-256 of model.txt; its schema is
+`fpi.metadata.METADATA_SCHEMA`). Categorical codes are fixed by the bundle: a value never seen
+in training is encoded as missing, whatever frame it arrives in. Loading checks the metadata,
+the hash and every tree (`fpi.modelfile`) before LightGBM or a compiled kernel reads the model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import sys
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
 import polars as pl
 
 from fpi import __version__
-from fpi.errors import ModelError
+from fpi.calibration import Calibration, calibration_scores, fit_calibration
+from fpi.errors import ConfigError, ModelError
 from fpi.featurize import CATALOG, extract_features
+from fpi.metadata import (
+    BUNDLE_FORMAT,
+    OBJECTIVE,
+    check_model_fits,
+    model_sha256,
+    read_metadata,
+)
+from fpi.modelfile import ModelText, read_model_file
+from fpi.profile import Profile, build_profile, load_profile
 from fpi.schema import FAILURE_POINTS, TRACE_FORMAT
+
+if TYPE_CHECKING:
+    from fpi.fastpredict import FastPredictor
+    from fpi.fastshap import FastExplainer
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
-BUNDLE_FORMAT = "fpi-model/1"
 
 #: Defaults chosen for quality per unit of explanation cost (SHAP time follows trees x leaves x
 #: depth): see the training benchmark for the measurements behind them.
@@ -86,6 +105,21 @@ def dialogue_split(
     )
 
 
+def dialogue_halves(dialogue_ids: pl.Series) -> np.ndarray:
+    """Two halves of a split's turns, by dialogue (True for one half), from a hash that is
+    independent of `dialogue_split`'s (CRC-32 is linear: two CRC splits of the same ids
+    would be correlated)."""
+    unique = dialogue_ids.unique(maintain_order=True)
+    first = [hashlib.blake2b(str(d).encode(), digest_size=1).digest()[0] % 2 == 1 for d in unique]
+    lookup = pl.DataFrame({"dialogue_id": unique, "half": pl.Series(first, dtype=pl.Boolean)})
+    return (
+        dialogue_ids.to_frame("dialogue_id")
+        .join(lookup, on="dialogue_id", how="left", maintain_order="left")
+        .get_column("half")
+        .to_numpy()
+    )
+
+
 def encode_features(features: pl.DataFrame, feature_meta: list[dict[str, Any]]) -> np.ndarray:
     """A float matrix in `feature_meta` order; categorical values become their fixed codes and
     a value outside the recorded categories becomes missing (NaN). A feature the bundle was
@@ -106,10 +140,19 @@ def encode_features(features: pl.DataFrame, feature_meta: list[dict[str, Any]]) 
 
 @dataclass
 class ModelBundle:
-    """A trained booster with everything needed to apply it to new traces."""
+    """A trained booster with everything needed to apply it to new traces.
+
+    Predictions go through `fpi.predict` (the one path triage, explain and evaluate share):
+    the compiled scorer for raw scores, the bundle's calibration, then its decision rule.
+    """
 
     booster: lgb.Booster
     metadata: dict[str, Any]
+    #: The checked model text, when the bundle was loaded from disk (saves parsing it again).
+    model: ModelText | None = None
+    #: The training profile (`profile.json` beside the model, `fpi.profile`); None for a
+    #: bundle made before profiles existed.
+    profile: Profile | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -124,26 +167,55 @@ class ModelBundle:
         return encode_features(features, self.metadata["features"])
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
-        """Class probabilities, columns in `classes` order."""
-        return self.booster.predict(matrix, num_threads=self.num_threads)
+        """Calibrated class probabilities, columns in `classes` order (`fpi.predict.predict`)."""
+        from fpi.predict import predict
+
+        return predict(self, matrix).probabilities
 
     @cached_property
-    def explainer(self):
+    def explainer(self) -> FastExplainer:
         """Exact TreeSHAP for this booster (`fpi.fastshap.FastExplainer`), built once; it uses
         as many threads as the bundle's LightGBM parameters ask for."""
         from fpi.fastshap import FastExplainer
 
-        return FastExplainer(self.booster, num_threads=self.num_threads)
+        source = self.model if self.model is not None else self.booster
+        return FastExplainer(source, num_threads=self.num_threads)
+
+    @cached_property
+    def predictor(self) -> FastPredictor:
+        """The compiled scorer of the explainer's trees (`fpi.fastpredict.FastPredictor`)."""
+        from fpi.fastpredict import FastPredictor
+
+        return FastPredictor(self.explainer)
+
+    @property
+    def calibration(self) -> Calibration:
+        """Raw scores to probabilities: the bundle's calibration (the softmax if none)."""
+        return Calibration.from_json(
+            self.metadata.get("calibration"), len(FAILURE_POINTS), "bundle"
+        )
 
     @property
     def num_threads(self) -> int:
         return int(self.metadata["params"].get("num_threads", 2))
 
     def save(self, model_dir: Path | str) -> Path:
+        """Write model.txt and metadata.json (each renamed into place only once written),
+        recording the model's SHA-256 in both copies of the metadata (this object's and the
+        file's)."""
+        from fpi.io import atomic_output
+
         model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(model_dir / MODEL_FILE))
-        (model_dir / METADATA_FILE).write_text(json.dumps(self.metadata, indent=2) + "\n")
+        text = self.booster.model_to_string()
+        self.metadata["model_sha256"] = model_sha256(text)
+        with (
+            atomic_output(model_dir / MODEL_FILE) as model_tmp,
+            atomic_output(model_dir / METADATA_FILE) as metadata_tmp,
+        ):  # both written before either replaces the old bundle's file
+            model_tmp.write_text(text)
+            metadata_tmp.write_text(json.dumps(self.metadata, indent=2) + "\n")
+            if self.profile is not None:
+                self.profile.save(model_dir)
         return model_dir
 
 
@@ -172,47 +244,92 @@ def _feature_metadata(
     return entries
 
 
-def check_compatible(metadata: Mapping[str, Any], source: str) -> None:
-    """Fail clearly when a bundle was made for other code (format, classes or features)."""
-    if metadata.get("bundle_format") != BUNDLE_FORMAT:
-        raise ModelError(f"{source}: not an {BUNDLE_FORMAT} bundle")
-    if metadata.get("trace_format") != TRACE_FORMAT:
-        raise ModelError(
-            f"{source}: trained for {metadata.get('trace_format')}, this fpi reads {TRACE_FORMAT}"
-        )
-    if list(metadata.get("classes", [])) != list(FAILURE_POINTS):
-        raise ModelError(f"{source}: classes {metadata.get('classes')} != {list(FAILURE_POINTS)}")
-    expected = [(f.name, f.categorical) for f in CATALOG]
-    found = [(f["name"], f["categorical"]) for f in metadata.get("features", [])]
-    if found != expected:
-        missing = sorted({n for n, _ in expected} - {n for n, _ in found})
-        extra = sorted({n for n, _ in found} - {n for n, _ in expected})
-        raise ModelError(
-            f"{source}: its features do not match this fpi's feature catalogue "
-            f"(missing from the model: {missing or 'none'}; unknown to this code: {extra or 'none'}"
-            f"{'; same names, other order or kinds' if not (missing or extra) else ''}). "
-            "Retrain it with `fpi train`."
-        )
-
-
 def load_bundle(model_dir: Path | str | None = None) -> ModelBundle:
-    """Load a bundle (default: the bundled model) and check it fits the running code."""
+    """Load a bundle (default: the bundled model) and check it fits the running code.
+
+    The metadata is checked against its schema, model.txt against its SHA-256 and tree by
+    tree (`fpi.modelfile`, `fpi.metadata.check_model_fits`) before LightGBM's loader or any
+    compiled kernel is handed the text; every failure is a `ModelError` naming the file.
+    """
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     metadata_path, model_path = model_dir / METADATA_FILE, model_dir / MODEL_FILE
     if not metadata_path.is_file() or not model_path.is_file():
         raise ModelError(f"{model_dir}: no model bundle ({MODEL_FILE} and {METADATA_FILE})")
+    metadata = read_metadata(metadata_path)
+    text, model = read_model_file(model_path)
+    check_model_fits(model, text, metadata, str(model_path))
     try:
-        metadata = json.loads(metadata_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{metadata_path}: unreadable metadata ({exc})") from None
-    check_compatible(metadata, str(model_dir))
-    try:
-        booster = lgb.Booster(model_file=str(model_path))
+        booster = lgb.Booster(model_str=text)
     except lgb.basic.LightGBMError as exc:
         raise ModelError(f"{model_path}: unreadable LightGBM model ({exc})") from None
-    if booster.num_feature() != len(metadata["features"]):
-        raise ModelError(f"{model_path}: model and metadata disagree on the number of features")
-    return ModelBundle(booster, metadata)
+    return ModelBundle(booster, metadata, model=model, profile=load_profile(model_dir))
+
+
+#: Parameters fpi sets itself, and where to set them instead.
+_OWN_PARAMS = {
+    "num_class": "fpi always trains the six failure points",
+    "seed": "use --seed",
+    "num_iterations": "use --rounds",
+}
+
+
+def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """LightGBM parameter overrides under their canonical names, or a `ConfigError` saying
+    why not: an unknown name, a parameter fpi sets itself, an objective other than
+    multiclass, random forests or linear trees (which fpi cannot explain), or a value
+    LightGBM refuses (tried on a tiny dataset, so it fails in milliseconds, not mid-run)."""
+    aliases = lgb.basic._ConfigAliases._get_all_param_aliases()
+    canonical_of = {alias: name for name, names in aliases.items() for alias in names}
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        name = canonical_of.get(key)
+        if name is None:
+            raise ConfigError(f"--param {key}: not a LightGBM parameter")
+        if name in _OWN_PARAMS:
+            raise ConfigError(f"--param {key}: {_OWN_PARAMS[name]}")
+        if name in checked:
+            raise ConfigError(f"--param {key}: {name} given twice (under two names)")
+        checked[name] = value
+    objective = checked.get("objective", OBJECTIVE)
+    if objective != OBJECTIVE:
+        raise ConfigError(
+            f"--param objective={objective}: fpi's probabilities are the softmax of a "
+            f"{OBJECTIVE!r} model; other objectives are refused"
+        )
+    if checked.get("boosting", "gbdt") not in ("gbdt", "gbrt", "dart"):
+        raise ConfigError(f"--param boosting={checked['boosting']}: use gbdt or dart")
+    if checked.get("linear_tree") not in (None, False, 0, "false"):
+        raise ConfigError("--param linear_tree: linear trees cannot be explained by fpi")
+    threads = checked.get("num_threads", 0)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ConfigError(f"--param num_threads={threads}: must be a whole number >= 0")
+    rows = np.random.default_rng(0).normal(size=(60, 2))
+    probe = lgb.Dataset(rows, label=np.arange(60) % len(FAILURE_POINTS), params={"verbosity": -1})
+    try:
+        with _lightgbm_quiet():
+            lgb.Booster(
+                {**DEFAULT_PARAMS, **checked, "num_class": len(FAILURE_POINTS), "verbosity": -1},
+                probe,
+            )
+    except (lgb.basic.LightGBMError, TypeError, ValueError) as exc:
+        reason = str(exc).split(" at ", 1)[0].strip()
+        raise ConfigError(f"--param: LightGBM refuses {checked}: {reason}") from None
+    return checked
+
+
+@contextmanager
+def _lightgbm_quiet() -> Iterator[None]:
+    """Keep LightGBM's native "[Fatal] ..." line (written to file descriptor 2 before it
+    raises) off the terminal: the error comes back as an exception, said once, by us."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -262,14 +379,15 @@ def train(
 ) -> ModelBundle:
     """Train the six-class model on labelled traces.
 
-    Turns are split train/valid/test by dialogue; early stopping watches the validation split
-    and the held-out test split's metrics are stored in the bundle's metadata.
+    Turns are split train/valid/test by dialogue; early stopping watches the validation split,
+    the calibration is fitted on it (`fpi.calibration.fit_calibration`), and the validation
+    and held-out test metrics (accuracy, F1, ECE and log-loss before and after calibration)
+    are stored in the bundle's metadata. `params` are LightGBM overrides (`check_params`).
     `without_stages` leaves out every feature of those stages (for ablations): the bundle
     keeps the full catalogue but encodes them as missing, so it never splits on them.
     `on_iteration(done, total)` is called after every boosting round (for progress displays).
     """
-    from fpi.evaluate import classification_metrics
-
+    overrides = check_params(params or {})
     fractions = dict(split_fractions or {"train": 0.8, "valid": 0.1, "test": 0.1})
     split = dialogue_split(traces.get_column("dialogue_id"), fractions, seed=seed)
     if not {"train", "valid"} <= set(split.unique().to_list()):
@@ -293,7 +411,7 @@ def train(
     categorical = [i for i, f in enumerate(feature_meta) if f["categorical"]]
     lgb_params = {
         **DEFAULT_PARAMS,
-        **(params or {}),
+        **overrides,
         "num_class": len(FAILURE_POINTS),
         "seed": seed,
     }
@@ -330,12 +448,59 @@ def train(
         "best_iteration": booster.current_iteration(),
     }
     bundle = ModelBundle(booster, metadata)
-    metrics = {}
-    for name in fractions:
-        if name == "train" or not masks[name].any():
-            continue
-        predicted = bundle.predict_proba(matrix[masks[name]]).argmax(axis=1)
-        metrics[name] = classification_metrics(labels[masks[name]], predicted)
+    fold = dialogue_halves(traces.get_column("dialogue_id").filter(pl.Series(masks["valid"])))
+    valid_raw = bundle.predictor.raw_scores(matrix[masks["valid"]])
+    calibration, out_of_fold = fit_calibration(valid_raw, labels[masks["valid"]], fold)
+    metadata["calibration"] = {
+        **calibration.to_json(),
+        "fitted_on": "valid",
+        "out_of_fold": out_of_fold,
+    }
     metadata["training"] = _summary(traces, split)
-    metadata["metrics"] = metrics
+    metadata["metrics"] = {
+        name: split_metrics(bundle, matrix[masks[name]], labels[masks[name]])
+        for name in fractions
+        if name != "train" and masks[name].any()
+    }
+    bundle.profile = training_profile(bundle, traces, features, labels, masks, seed=seed)
     return bundle
+
+
+def split_metrics(bundle: ModelBundle, matrix: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Classification metrics of the bundle's decisions, with ECE and log-loss of its
+    probabilities after and before calibration (`*_uncalibrated`)."""
+    from fpi.evaluate import classification_metrics
+    from fpi.predict import predict
+
+    predictions = predict(bundle, matrix)
+    metrics = classification_metrics(labels, predictions.predicted)
+    for suffix, proba in (
+        ("", predictions.probabilities),
+        ("_uncalibrated", predictions.uncalibrated),
+    ):
+        for key, value in calibration_scores(proba, labels).items():
+            metrics[key + suffix] = value
+    return metrics
+
+
+def training_profile(
+    bundle: ModelBundle,
+    traces: pl.DataFrame,
+    features: pl.DataFrame,
+    labels: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    *,
+    seed: int = 0,
+) -> Profile:
+    """The profile `train` stores: the training split's features and classes, and the
+    model's top-class confidence on the validation split."""
+    train_rows = pl.Series(masks["train"])
+    return build_profile(
+        features.filter(train_rows),
+        labels=np.asarray(FAILURE_POINTS)[labels[masks["train"]]],
+        confidence=bundle.predict_proba(
+            bundle.matrix(features.filter(pl.Series(masks["valid"])))
+        ).max(axis=1),
+        dialogue_ids=traces.get_column("dialogue_id").filter(train_rows),
+        seed=seed,
+    )

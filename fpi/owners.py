@@ -29,11 +29,9 @@ from typing import TypeVar
 import polars as pl
 
 from fpi.errors import ConfigError
-from fpi.schema import DEFECT_STAGES, DEVICE_TYPES, UNCERTAIN, Stage
+from fpi.io.files import check_output
+from fpi.schema import DEFECT_STAGES, DEVICE_TYPES, OWNER, OWNER_CONTACT, UNCERTAIN, Stage
 
-#: Columns `assign_owners` adds.
-OWNER = "owner"
-OWNER_CONTACT = "owner_contact"
 #: How turns no rule matched are reported (and the name of their routed file).
 UNOWNED = "unowned"
 #: Turn columns a rule can narrow on, besides `failure_point`.
@@ -278,38 +276,34 @@ def owner_file_stems(names: Sequence[str]) -> list[str]:
     return stems
 
 
-def write_frame(frame: pl.DataFrame, path: Path) -> Path:
-    """Write a triage frame as Parquet, JSONL or CSV (by suffix), the formats triage writes."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame.write_parquet(path, compression="zstd")
-    elif suffix == ".jsonl":
-        frame.write_ndjson(path)
-    elif suffix == ".csv":
-        frame.write_csv(path)
-    else:
-        raise ConfigError(f"{path}: unknown output format (use .parquet, .jsonl or .csv)")
-    return path
-
-
 def route(
-    triaged: pl.DataFrame, owners: Owners, out_dir: Path | str, *, suffix: str = ".parquet"
+    triaged: pl.DataFrame,
+    owners: Owners,
+    out_dir: Path | str,
+    *,
+    suffix: str = ".parquet",
+    inputs: Sequence[Path] = (),
 ) -> pl.DataFrame:
     """Write every non-correct turn to `<out_dir>/<team><suffix>`, unmatched ones to `unowned`.
 
-    Every declared team gets a file (empty when it owns nothing). Returns one row per file:
+    Every declared team gets a file (empty when it owns nothing), each written atomically;
+    a file that would replace one of `inputs` is refused first. Returns one row per file:
     owner, file, turns.
     """
+    from fpi.io.triagefile import write_triage_frame
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output(out_dir, option="--out", directory=True)
     owned = assign_owners(triaged, owners).filter(pl.col("failure_point") != Stage.CORRECT.value)
     buckets = [(UNOWNED, pl.col(OWNER).is_null())]
     buckets += [(name, pl.col(OWNER) == name) for name in owners.teams]
     stems = owner_file_stems([name for name, _ in buckets])
+    for stem in stems:
+        check_output(out_dir / f"{stem}{suffix}", inputs, option="--out")
     rows = []
     for (name, mask), stem in zip(buckets, stems, strict=True):
         part = owned.filter(mask)
-        path = write_frame(part, out_dir / f"{stem}{suffix}")
+        path = write_triage_frame(part, out_dir / f"{stem}{suffix}")
         rows.append((name, str(path), len(part)))
     return pl.DataFrame(rows, schema=["owner", "file", "turns"], orient="row")
 
@@ -318,9 +312,10 @@ def route_file(
     input_path: Path | str, owners_path: Path | str, out_dir: Path | str
 ) -> pl.DataFrame:
     """`route` for a triage output file, writing the routed files in the input's format."""
-    from fpi.report.inputs import read_triage_file
+    from fpi.io.triagefile import read_triage_file
 
     input_path = Path(input_path)
+    check_output(out_dir, [input_path], option="--out", directory=True)
     owners = load_owners(owners_path)
     triaged = read_triage_file(input_path)
-    return route(triaged, owners, out_dir, suffix=input_path.suffix.lower())
+    return route(triaged, owners, out_dir, suffix=input_path.suffix.lower(), inputs=[input_path])

@@ -158,6 +158,9 @@ TRIAGE_SCHEMA = pl.Schema(
         "label": pl.String,
     }
 )
+#: Columns `fpi.owners.assign_owners` adds to triage rows (and triage files may carry).
+OWNER = "owner"
+OWNER_CONTACT = "owner_contact"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,13 @@
 """Triage: a failure point, class probabilities and SHAP reasons for every turn.
 
 `triage_traces` works on one in-memory frame; `iter_triage` streams dumps of any size in
-bounded batches (a dialogue never straddles two), and `TriageWriter` appends the batches to
-Parquet, JSONL or CSV. Filters are plain functions over the triage frame.
+bounded batches (a dialogue never straddles two), and `fpi.io.TriageWriter` writes the
+batches to Parquet, JSONL or CSV in input order. Filters are plain functions over the triage
+frame.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from fpi.errors import FpiError
+from fpi.io.triagefile import ORDER, TriageWriter
 from fpi.schema import (
     FAILURE_POINTS,
     PROBABILITY_COLUMNS,
-    REASON,
     TRIAGE_SCHEMA,
     UNCERTAIN,
     Reject,
@@ -31,94 +30,11 @@ from fpi.schema import (
 )
 
 if TYPE_CHECKING:
-    from fpi.fastpredict import FastPredictor
-    from fpi.fastshap import FastExplainer
-    from fpi.io import TraceBatch
+    from fpi.io import RejectsSink, TraceBatch
     from fpi.model import ModelBundle
+    from fpi.shift import ShiftCheck, ShiftReport
 
 DEFAULT_TOP_K = 5
-
-
-def _rendered(features: np.ndarray, values: np.ndarray, bundle: ModelBundle) -> pl.DataFrame:
-    """Name, shown value and reason text for each (feature index, value) pair.
-
-    A categorical code becomes its category name; NaN (a stage that did not run, or a
-    category unseen in training) becomes a null value and a "missing" reason.
-    """
-    from fpi.featurize import CATALOG, render_reason
-
-    metadata = bundle.metadata["features"]
-    catalogue = {f.name: f for f in CATALOG}
-    names, shown, texts = [], [], []
-    for index, value in zip(features.tolist(), values.tolist(), strict=True):
-        entry = metadata[index]
-        typed: str | float | None
-        if value != value:
-            typed = display = None
-        elif entry["categorical"]:
-            typed = display = entry["categories"][int(value)]
-        else:
-            typed, display = value, f"{value:.4g}"
-        names.append(entry["name"])
-        shown.append(display)
-        texts.append(render_reason(catalogue[entry["name"]], typed))
-    return pl.DataFrame(
-        {"feature": names, "value": shown, "text": texts},
-        schema={"feature": pl.String, "value": pl.String, "text": pl.String},
-    )
-
-
-def _reasons(
-    matrix: np.ndarray, indices: np.ndarray, contributions: np.ndarray, bundle: ModelBundle
-) -> pl.Series:
-    """The top-k positive contributions per turn as lists of `REASON` structs.
-
-    Each distinct (feature, value) pair is rendered once (a batch repeats most of them),
-    then the reasons are cut into one list per turn by offsets: the positive contributions
-    are a prefix of each turn's top-k, which comes sorted largest first.
-    """
-    import pyarrow as pa
-
-    n, k = indices.shape
-    positive = contributions > 0
-    rows = np.repeat(np.arange(n), k)[positive.ravel()]
-    features = indices[positive]
-    values = matrix[rows, features]
-    reasons = pl.DataFrame(
-        {
-            "index": features.astype(np.int32),
-            "bits": values.view(np.int64),  # the exact value: -0.0 and NaN payloads stay apart
-            "contribution": contributions[positive],
-        }
-    )
-    distinct = reasons.select("index", "bits").unique(maintain_order=True)
-    rendered = _rendered(
-        distinct.get_column("index").to_numpy(),
-        distinct.get_column("bits").to_numpy().view(np.float64),
-        bundle,
-    )
-    structs = (
-        reasons.join(
-            pl.concat([distinct, rendered], how="horizontal"),
-            on=["index", "bits"],
-            how="left",
-            maintain_order="left",
-        )
-        .select(pl.struct([f.name for f in REASON.fields]).alias("reasons"))
-        .get_column("reasons")
-        .rechunk()
-    )
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(positive.sum(axis=1), out=offsets[1:])
-    lists = pa.ListArray.from_arrays(pa.array(offsets), structs.to_arrow())
-    return pl.Series("reasons", lists).cast(pl.List(REASON))
-
-
-@functools.lru_cache(maxsize=4)
-def _predictor(explainer: FastExplainer) -> FastPredictor:
-    from fpi.fastpredict import FastPredictor
-
-    return FastPredictor(explainer)
 
 
 @dataclass
@@ -171,6 +87,7 @@ def triage_traces(
     `times`, when given, accumulates the seconds of each phase.
     """
     from fpi.featurize import extract_features
+    from fpi.predict import predict, reason_lists, top_contributions
 
     times = times if times is not None else PhaseTimes()
     with times.phase("features"):
@@ -178,13 +95,13 @@ def triage_traces(
     with times.phase("encode"):
         matrix = bundle.matrix(features)
     with times.phase("predict"):
-        proba = _predictor(bundle.explainer).predict_proba(matrix)
-        predicted = proba.argmax(axis=1)
-        confidence = proba[np.arange(len(traces)), predicted]
+        predictions = predict(bundle, matrix)
+        proba, predicted = predictions.probabilities, predictions.predicted
+        confidence = predictions.confidence
     with times.phase("explain"):
-        indices, contributions = bundle.explainer.explain_top(matrix, predicted, top_k)
+        indices, contributions = top_contributions(bundle, matrix, predicted, top_k)
     with times.phase("reasons"):
-        reasons = _reasons(matrix, indices, contributions, bundle)
+        reasons = reason_lists(matrix, indices, contributions, bundle)
     with times.phase("assemble"):
         predicted_names = pl.Series(FAILURE_POINTS, dtype=pl.String).gather(predicted)
         failure_point = predicted_names
@@ -265,13 +182,14 @@ class TriageRun:
     per_failure_point: dict[str, int] = field(default_factory=dict)
     top_defects: pl.DataFrame = field(default_factory=TRIAGE_SCHEMA.to_frame)
     times: PhaseTimes = field(default_factory=PhaseTimes)
+    shift: ShiftReport | None = None
 
     def add(
         self, batch: TraceBatch, triaged: pl.DataFrame, kept: pl.DataFrame, per_stage: int
     ) -> None:
         self.read += batch.read
         self.triaged += len(triaged)
-        self.rejected += len(batch.rejects)
+        self.rejected += batch.rejected
         self.kept += len(kept)
         for name, count in kept.get_column("failure_point").value_counts().iter_rows():
             self.per_failure_point[name] = self.per_failure_point.get(name, 0) + count
@@ -299,16 +217,21 @@ def run_triage(
     keep: TriageFilter = TriageFilter(),
     top_k: int = DEFAULT_TOP_K,
     abstain_below: float | None = None,
-    rejects: list[Reject] | None = None,
+    rejects: RejectsSink | None = None,
     batch_turns: int = 200_000,
     transform=None,
     defects_per_stage: int = 4,
     on_batch=None,
+    max_line_bytes: int | None = None,
+    shift: ShiftCheck | None = None,
 ) -> TriageRun:
-    """Triage dumps end to end: batches in, filtered rows to `out` (if given), counts back,
-    with the `defects_per_stage` most confident defects of each failure point.
+    """Triage dumps end to end: batches in, filtered rows to `out` (if given) in input order,
+    counts back, with the `defects_per_stage` most confident defects of each failure point.
 
-    `on_batch(run)` is called after every batch (for progress displays).
+    `out` is replaced only when the run succeeds. `on_batch(run)` is called after every
+    batch (for progress displays). With `shift`, every batch is offered to it and `run.shift`
+    holds its report; a Parquet output records it in its file metadata
+    (`fpi.shift.triage_metadata`).
     """
     run = TriageRun()
     writer = TriageWriter(out) if out is not None else None
@@ -322,18 +245,33 @@ def run_triage(
             batch_turns=batch_turns,
             transform=transform,
             times=run.times,
+            max_line_bytes=max_line_bytes,
         ):
             with run.times.phase("filter"):
-                kept = keep.apply(triaged)
+                kept = keep.apply(triaged.with_columns(batch.order.alias(ORDER)))
             if writer is not None:
                 with run.times.phase("write"):
                     writer.write(kept)
             with run.times.phase("summary"):
-                run.add(batch, triaged, kept, defects_per_stage)
+                run.add(batch, triaged, kept.drop(ORDER), defects_per_stage)
+            if shift is not None:
+                with run.times.phase("shift"):
+                    shift.offer(batch.traces)
             if on_batch is not None:
                 on_batch(run)
-    finally:
+        if shift is not None:
+            from fpi.shift import triage_metadata
+
+            with run.times.phase("shift"):
+                run.shift = shift.report()
+                if writer is not None:
+                    writer.metadata.update(triage_metadata(shift, run.shift))
+    except BaseException:
         if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        with run.times.phase("write"):
             writer.close()
     return run
 
@@ -344,21 +282,28 @@ def iter_triage(
     *,
     top_k: int = DEFAULT_TOP_K,
     abstain_below: float | None = None,
-    rejects: list[Reject] | None = None,
+    rejects: RejectsSink | None = None,
     batch_turns: int = 200_000,
     transform=None,
     times: PhaseTimes | None = None,
+    max_line_bytes: int | None = None,
 ) -> Iterator[tuple[TraceBatch, pl.DataFrame]]:
     """Triage dumps batch by batch, yielding each input batch with its triage frame.
 
     `transform(triaged) -> triaged` runs on every batch before it is yielded (e.g. adding
     owners). With `rejects=None` an invalid record stops the run; otherwise rejects are
-    collected there and the run goes on. `times`, when given, accumulates phase seconds.
+    collected there (a list, or a callable such as `fpi.io.RejectsWriter`) and the run goes
+    on. `times`, when given, accumulates phase seconds.
     """
-    from fpi.io import iter_trace_batches
+    from fpi.io import MAX_LINE_BYTES, iter_trace_batches
 
     times = times if times is not None else PhaseTimes()
-    batches = iter_trace_batches(paths, batch_turns=batch_turns, rejects_sink=rejects)
+    batches = iter_trace_batches(
+        paths,
+        batch_turns=batch_turns,
+        rejects_sink=rejects,
+        max_line_bytes=max_line_bytes or MAX_LINE_BYTES,
+    )
     while True:
         with times.phase("read"):
             batch = next(batches, None)
@@ -392,62 +337,3 @@ def triage_paths(
         )
     ]
     return pl.concat(frames) if frames else TRIAGE_SCHEMA.to_frame()
-
-
-def flatten_reasons(triaged: pl.DataFrame) -> pl.DataFrame:
-    """Reasons as one text column ("text (+0.42); ..."), for flat formats such as CSV."""
-    text = pl.col("reasons").list.eval(
-        pl.format(
-            "{} ({})",
-            pl.element().struct.field("text"),
-            pl.element().struct.field("contribution").round(3).cast(pl.String),
-        )
-    )
-    return triaged.with_columns(text.list.join("; ").alias("reasons"))
-
-
-class TriageWriter:
-    """Append triage batches to one file; the format follows the suffix."""
-
-    SUFFIXES = (".parquet", ".jsonl", ".csv")
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.suffix = self.path.suffix.lower()
-        if self.suffix not in self.SUFFIXES:
-            raise FpiError(f"{self.path}: unknown output format (use {', '.join(self.SUFFIXES)})")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._parquet = None
-        self._handle = None
-        self._header = True
-
-    def write(self, triaged: pl.DataFrame) -> None:
-        if self.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = triaged.to_arrow()
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema, compression="zstd")
-            self._parquet.write_table(table)
-            return
-        if self._handle is None:
-            self._handle = self.path.open("wb")
-        if self.suffix == ".jsonl":
-            triaged.write_ndjson(self._handle)
-        else:
-            flatten_reasons(triaged).write_csv(self._handle, include_header=self._header)
-            self._header = False
-
-    def close(self) -> None:
-        if self._parquet is None and self._handle is None:
-            self.write(TRIAGE_SCHEMA.to_frame())
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._handle is not None:
-            self._handle.close()
-
-    def __enter__(self) -> TriageWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,8 +1,10 @@
-"""Checks that records follow `fpi-trace/1`, and `validate_dumps`, the report behind `fpi validate`.
+"""Checks that records follow `fpi-trace/1`: pure functions over one JSON line or a frame.
 
 Types come from the parse: polars parses whole blocks strictly, and `check_record_json` names
-the field, the expected type and what was found for the few lines it rejects. Values (ranges,
-enums, ids, timestamps, duplicate keys) are checked vectorised over parsed frames.
+the field, the expected type and what was found for the few lines it rejects (including text
+damage: invalid UTF-8, NUL, lone surrogates, and keys given twice). Values (ranges, enums,
+ids, timestamps, duplicate turn keys) are checked vectorised over parsed frames. Reading
+files is `fpi.io`'s job; `fpi.io.validate_dumps` is the report behind `fpi validate`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import polars as pl
@@ -28,8 +28,6 @@ from fpi.schema import (
     TIMESTAMP_DTYPE,
     TRACE_JSON_SCHEMA,
     WAKE_MODES,
-    Problem,
-    Reject,
 )
 
 #: RFC 3339 date-time: `T` (or `t`, or a space), 0-9 fraction digits, `Z` or a `+hh:mm` offset.
@@ -44,6 +42,8 @@ AN_ID = "a non-empty string"
 A_TIMESTAMP = "an RFC 3339 timestamp"
 A_JSON_OBJECT = "a JSON object"
 A_UNIQUE_KEY = "a unique (dialogue_id, turn_index)"
+A_UNIQUE_NAME = "a key given once per object"
+A_TEXT = "UTF-8 text without NUL bytes or lone surrogates"
 KEY_FIELD = "(dialogue_id, turn_index)"
 
 #: A type or value problem before it is placed in a file: (field path, expected, found).
@@ -96,9 +96,20 @@ class RecordCheck(NamedTuple):
     repaired: dict | None  # None when the line is not a JSON object at all
 
 
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def printable(text: str, *, from_bytes: bool = False) -> str:
+    """Text safe to print and to write as UTF-8: lone surrogates become `\\udxxx` escapes
+    (`from_bytes`: surrogates standing for bytes that were not UTF-8 become `\\xNN`)."""
+    if from_bytes:
+        text = _ESCAPED_BYTE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def describe_json(value: Any, limit: int = 40) -> str:
     """A short rendering of a JSON value and its kind, e.g. `"0.9" (a string)`."""
-    text = json.dumps(value, ensure_ascii=False)
+    text = printable(json.dumps(value, ensure_ascii=False))
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     if value is None:
@@ -161,19 +172,103 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def check_record_json(line: str) -> RecordCheck:
-    """Parse one JSONL line and name every field whose JSON type breaks `fpi-trace/1`."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _damage(text: str, from_bytes: bool) -> str:
+    """What is wrong with a text holding NUL or a surrogate (`from_bytes`: the line was not
+    UTF-8, and surrogates stand for its bad bytes)."""
+    char = _NUL_OR_SURROGATE.search(text).group()  # type: ignore[union-attr]
+    if char == "\x00":
+        return "a NUL byte"
+    if from_bytes and "\udc80" <= char <= "\udcff":
+        return f"invalid UTF-8 (byte 0x{ord(char) - 0xDC00:02x})"
+    return f"a lone surrogate (\\u{ord(char):04x})"
+
+
+def _text_findings(
+    value: Any,
+    path: str,
+    repeated: dict[int, list[str]],
+    from_bytes: bool,
+    out: list[Finding],
+    damage: re.Pattern[str] = _SURROGATE,
+) -> None:
+    """Every key given twice, and every key or text with a lone surrogate (or, with
+    `damage=_NUL_OR_SURROGATE`, a NUL: the line held a NUL byte), anywhere."""
+    if type(value) is dict:
+        for key in repeated.get(id(value), ()):
+            name = printable(key, from_bytes=from_bytes)
+            out.append((_join(path, name), A_UNIQUE_NAME, f'"{name}" given more than once'))
+        for key, item in value.items():
+            where = _join(path, printable(key, from_bytes=from_bytes))
+            if damage.search(key):
+                out.append((where, A_TEXT, _damage(key, from_bytes) + " in the key"))
+            _text_findings(item, where, repeated, from_bytes, out, damage)
+    elif type(value) is list:
+        for i, item in enumerate(value):
+            _text_findings(item, f"{path}[{i}]", repeated, from_bytes, out, damage)
+    elif type(value) is str and damage.search(value):
+        out.append((path, A_TEXT, _damage(value, from_bytes)))
+
+
+def _loads(text: str, *, strict: bool) -> tuple[Any, dict[int, list[str]]]:
+    """The JSON value, and the keys given more than once per object (by the object's id)."""
+    repeated: dict[int, list[str]] = {}
+
+    def pairs(items: list[tuple[str, Any]]) -> dict:
+        record = dict(items)
+        if len(record) < len(items):
+            seen: set[str] = set()
+            repeated[id(record)] = [k for k, _ in items if k in seen or seen.add(k)]
+        return record
+
+    value = json.loads(
+        text, parse_constant=_reject_constant, object_pairs_hook=pairs, strict=strict
+    )
+    return value, repeated
+
+
+def _decoded(line: str | bytes) -> tuple[str, str | None]:
+    """The line as text (bad bytes as surrogates), and what is wrong with its bytes."""
+    if isinstance(line, str):
+        return line, None
     try:
-        record = json.loads(line, parse_constant=_reject_constant)
+        return line.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        damage = f"invalid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+        return line.decode("utf-8", "surrogateescape"), damage
+
+
+def check_record_json(line: str | bytes) -> RecordCheck:
+    """Parse one JSONL line and name every field whose JSON type breaks `fpi-trace/1`, every
+    key given twice, and every text with a NUL byte, a lone surrogate or (for bytes) invalid
+    UTF-8. An escaped `\\u0000` is text like any other character."""
+    text, bad_bytes = _decoded(line)
+    try:
+        try:
+            record, repeated = _loads(text, strict=True)
+        except ValueError:
+            if "\x00" not in text:
+                raise
+            record, repeated = _loads(text, strict=False)  # to name the field with the NUL
     except RecursionError:
         return RecordCheck([("", A_JSON_OBJECT, "JSON nested too deeply")], None)
     except ValueError as exc:
+        if bad_bytes is not None:
+            return RecordCheck([("", A_TEXT, bad_bytes)], None)
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         column = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         return RecordCheck([("", A_JSON_OBJECT, f"malformed JSON ({reason}{column})")], None)
     if not isinstance(record, dict):
         return RecordCheck([("", A_JSON_OBJECT, describe_json(record))], None)
     findings: list[Finding] = []
+    try:
+        damage = _NUL_OR_SURROGATE if "\x00" in text else _SURROGATE
+        _text_findings(record, "", repeated, bad_bytes is not None, findings, damage)
+    except RecursionError:
+        return RecordCheck([("", A_JSON_OBJECT, "JSON nested too deeply")], None)
     repaired = _check_value(record, _TRACE_SHAPE, "", findings)
     return RecordCheck(findings, repaired)
 
@@ -361,76 +456,3 @@ def duplicate_problems(traces: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("row")
     )
-
-
-# ---- the report ----------------------------------------------------------------------------
-
-_INDEX = re.compile(r"\[\d+\]")
-
-
-def problem_kind(problem: Problem) -> tuple[str, str]:
-    """(field with list positions dropped, expected): the key problems are counted under."""
-    return _INDEX.sub("[]", problem.field), problem.expected
-
-
-@dataclass
-class ValidationReport:
-    """What `validate_dumps` found; `read == accepted + rejected`."""
-
-    files: tuple[str, ...]
-    read: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    blank_lines: int = 0
-    empty_files: list[str] = field(default_factory=list)
-    problem_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    examples: list[Reject] = field(default_factory=list)  # the first rejects found
-    rejects_path: Path | None = None
-
-    @property
-    def clean(self) -> bool:
-        return self.rejected == 0
-
-
-def validate_dumps(
-    paths: Sequence[str | Path],
-    *,
-    rejects_path: Path | str | None = None,
-    max_examples: int = 10,
-    batch_turns: int = 200_000,
-) -> ValidationReport:
-    """Check every record of the dumps, streaming with bounded memory.
-
-    Counts and the first `max_examples` rejects are kept; with `rejects_path` every reject is
-    written there as JSONL (`Reject.to_json()`). Unreadable input raises `InputError`.
-    """
-    from fpi.io import ReadStats, RejectsWriter, iter_trace_batches, resolve_inputs
-
-    files = resolve_inputs(paths)
-    stats = ReadStats()
-    report = ValidationReport(files=tuple(str(f) for f in files))
-    examples: list[Reject] = []
-
-    def collect(reject: Reject) -> None:
-        report.problem_counts.update(problem_kind(p) for p in reject.problems)
-        if len(examples) < max_examples:
-            examples.append(reject)
-
-    with RejectsWriter(rejects_path) as writer:
-
-        def sink(reject: Reject) -> None:
-            collect(reject)
-            writer(reject)
-
-        for batch in iter_trace_batches(
-            files, batch_turns=batch_turns, rejects_sink=sink, stats=stats
-        ):
-            report.read += batch.read
-            report.accepted += batch.traces.height
-            report.rejected += len(batch.rejects)
-    order = {name: i for i, name in enumerate(report.files)}
-    report.examples = sorted(examples, key=lambda r: (order.get(r.file, 0), r.line or 0))
-    report.blank_lines = stats.blank_lines
-    report.empty_files = list(stats.empty_files)
-    report.rejects_path = Path(rejects_path) if rejects_path is not None else None
-    return report

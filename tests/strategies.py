@@ -28,7 +28,9 @@ from fpi.schema import (
 )
 
 _TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=24)
-_ID = st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=16)
+_ID = st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=16).filter(
+    str.strip
+)  # ids must not be blank
 _NAME = st.sampled_from(["SmartHome", "Music", "Weather", "OpenIntent", "PlayIntent", "device"])
 _PROBABILITY = st.floats(0.0, 1.0)
 _DURATION = st.one_of(st.floats(0.0, 1e7), st.integers(0, 10_000_000))

@@ -104,3 +104,18 @@ def test_store_labels_count_annotators_and_skip_stale(new_pipeline):
     gold, counts = labelled_turns(new_pipeline, labels)
     assert counts["labels"] == 3 and counts["annotators"] == 2
     assert counts["stale_labels_ignored"] == 1 and gold.height == 2
+
+
+def test_a_new_fit_is_calibrated_and_profiled(new_pipeline, tmp_path):
+    from fpi.model import train
+    from fpi.profile import load_profile
+
+    # a start model that knows little (no ASR/NLU/ER/result features): the new fit must win
+    weak = train(new_pipeline.tail(800), rounds=3, without_stages=("asr", "nlu", "er", "result"))
+    adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 600), start=weak)
+    meta = adapted.metadata
+    assert meta["adaptation"]["method"] == "fresh"
+    assert meta["calibration"]["fitted_on"] == "out-of-fold labels"
+    out = adapted.save(tmp_path / "adapted")
+    assert load_profile(out) is not None
+    assert load_bundle(out).calibration.method == adapted.calibration.method

@@ -3,6 +3,7 @@
 import json
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from fpi.cli import app
@@ -28,6 +29,24 @@ def test_train_rejects_a_malformed_param(small_dump, tmp_path):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("objective=multiclassova", "other objectives are refused"),
+        ("num_leaves=-5", "num_leaves"),
+        ("num_threads=two", "num_threads=two: must be a whole number"),
+        ("leaves=7", "leaves: not a LightGBM parameter"),
+    ],
+)
+def test_train_refuses_bad_params_before_reading(tmp_path, param, message):
+    out = tmp_path / "model"
+    missing = tmp_path / "no-such-dump.jsonl"  # never read: the parameters fail first
+    result = runner.invoke(app, ["train", str(missing), "--out", str(out), "--param", param])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not out.exists()
+
+
 def test_evaluate_prints_tables_and_writes_json(small_dump, small_model_dir, tmp_path):
     out = tmp_path / "metrics.json"
     result = runner.invoke(
@@ -41,6 +60,11 @@ def test_evaluate_prints_tables_and_writes_json(small_dump, small_model_dir, tmp
     assert report["references"]["single_annotator"]["n"] == 4000
     assert report["accuracy"] > report["rule_baseline"]["accuracy"]
     assert report["coverage"][0]["threshold"] == 0.0
+    assert report["calibration"] in ("temperature", "isotonic")
+    assert 0 <= report["ece"] < report["ece_uncalibrated"]
+    assert sum(row["count"] for row in report["reliability"]) == 4000
+    line = next(line for line in result.output.splitlines() if "ECE" in line)
+    assert f"ECE {report['ece_uncalibrated']:.4f} before, {report['ece']:.4f} after" in line
 
 
 def test_triage_summary_and_component_filter(small_dump, small_model_dir):

@@ -13,7 +13,8 @@ import zstandard
 from typer.testing import CliRunner
 
 from fpi.cli import app
-from fpi.dstc2 import (
+from fpi.errors import InputError
+from fpi.importers.dstc2 import (
     BrokenCallError,
     content_words,
     convert_call,
@@ -23,7 +24,6 @@ from fpi.dstc2 import (
     normalise_words,
     semantics_triples,
 )
-from fpi.errors import InputError
 from fpi.schema import TRACE_JSON_SCHEMA
 
 ROOT = Path(__file__).parent / "fixtures" / "dstc2"
@@ -326,8 +326,8 @@ def test_import_skips_and_counts_broken_calls(tmp_path):
     summary = import_dstc2(
         ROOT, "train", tmp_path / "train.jsonl", progress=lambda d, t: progress.append((d, t))
     )
-    assert summary.calls_listed == 6 and summary.calls_imported == 1
-    assert dict(summary.calls_skipped) == {
+    assert (summary.read, summary.imported, summary.skipped) == (6, 1, 5)
+    assert dict(summary.reasons) == {
         "Mar13_S0A0/no-label": "label.json: missing",
         "Mar13_S0A0/bad-json": (
             "log.json: bad JSON at line 14 column 1: Expecting property name enclosed in double "
@@ -340,23 +340,19 @@ def test_import_skips_and_counts_broken_calls(tmp_path):
         "Mar13_S0A0/not-there": "log.json: missing",
     }
     assert summary.turns == 6
-    assert summary.label_counts == {
-        "correct": 4,
-        "false_wake": 1,
-        "asr": 0,
-        "nlu": 0,
-        "er": 0,
-        "result": 1,
-    }
+    assert summary.label_counts == {"correct": 4, "false_wake": 1, "result": 1}
     assert progress == [(i, 6) for i in range(1, 7)]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet"])
 def test_written_dump_reads_back_and_validates(tmp_path, monkeypatch, ontology, suffix):
-    monkeypatch.setattr("fpi.dstc2.CALLS_PER_CHUNK", 1)  # one chunk per call: exercise appends
+    monkeypatch.setattr("fpi.importers.base.CHECK_RECORDS", 1)  # one check and write per call
     out = tmp_path / f"both{suffix}"
     summary = import_dstc2(ROOT, ROOT / "both.flist", out)
-    frame = pl.read_parquet(out) if suffix == ".parquet" else read_jsonl(out)
+    if suffix == ".parquet":
+        frame = pl.read_parquet(out).select(TRACE_JSON_SCHEMA.names())
+    else:
+        frame = read_jsonl(out)
     assert frame.schema == TRACE_JSON_SCHEMA
     expected = pl.DataFrame(
         convert_call(*load(CALL_A), ontology) + convert_call(*load(CALL_B), ontology),
@@ -376,7 +372,7 @@ def test_import_rejects_a_bad_root_flist_or_output(tmp_path):
     with pytest.raises(InputError, match="unknown trace format"):
         import_dstc2(ROOT, "dev", tmp_path / "x.csv")
     (tmp_path / "taken.jsonl").mkdir()
-    with pytest.raises(InputError, match="cannot write"):
+    with pytest.raises(InputError, match="names a directory"):
         import_dstc2(ROOT, "dev", tmp_path / "taken.jsonl")
 
 
@@ -384,7 +380,7 @@ def test_import_with_no_calls_writes_an_empty_dump(tmp_path):
     (tmp_path / "empty.flist").write_text("\n")
     out = tmp_path / "none.parquet"
     assert import_dstc2(ROOT, tmp_path / "empty.flist", out).turns == 0
-    assert pl.read_parquet(out).schema == TRACE_JSON_SCHEMA
+    assert pl.read_parquet(out).select(TRACE_JSON_SCHEMA.names()).schema == TRACE_JSON_SCHEMA
 
 
 # ---- CLI -------------------------------------------------------------------------------
@@ -400,7 +396,10 @@ def invoke(*args: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize(
     ("flist", "calls", "turns"),
-    [("train", "calls read 6, imported 1, skipped 5", 6), ("dev", "calls read 1, imported 1", 4)],
+    [
+        ("train", "calls read 6 = 1 imported + 5 skipped", 6),
+        ("dev", "calls read 1 = 1 imported + 0 skipped", 4),
+    ],
 )
 def test_cli_imports_the_official_lists(tmp_path, flist, calls, turns):
     out = tmp_path / f"{flist}.jsonl"
@@ -424,7 +423,7 @@ def test_cli_with_an_flist_path(tmp_path):
     flist = str(ROOT / "both.flist")
     code, output = invoke("import", "dstc2", str(ROOT), "--flist", flist, "--out", str(out))
     assert code == 0, output
-    assert "calls read 2, imported 2, skipped 0" in output
+    assert "calls read 2 = 2 imported + 0 skipped" in output
     assert read_jsonl(out)["label"].struct.field("failure_point").value_counts().height == 6
 
 
@@ -454,3 +453,69 @@ def test_features_and_model_work_on_imported_telephone_traces(tmp_path, small_bu
     assert all(value != value for value in matrix[:, domain])
     proba = small_bundle.predict_proba(matrix)
     assert proba.shape == (len(traces), 6)
+
+
+# ---- hardening: a call that would write an invalid turn is skipped, never written ----------
+
+
+def _set(path: list, value):
+    def change(log: dict) -> None:
+        target = log
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return change
+
+
+def _duplicate_index(log: dict) -> None:
+    log["turns"][1]["turn-index"] = log["turns"][0]["turn-index"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            _set(["turns", 0, "input", "live", "slu-hyps", 0, "score"], 148),
+            "field nlu.confidence: expected a number in 0..1, found 148.0",
+        ),
+        (_set(["session-id"], ""), 'field dialogue_id: expected a non-empty string, found ""'),
+        (_set(["turns", 1, "turn-index"], -1), "field turn_index: expected an integer >= 0"),
+        (_duplicate_index, "repeats an earlier turn"),
+        (
+            _set(["turns", 0, "input", "live", "asr-hyps", 0, "score"], float("nan")),
+            "field asr.confidence: expected a finite number, found nan",
+        ),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_call_the_validator_would_reject_is_skipped(tmp_path, change, reason, suffix):
+    import shutil
+
+    root = tmp_path / "dstc2"
+    shutil.copytree(ROOT, root)
+    log_path = root / "data" / "Mar13_S0A0" / CALL_A.name / "log.json"
+    log = json.loads(log_path.read_text())
+    change(log)
+    log_path.write_text(json.dumps(log))
+    out = tmp_path / f"out{suffix}"
+    summary = import_dstc2(root, root / "both.flist", out)
+    assert (summary.read, summary.imported, summary.skipped) == (2, 1, 1)
+    ((call, why),) = summary.reasons
+    assert call == f"Mar13_S0A0/{CALL_A.name}" and reason in why
+    from fpi.io import read_traces
+
+    assert read_traces(out).height == summary.turns == 4  # what was written validates
+
+
+def test_a_deeply_nested_log_skips_that_call_only(tmp_path):
+    import shutil
+
+    root = tmp_path / "dstc2"
+    shutil.copytree(ROOT, root)
+    (root / "data" / "Mar13_S0A0" / CALL_A.name / "log.json").write_text(
+        '{"turns": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    )
+    summary = import_dstc2(root, root / "both.flist", tmp_path / "out.jsonl")
+    assert (summary.imported, summary.skipped) == (1, 1)
+    assert summary.reasons[0][1] == "log.json: JSON nested too deeply"

@@ -93,6 +93,8 @@ def test_reference_names_and_report():
             "gold": ["asr", "correct", None],
             "model": ["asr", "asr", "nlu"],
             "confidence": [0.9, 0.6, 0.5],
+            "model_uncalibrated": ["asr", "asr", "nlu"],
+            "confidence_uncalibrated": [0.99, 0.9, 0.5],
             "rule_baseline": ["correct", "correct", "correct"],
             "reference:annotator": ["asr", None, "nlu"],
         }
@@ -102,9 +104,17 @@ def test_reference_names_and_report():
     assert report["references"]["annotator"]["n"] == 1
     assert report["rule_baseline"]["accuracy"] == 0.5
     assert set(report) == {
-        "n", "accuracy", "macro_f1", "per_class", "confusion",
-        "references", "rule_baseline", "coverage",
+        "n", "accuracy", "macro_f1", "per_class", "confusion", "references", "rule_baseline",
+        "coverage", "ece", "ece_uncalibrated", "reliability", "reliability_uncalibrated",
     }  # fmt: skip
+    # one right at 0.9, one wrong at 0.6: bins 13 and 9, |1 - 0.9| and |0 - 0.6| halved
+    assert report["ece"] == pytest.approx((0.1 + 0.6) / 2)
+    assert report["ece_uncalibrated"] == pytest.approx((0.01 + 0.9) / 2)
+    filled = [row for row in report["reliability"] if row["count"]]
+    assert [(row["count"], row["mean_confidence"], row["accuracy"]) for row in filled] == [
+        (1, 0.6, 0.0),
+        (1, 0.9, 1.0),
+    ]
 
 
 def test_report_needs_gold_labels():

@@ -2,6 +2,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from fpi.calibration import softmax
 from fpi.fastpredict import FastPredictor
 from fpi.fastshap import FastExplainer
 from fpi.featurize import extract_features
@@ -14,7 +15,10 @@ def test_bundle_scores_are_lightgbms_bit_for_bit(small_traces, small_bundle):
     expected = small_bundle.booster.predict(matrix, raw_score=True)
     assert np.array_equal(predictor.raw_scores(matrix), expected)
     np.testing.assert_allclose(
-        predictor.predict_proba(matrix), small_bundle.booster.predict(matrix), rtol=0, atol=1e-15
+        softmax(predictor.raw_scores(matrix)),
+        small_bundle.booster.predict(matrix),
+        rtol=0,
+        atol=1e-15,
     )
 
 
@@ -53,4 +57,4 @@ def test_missing_values_unseen_categories_and_wide_trees(booster_and_rows):
 
 def test_no_rows(small_bundle):
     predictor = FastPredictor(small_bundle.explainer)
-    assert predictor.predict_proba(np.empty((0, predictor.num_features))).shape == (0, 6)
+    assert predictor.raw_scores(np.empty((0, predictor.num_features))).shape == (0, 6)

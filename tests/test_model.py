@@ -6,8 +6,8 @@ import pytest
 
 from fpi.errors import ModelError
 from fpi.featurize import CATALOG, extract_features
+from fpi.metadata import check_metadata
 from fpi.model import (
-    check_compatible,
     class_weights,
     default_model_dir,
     dialogue_split,
@@ -39,7 +39,7 @@ def test_class_weights_favour_rare_classes():
 
 def test_bundle_round_trip_and_metadata(small_bundle, small_model_dir, small_traces):
     files = sorted(p.name for p in small_model_dir.iterdir())
-    assert files == ["metadata.json", "model.txt"]
+    assert files == ["metadata.json", "model.txt", "profile.json"]
     assert (small_model_dir / "model.txt").read_text().startswith("tree")
     meta = json.loads((small_model_dir / "metadata.json").read_text())
     assert meta["classes"] == list(FAILURE_POINTS)
@@ -90,9 +90,9 @@ def test_incompatible_bundles_fail_clearly(small_model_dir, tmp_path):
         "features": [{**meta["features"][0], "name": "asr__gone"}, *meta["features"][1:]],
     }
     with pytest.raises(ModelError, match="asr__gone"):
-        check_compatible(renamed, "m")
+        check_metadata(renamed, "m")
     with pytest.raises(ModelError, match="trace"):
-        check_compatible({**meta, "trace_format": "fpi-trace/0"}, "m")
+        check_metadata({**meta, "trace_format": "fpi-trace/0"}, "m")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "metadata.json").write_text(json.dumps(meta))

@@ -35,7 +35,7 @@ def test_bundled_model_is_package_data():
     patterns = config["package-data"]["fpi.models"]
     default = ROOT / "fpi" / "models" / "default"
     shipped = {p.name for pattern in patterns for p in default.parent.glob(pattern)}
-    assert shipped == {"model.txt", "metadata.json"}
+    assert shipped == {"model.txt", "metadata.json", "profile.json"}
 
 
 def test_no_pickle_anywhere():

@@ -99,7 +99,7 @@ def test_change_interval_covers_the_truth_about_95_percent_of_the_time():
         (c := _compare(0.10, 0.13, seed))["change_low"] < 0.03 < c["change_high"]
         for seed in range(60)
     ]
-    assert 0.85 <= np.mean(covered) <= 1.0
+    assert np.mean(covered) >= 0.85
 
 
 def test_no_change_is_not_significant():

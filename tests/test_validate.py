@@ -11,13 +11,13 @@ import pytest
 from strategies import records_to_frame
 
 from fpi.errors import InputError
+from fpi.io import validate_dumps
 from fpi.validate import (
     A_PROBABILITY,
     NOTHING,
     check_record_json,
     duplicate_problems,
     parse_rfc3339,
-    validate_dumps,
     value_problems,
 )
 
@@ -196,6 +196,17 @@ def test_validate_dumps_of_a_clean_dump() -> None:
 
 
 def test_validate_dumps_refuses_unreadable_input(tmp_path: Path) -> None:
-    (tmp_path / "bin.jsonl").write_bytes(b"\x00\x01\x02")
-    with pytest.raises(InputError, match="binary data"):
-        validate_dumps([tmp_path / "bin.jsonl"])
+    (tmp_path / "cut.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(InputError, match="truncated or corrupt gzip"):
+        validate_dumps([tmp_path / "cut.jsonl.gz"])
+
+
+def test_validate_dumps_refuses_rejects_that_name_an_input(tmp_path: Path) -> None:
+    dump = tmp_path / "s.jsonl"
+    dump.write_bytes((FIXTURES / "broken.jsonl").read_bytes())
+    before = dump.read_bytes()
+    (tmp_path / "link.jsonl").symlink_to(dump)
+    for rejects in (dump, tmp_path / "link.jsonl", tmp_path):
+        with pytest.raises(InputError, match="--rejects"):
+            validate_dumps([dump], rejects_path=rejects)
+    assert dump.read_bytes() == before

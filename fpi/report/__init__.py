@@ -18,6 +18,7 @@ import polars as pl
 from fpi.errors import FpiError, InputError
 from fpi.owners import OWNER, Owners, assign_owners, load_owners
 from fpi.report import sections
+from fpi.report.drift import THIS_WEEK, InputRecord, drift_table, week_drift, week_shift
 from fpi.report.stats import iso_week, week_window
 from fpi.report.wording import summary_text
 
@@ -37,6 +38,9 @@ class Report:
     headline: dict[str, Any]
     uncertain: dict[str, Any]
     tables: dict[str, pl.DataFrame]
+    #: This week's input against the training traffic and against last week (`fpi.shift`).
+    shift: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain JSON-ready values."""
@@ -48,6 +52,8 @@ class Report:
             "summary": self.summary,
             "headline": self.headline,
             "uncertain": self.uncertain,
+            "shift": self.shift,
+            "drift": self.drift,
             "tables": {name: frame.to_dicts() for name, frame in self.tables.items()},
         }
 
@@ -83,13 +89,15 @@ def build_report(
     owners: Owners | None = None,
     owner: str | None = None,
     redact: bool = False,
+    inputs: InputRecord | None = None,
 ) -> Report:
     """The report for ISO `week` over the `weeks_back` weeks ending with it.
 
     `triaged` follows `fpi.schema.TRIAGE_SCHEMA` (plus `owner` if already assigned); a lazy
     frame is read only for the columns and rows the report needs. With `owner`, only that
     team's turns count as defects (the denominator stays all classified turns); `redact`
-    masks utterances after their first word.
+    masks utterances after their first word. `inputs` (`fpi.report.drift.input_record`)
+    gives the input shift and the week-over-week input drift; without it they are unknown.
     """
     weeks, _, _ = week_window(week, weeks_back)
     previous = weeks[-2]
@@ -118,6 +126,9 @@ def build_report(
         "utterances": sections.utterances(details, redact=redact),
         "uncertain_pairs": pairs,
     }
+    inputs = inputs if inputs is not None else InputRecord(notes=["no input record given"])
+    shift, drift = week_shift(inputs, week), week_drift(inputs, week, previous)
+    tables["input_drift"] = drift_table(drift)
     if OWNER in turns.columns:
         tables |= {
             "owners": sections.owner_table(turns, week, previous),
@@ -129,37 +140,40 @@ def build_report(
         weeks=tuple(weeks),
         owner=owner,
         redacted=redact,
-        summary=summary_text(head, mix, owner),
+        summary=f"{summary_text(head, mix, owner)} {shift.sentence(THIS_WEEK)}",
         headline=head,
         uncertain=uncertain,
         tables=tables,
+        shift=shift.to_dict(),
+        drift=drift.to_dict(),
     )
 
 
 def write_report(report: Report, out_dir: Path | str) -> list[Path]:
     """Write `report.html` (self-contained), `report.md` with its chart PNGs, and
-    `report.json` (the numbers); returns the paths written."""
+    `report.json` (the numbers), each atomically once all are rendered; returns the paths."""
+    from fpi.io import atomic_output
     from fpi.report.figures import render_charts
     from fpi.report.html import render_html
     from fpi.report.layout import report_blocks, title
     from fpi.report.markdown import render_markdown
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     charts = render_charts(report)
     blocks = report_blocks(report, charts)
     heading = title(report)
-    html_path = out_dir / "report.html"
-    html_path.write_text(render_html(heading, blocks), encoding="utf-8")
-    md_path = out_dir / "report.md"
-    md_path.write_text(render_markdown(heading, blocks), encoding="utf-8")
-    json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps(report.to_dict(), indent=1, default=str), encoding="utf-8")
-    pngs = []
-    for chart in charts.values():
-        png_path = out_dir / chart.file_name
-        png_path.write_bytes(chart.png)
-        pngs.append(png_path)
+    contents: dict[str, bytes] = {
+        "report.html": render_html(heading, blocks).encode("utf-8"),
+        "report.md": render_markdown(heading, blocks).encode("utf-8"),
+        "report.json": json.dumps(report.to_dict(), indent=1, default=str).encode("utf-8"),
+        **{chart.file_name: chart.png for chart in charts.values()},
+    }
+    written = []
+    for name, data in contents.items():  # everything rendered first; each file atomic
+        with atomic_output(out_dir / name) as tmp:
+            tmp.write_bytes(data)
+        written.append(out_dir / name)
+    html_path, md_path, json_path, *pngs = written
     return [html_path, md_path, json_path, *pngs]
 
 
@@ -175,13 +189,23 @@ def run_report(
 ) -> tuple[Report, list[Path]]:
     """`fpi report`: read triage output or trace dumps (only the report's weeks), build the
     report and write it to `out_dir` (default `reports/<week>`)."""
+    from fpi.io import check_output
+    from fpi.report.drift import input_record
     from fpi.report.inputs import read_report_input
 
+    out_dir = Path(out_dir) if out_dir is not None else Path("reports", week)
+    check_output(out_dir, paths, option="--out", directory=True)
     _, since, until = week_window(week, weeks_back)
     owners = load_owners(owners_path) if owners_path is not None else None
     triaged = read_report_input(paths, since=since, until=until)
     report = build_report(
-        triaged, week=week, weeks_back=weeks_back, owners=owners, owner=owner, redact=redact
+        triaged,
+        week=week,
+        weeks_back=weeks_back,
+        owners=owners,
+        owner=owner,
+        redact=redact,
+        inputs=input_record(paths),
     )
-    written = write_report(report, Path(out_dir) if out_dir is not None else Path("reports", week))
+    written = write_report(report, out_dir)
     return report, written

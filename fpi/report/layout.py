@@ -12,6 +12,7 @@ import polars as pl
 
 from fpi import __version__
 from fpi.owners import OWNER
+from fpi.predict import REASONS_EXPLAIN_RAW_SCORE
 from fpi.report import stats, wording
 from fpi.report.figures import ChartImage, owner_chart_keys
 from fpi.report.sections import ALL, DIMENSIONS
@@ -183,6 +184,51 @@ def _where(report: Report) -> list[Block]:
     return blocks
 
 
+def _psi_verdict(value: float) -> str:
+    from fpi.shift import FEATURE_MOVED, FEATURE_MOVED_A_LOT
+
+    return "a lot" if value >= FEATURE_MOVED_A_LOT else "yes" if value >= FEATURE_MOVED else "no"
+
+
+def _input_drift(report: Report) -> list[Block]:
+    from fpi.report.drift import THIS_WEEK
+    from fpi.shift import ShiftReport
+
+    blocks: list[Block] = [Heading("Input drift", 2, "input-drift")]
+    if report.shift is not None:
+        shift = ShiftReport.from_dict(report.shift)
+        blocks.append(Paragraph(shift.warning(THIS_WEEK) or shift.sentence(THIS_WEEK)))
+    drift = ShiftReport.from_dict(report.drift) if report.drift is not None else None
+    if drift is None or drift.score is None:
+        note = drift.note if drift is not None else "no input record"
+        blocks.append(Paragraph(f"Input drift against last week unknown: {note}.", muted=True))
+        return blocks
+    blocks.append(
+        Paragraph(
+            f"Against last week ({report.weeks[-2]}) the input features separate with AUC "
+            f"{number(drift.score)} (0.5 = the same traffic; {number(drift.threshold)} or more "
+            "= shifted). The input features that moved most (PSI on the training profile's "
+            "bins, sampled turns; from 0.1 moved, from 0.25 moved a lot), beside the defect "
+            "movers above:"
+        )
+    )
+    blocks.append(
+        table(
+            report.tables["input_drift"],
+            [
+                Column("feature", "feature"),
+                Column("stage", "stage", stage_label),
+                Column("description", "description"),
+                Column("PSI", "psi", lambda v: number(v, 3), True),
+                Column("moved", "psi", _psi_verdict),
+                Column("missing last week", "missing_last_week", lambda v: percent(v, 1), True),
+                Column("missing this week", "missing_this_week", lambda v: percent(v, 1), True),
+            ],
+        )
+    )
+    return blocks
+
+
 def _why(report: Report, charts: dict[str, ChartImage]) -> list[Block]:
     drivers, utterances = report.tables["drivers"], report.tables["utterances"]
     blocks: list[Block] = [
@@ -190,7 +236,8 @@ def _why(report: Report, charts: dict[str, ChartImage]) -> list[Block]:
         Paragraph(
             "Per failure point, the features behind this week's attributions (mean absolute "
             "SHAP contribution toward the predicted class, per turn) and the most frequent "
-            "failing utterances, each with its most confident example turn and reasons."
+            "failing utterances, each with its most confident example turn and reasons. "
+            + REASONS_EXPLAIN_RAW_SCORE
         ),
     ]
     for stage in report.tables["mix"].filter(pl.col("turns") > 0).get_column("failure_point"):
@@ -328,6 +375,7 @@ def report_blocks(report: Report, charts: dict[str, ChartImage]) -> list[Block]:
         *_headline(report),
         *_trend(report, charts),
         *_where(report),
+        *_input_drift(report),
         *_why(report, charts),
         *_uncertain(report, charts),
     ]

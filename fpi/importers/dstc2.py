@@ -8,33 +8,33 @@ the prompt before turn i > 0 is the previous turn's `result.response_text`.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import re
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO
-
-import polars as pl
-import zstandard
 
 from fpi.errors import InputError
-from fpi.io import to_trace_records
-from fpi.schema import FAILURE_POINTS, TRACE_JSON_SCHEMA, Stage
+from fpi.importers.base import (
+    MALFORMED,
+    BrokenUnitError,
+    ImportSummary,
+    Pending,
+    Progress,
+    read_document,
+    run_import,
+    why,
+)
+from fpi.schema import Stage
 
 LABEL_SOURCE = "dstc2-derived"
 FLIST_NAMES = {"train": "dstc2_train.flist", "dev": "dstc2_dev.flist"}
 ONTOLOGY_FILE = "ontology_dstc2.json"
 LOG_FILE = "log.json"
 LABEL_FILE = "label.json"
-#: Calls converted and written together: bounds memory, not the output.
-CALLS_PER_CHUNK = 200
 
 _FILLER_TEXT = "uh um ah er erm hmm mm oh uhm huh"
 _STOP_WORD_TEXT = (
@@ -49,29 +49,17 @@ CLARIFICATION_ACTS = frozenset({"repeat", "reqmore", "confirm-domain", "expl-con
 
 Triple = tuple[str, str, str]
 Ontology = dict[str, frozenset[str]]
-Progress = Callable[[int, int], None]
 
 _NOT_WORD = re.compile(r"[^a-z0-9 ]")
 
 
-class BrokenCallError(InputError):
+class BrokenCallError(BrokenUnitError):
     """One DSTC2 call that cannot be converted: which file and why."""
 
-    def __init__(self, file: str, why: str) -> None:
+    def __init__(self, file: str, reason: str) -> None:
         self.file = file
-        self.why = why
-        super().__init__(f"{file}: {why}")
-
-
-@dataclass
-class ImportSummary:
-    """What `import_dstc2` read, wrote and left out."""
-
-    calls_listed: int = 0
-    calls_imported: int = 0
-    calls_skipped: list[tuple[str, str]] = field(default_factory=list)
-    turns: int = 0
-    label_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_POINTS, 0))
+        self.why = reason
+        super().__init__(f"{file}: {reason}")
 
 
 # ---- label rules -----------------------------------------------------------------------
@@ -148,7 +136,7 @@ def load_ontology(path: Path) -> Ontology:
     except FileNotFoundError:
         raise InputError(f"{path}: ontology not found") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{path}: not a DSTC2 ontology ({_why(exc)})") from None
+        raise InputError(f"{path}: not a DSTC2 ontology ({why(exc)})") from None
 
 
 def _timestamp(log: dict, seconds: float) -> str:
@@ -245,17 +233,6 @@ def _trace_turn(log: dict, i: int, ontology: Ontology) -> tuple[dict, str | None
     return record, (nbest[0]["text"] if nbest else None), semantics_triples(top_slu)
 
 
-def _why(exc: Exception) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing key {exc.args[0]!r}"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"bad JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-    return f"unexpected content ({type(exc).__name__}: {exc})"
-
-
-_MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError)
-
-
 def convert_call(log: dict, label: dict, ontology: Ontology) -> list[dict]:
     """The `fpi-trace/1` records of one call, labelled from its gold annotation.
 
@@ -264,15 +241,15 @@ def convert_call(log: dict, label: dict, ontology: Ontology) -> list[dict]:
     """
     try:
         system_side = [_trace_turn(log, i, ontology) for i in range(len(log["turns"]))]
-    except _MALFORMED as exc:
-        raise BrokenCallError(LOG_FILE, _why(exc)) from None
+    except MALFORMED as exc:
+        raise BrokenCallError(LOG_FILE, why(exc)) from None
     try:
         gold = [
             (str(t["transcription"]), semantics_triples(t["semantics"]["json"]))
             for t in label["turns"]
         ]
-    except _MALFORMED as exc:
-        raise BrokenCallError(LABEL_FILE, _why(exc)) from None
+    except MALFORMED as exc:
+        raise BrokenCallError(LABEL_FILE, why(exc)) from None
     if len(gold) != len(system_side):
         raise BrokenCallError(
             f"{LOG_FILE}, {LABEL_FILE}",
@@ -310,117 +287,43 @@ def read_flist(path: Path) -> list[str]:
 
 
 def _read_json(call_dir: Path, name: str) -> dict:
-    path = call_dir / name
     try:
-        with path.open(encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise BrokenCallError(name, "missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BrokenCallError(name, _why(exc)) from None
+        return read_document(call_dir / name)
+    except BrokenUnitError as exc:
+        missing = not (call_dir / name).exists()
+        raise BrokenCallError(name, "missing" if missing else str(exc)) from None
 
 
-def read_call(call_dir: Path, ontology: Ontology) -> pl.DataFrame:
+def read_call(call_dir: Path, ontology: Ontology) -> list[dict]:
     """The labelled turns of the call in `call_dir` (its log.json and label.json)."""
-    records = convert_call(
-        _read_json(call_dir, LOG_FILE), _read_json(call_dir, LABEL_FILE), ontology
-    )
-    try:
-        return pl.DataFrame(records, schema=TRACE_JSON_SCHEMA)
-    except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
-        raise BrokenCallError(LOG_FILE, _why(exc)) from None
+    return convert_call(_read_json(call_dir, LOG_FILE), _read_json(call_dir, LABEL_FILE), ontology)
 
 
-# ---- writing in chunks -----------------------------------------------------------------
-
-_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
-
-
-@contextmanager
-def _jsonl_sink(path: Path) -> Iterator[Callable[[pl.DataFrame], None]]:
-    name = path.name.lower()
-    with path.open("wb") as raw:
-        stream: BinaryIO
-        if name.endswith(".gz"):
-            stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5)
-        elif name.endswith(".zst"):
-            stream = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False)
-        else:
-            stream = raw
-        with stream:
-            yield lambda chunk: stream.write(chunk.write_ndjson().encode())
-
-
-@contextmanager
-def _parquet_sink(path: Path) -> Iterator[Callable[[pl.DataFrame], None]]:
-    """Chunks go to temporary Parquet files, streamed into one file at the end."""
-    with tempfile.TemporaryDirectory(prefix="fpi-dstc2-", dir=path.parent) as tmp:
-        parts: list[Path] = []
-
-        def write(chunk: pl.DataFrame) -> None:
-            parts.append(Path(tmp) / f"{len(parts):06d}.parquet")
-            chunk.write_parquet(parts[-1])
-
-        yield write
-        if parts:
-            pl.scan_parquet(parts).sink_parquet(path, compression="zstd")
-        else:
-            pl.DataFrame(schema=TRACE_JSON_SCHEMA).write_parquet(path, compression="zstd")
-
-
-def _sink(path: Path) -> AbstractContextManager[Callable[[pl.DataFrame], None]]:
-    name = path.name.lower()
-    if not name.endswith(_SUFFIXES):
-        raise InputError(f"{path}: unknown trace format (use {', '.join(_SUFFIXES)})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return _parquet_sink(path) if name.endswith(".parquet") else _jsonl_sink(path)
-
-
-def _convert_calls(
-    data: Path,
-    calls: list[str],
-    ontology: Ontology,
-    write: Callable[[pl.DataFrame], None],
-    summary: ImportSummary,
-    progress: Progress | None,
-) -> None:
-    """Convert the calls one by one, writing every `CALLS_PER_CHUNK` of them."""
-    chunk: list[pl.DataFrame] = []
-    for done, call in enumerate(calls, start=1):
-        try:
-            turns = read_call(data / call, ontology)
-        except BrokenCallError as exc:
-            summary.calls_skipped.append((call, str(exc)))
-        else:
-            summary.calls_imported += 1
-            summary.turns += turns.height
-            for label in turns["label"].struct.field("failure_point"):
-                summary.label_counts[label] += 1
-            chunk.append(turns)
-        if chunk and (done % CALLS_PER_CHUNK == 0 or done == len(calls)):
-            write(to_trace_records(pl.concat(chunk)))
-            chunk.clear()
-        if progress is not None:
-            progress(done, len(calls))
+def dstc2_units(root: Path, calls: list[str], ontology: Ontology) -> Iterator[Pending]:
+    """One unit per listed call, converted when the import reaches it."""
+    for call in calls:
+        yield Pending(call, partial(read_call, root / "data" / call, ontology))
 
 
 def import_dstc2(
-    root: Path, flist: str | Path, out: Path, *, progress: Progress | None = None
+    root: Path,
+    flist: str | Path,
+    out: Path,
+    *,
+    rejects: Path | None = None,
+    progress: Progress | None = None,
 ) -> ImportSummary:
     """Convert every call of `flist` under `root` into labelled `fpi-trace/1` turns in `out`.
 
-    Calls are converted and written in chunks; a call whose files are missing or broken is
-    skipped and recorded in the summary. `progress(done, total)` is called after each call.
+    A call whose files are missing or broken, or that would give a turn the validator
+    rejects, is skipped and counted with its reason (`fpi.importers.base.run_import`).
     """
     root, out = Path(root), Path(out)
     if not (root / "data").is_dir():
         raise InputError(f"{root}: not a DSTC2 root (no data/ directory)")
     calls = read_flist(flist_path(root, flist))
     ontology = load_ontology(root / "scripts" / "config" / ONTOLOGY_FILE)
-    summary = ImportSummary(calls_listed=len(calls))
-    try:
-        with _sink(out) as write:
-            _convert_calls(root / "data", calls, ontology, write, summary, progress)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    return summary
+    units = dstc2_units(root, calls, ontology)
+    return run_import(
+        "dstc2", "call", units, out, rejects=rejects, progress=progress, total=len(calls)
+    )

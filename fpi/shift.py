@@ -1,0 +1,511 @@
+"""Does the traffic still look like what the model was trained on?
+
+Two measures, both on the training profile's bins (`fpi.profile`):
+
+* per feature, the **population stability index** (PSI) between the reference's share of
+  turns per bin and the dump's: sum over bins of (q - p) * ln(q / p), shares floored at
+  1e-4; a missing value and a value outside the training range or categories are bins of
+  their own. Rule of thumb: below 0.1 stable, 0.1-0.25 moved, above 0.25 moved a lot.
+* overall, a **separability score**: the out-of-fold AUC of a small LightGBM classifier told
+  to tell the reference's sampled turns from the dump's (4 folds grouped by dialogue).
+  0.5 means indistinguishable; the dump counts as shifted at `SHIFT_THRESHOLD` or above.
+
+The dump side is a sample taken while reading (`DumpSample`: whole dialogues, the same ones
+whatever the batch size), so triage, evaluate and report pay for a few thousand turns only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from fpi.profile import MISSING_CODE, BinnedSample, Profile, build_profile, confidence_summary
+
+if TYPE_CHECKING:
+    from fpi.model import ModelBundle
+
+SHIFT_FORMAT = "fpi-shift/1"
+TRAINING = "model's training traffic"
+#: The separability AUC from which a dump counts as shifted. Chosen with the bundled model on
+#: fresh simulated `base` traffic (0.536-0.561 over four seeds) against other scenarios and a
+#: real pipeline (newdomain 0.651, farfield 0.882, DSTC2 1.000): benchmarks/bench_shift.py.
+SHIFT_THRESHOLD = 0.6
+#: PSI from which one feature counts as moved (the usual "moderate shift" mark).
+FEATURE_MOVED = 0.1
+FEATURE_MOVED_A_LOT = 0.25
+#: Turns sampled from a dump (per ISO week when sampling by week).
+SAMPLE_TURNS = 5000
+#: Below this many sampled turns there is no verdict (the score is too noisy).
+MIN_TURNS = 200
+FOLDS = 4
+PSI_FLOOR = 1e-4
+CLASSIFIER_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.1,
+    "num_leaves": 15,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.8,
+    "lambda_l2": 1.0,
+    "max_cat_to_onehot": 8,
+    "num_threads": 1,  # a small fit: threads cost more than they bring, above all on a busy machine
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+}
+CLASSIFIER_ROUNDS = 30
+NEXT_STEPS = (
+    "review a sample of its turns with `fpi review` and adapt the model to them with `fpi adapt`"
+)
+
+
+def psi(reference: np.ndarray, current: np.ndarray, *, floor: float = PSI_FLOOR) -> float:
+    """Population stability index between two count (or share) vectors over the same bins."""
+    reference, current = np.asarray(reference, float), np.asarray(current, float)
+    if reference.sum() == 0 or current.sum() == 0:
+        return 0.0
+    p = np.maximum(reference / reference.sum(), floor)
+    q = np.maximum(current / current.sum(), floor)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half)."""
+    labels = np.asarray(labels, bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if not positives or not negatives:
+        raise ValueError("AUC needs both classes")
+    ranks = pl.Series(np.asarray(scores, float)).rank("average").to_numpy()
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def separability(
+    reference: BinnedSample,
+    current: BinnedSample,
+    categorical: Sequence[bool],
+    *,
+    folds: int = FOLDS,
+    seed: int = 0,
+) -> float:
+    """Out-of-fold AUC of a small classifier separating `current` turns from `reference`
+    turns; folds keep each dialogue whole and the two sides get equal total weight."""
+    import lightgbm as lgb
+
+    codes = np.vstack([reference.codes, current.codes]).astype(np.float64)
+    target = np.r_[np.zeros(len(reference)), np.ones(len(current))]
+    weight = np.r_[
+        np.full(len(reference), 0.5 / max(len(reference), 1)),
+        np.full(len(current), 0.5 / max(len(current), 1)),
+    ] * len(target)
+    groups = np.r_[reference.groups, current.groups + reference.groups.max(initial=0) + 1]
+    unique = np.unique(groups)
+    fold_of = np.random.default_rng(seed).permutation(len(unique)) % folds
+    fold = fold_of[np.searchsorted(unique, groups)]
+    categorical_columns = [j for j, c in enumerate(categorical) if c]
+    scores = np.zeros(len(target))
+    for k in range(folds):
+        test = fold == k
+        if not test.any() or test.all():
+            continue
+        train_set = lgb.Dataset(
+            codes[~test],
+            label=target[~test],
+            weight=weight[~test],
+            categorical_feature=categorical_columns,
+            free_raw_data=True,
+        )
+        booster = lgb.train({**CLASSIFIER_PARAMS, "seed": seed}, train_set, CLASSIFIER_ROUNDS)
+        scores[test] = booster.predict(codes[test])
+    return auc(target.astype(bool), scores)
+
+
+@dataclass(frozen=True)
+class ShiftReport:
+    """How far a dump is from the reference traffic (the training profile, or other dumps).
+
+    `score` is None when unknown (the bundle has no training profile); `verdict` is then
+    "unknown", and "too few turns" below `MIN_TURNS` sampled turns.
+    """
+
+    score: float | None
+    threshold: float
+    features: pl.DataFrame  # name, stage, shift, missing_rate_train, missing_rate_dump
+    turns: int = 0
+    reference: str = TRAINING
+    note: str = ""
+    #: The model's top-class confidence on validation turns against on the dump's turns.
+    confidence: dict[str, Any] | None = None
+
+    @property
+    def shifted(self) -> bool | None:
+        if self.score is None or self.turns < MIN_TURNS:
+            return None
+        return self.score >= self.threshold
+
+    @property
+    def verdict(self) -> str:
+        if self.score is None:
+            return "unknown"
+        if self.turns < MIN_TURNS:
+            return "too few turns"
+        return "shifted" if self.shifted else "fits"
+
+    @classmethod
+    def unknown(cls, note: str, *, threshold: float = SHIFT_THRESHOLD) -> ShiftReport:
+        return cls(None, threshold, _feature_frame([]), note=note)
+
+    def moved(self, n: int = 5) -> pl.DataFrame:
+        """The `n` most shifted features whose PSI reaches `FEATURE_MOVED`."""
+        return self.features.filter(pl.col("shift") >= FEATURE_MOVED).head(n)
+
+    def stages(self) -> list[str]:
+        """Stages with a moved feature, most shifted first."""
+        moved = self.features.filter(pl.col("shift") >= FEATURE_MOVED)
+        return moved.get_column("stage").unique(maintain_order=True).to_list()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": SHIFT_FORMAT,
+            "score": None if self.score is None else round(self.score, 4),
+            "shifted": self.shifted,
+            "threshold": self.threshold,
+            "verdict": self.verdict,
+            "turns": self.turns,
+            "reference": self.reference,
+            "note": self.note,
+            "confidence": self.confidence,
+            "features": [
+                {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                for row in self.features.iter_rows(named=True)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> ShiftReport:
+        return cls(
+            score=document.get("score"),
+            threshold=float(document.get("threshold", SHIFT_THRESHOLD)),
+            features=_feature_frame(document.get("features", [])),
+            turns=int(document.get("turns", 0)),
+            reference=document.get("reference", TRAINING),
+            note=document.get("note", ""),
+            confidence=document.get("confidence"),
+        )
+
+    def sentence(self, subject: str = "The traffic") -> str:
+        """One plain sentence for people (headlines, summaries) about `subject`."""
+        if self.score is None:
+            return f"Input shift unknown: {self.note or 'no reference profile'}."
+        if self.turns < MIN_TURNS:
+            return f"Input shift not judged: only {self.turns} turns sampled (need {MIN_TURNS})."
+        if not self.shifted:
+            return (
+                f"{subject} looks like the {self.reference} "
+                f"(separability {self.score:.2f}, shifted from {self.threshold:.2f})."
+            )
+        features = ", ".join(
+            f"{row['name']} (PSI {row['shift']:.2f})" for row in self.moved(3).iter_rows(named=True)
+        )
+        where = f" in {', '.join(self.stages()[:3])}: {features}" if features else ""
+        return (
+            f"{subject} does not look like the {self.reference} (separability "
+            f"{self.score:.2f} >= {self.threshold:.2f}); it moved most{where}."
+        )
+
+    def warning(self, subject: str = "The traffic") -> str | None:
+        """A warning for people when the dump is shifted from the training profile, else None."""
+        if not self.shifted:
+            return None
+        return (
+            f"{self.sentence(subject)} The model's failure points and confidences may not hold on "
+            f"this traffic: {NEXT_STEPS}."
+        )
+
+
+def _feature_frame(rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    schema = {
+        "name": pl.String,
+        "stage": pl.String,
+        "shift": pl.Float64,
+        "missing_rate_train": pl.Float64,
+        "missing_rate_dump": pl.Float64,
+    }
+    frame = pl.DataFrame(list(rows), schema=schema, orient="row")
+    return frame.sort(["shift", "name"], descending=[True, False], nulls_last=True)
+
+
+def compare(
+    profile: Profile,
+    current: BinnedSample,
+    *,
+    threshold: float = SHIFT_THRESHOLD,
+    reference: str = TRAINING,
+    seed: int = 0,
+) -> ShiftReport:
+    """The shift of `current` (binned on `profile`) from the profile's reference traffic."""
+    counts = current.counts([f.n_codes for f in profile.features])
+    rows = []
+    for feature, dump_counts in zip(profile.features, counts, strict=True):
+        total = dump_counts.sum()
+        rows.append(
+            {
+                "name": feature.name,
+                "stage": feature.stage,
+                "shift": psi(feature.counts, dump_counts),
+                "missing_rate_train": feature.missing_rate,
+                "missing_rate_dump": float(dump_counts[MISSING_CODE] / total) if total else 0.0,
+            }
+        )
+    score = None
+    if len(current) >= 2 and len(profile.sample) >= 2:
+        categorical = [f.categorical for f in profile.features]
+        score = separability(profile.sample, current, categorical, seed=seed)
+    note = "" if score is not None else "no turns to compare"
+    return ShiftReport(score, threshold, _feature_frame(rows), len(current), reference, note)
+
+
+def no_profile(source: str) -> ShiftReport:
+    return ShiftReport.unknown(
+        f"the model bundle {source} has no training profile (retrain it with `fpi train`)"
+    )
+
+
+class DumpSample:
+    """A bounded sample of whole dialogues, taken batch by batch while a dump is read.
+
+    Per ISO week (of the dialogue's first turn) it keeps the dialogues with the smallest hash
+    of their id until `turns_per_week` turns, so the sample does not depend on batch sizes or
+    file order, and holds only those turns' features.
+    """
+
+    def __init__(self, turns_per_week: int = SAMPLE_TURNS, *, seed: int = 0) -> None:
+        self.turns_per_week = turns_per_week
+        self.seed = seed
+        self._keys = pl.DataFrame(
+            schema={"dialogue_id": pl.String, "week": pl.String, "n": pl.UInt32, "h": pl.UInt64}
+        )
+        self._limits: dict[str, int] = {}
+        self._features: pl.DataFrame | None = None
+
+    def offer(self, traces: pl.DataFrame) -> None:
+        """Consider a batch of whole dialogues (a `TRACE_SCHEMA` frame)."""
+        from fpi.featurize import extract_features
+
+        if traces.is_empty():
+            return
+        keys = (
+            traces.group_by("dialogue_id")
+            .agg(
+                pl.col("timestamp").min().dt.strftime("%G-W%V").fill_null("unknown").alias("week"),
+                pl.len().alias("n"),
+            )
+            .with_columns(pl.col("dialogue_id").hash(self.seed).alias("h"))
+            .join(self._keys.select("dialogue_id"), on="dialogue_id", how="anti")
+        )
+        limits = pl.DataFrame(
+            {"week": list(self._limits), "limit": list(self._limits.values())},
+            schema={"week": pl.String, "limit": pl.UInt64},
+        )
+        keys = (
+            keys.join(limits, on="week", how="left")
+            .filter(pl.col("limit").is_null() | (pl.col("h") < pl.col("limit")))
+            .drop("limit")
+        )
+        if keys.is_empty():
+            return
+        pooled = pl.concat([self._keys, keys.cast(self._keys.schema)]).sort("h")
+        position = pl.int_range(pl.len()).over("week")
+        within = pl.col("n").cum_sum().over("week") <= self.turns_per_week
+        kept = pooled.filter(within | (position == 0))
+        full = pooled.group_by("week").len("all").join(kept.group_by("week").len("kept"), on="week")
+        for week in full.filter(pl.col("all") > pl.col("kept")).get_column("week"):
+            self._limits[week] = int(kept.filter(pl.col("week") == week).get_column("h").max())
+        new = traces.filter(pl.col("dialogue_id").is_in(keys.get_column("dialogue_id").implode()))
+        new = new.filter(pl.col("dialogue_id").is_in(kept.get_column("dialogue_id").implode()))
+        fresh = extract_features(new).with_columns(
+            new.get_column("dialogue_id"),
+            new.join(kept.select("dialogue_id", "week"), on="dialogue_id", how="left")
+            .get_column("week")
+            .alias("__week"),
+        )
+        self._keys = kept
+        previous = self._features
+        if previous is not None:
+            previous = previous.filter(
+                pl.col("dialogue_id").is_in(kept.get_column("dialogue_id").implode())
+            )
+        self._features = fresh if previous is None else pl.concat([previous, fresh])
+
+    @property
+    def turns(self) -> int:
+        return 0 if self._features is None else len(self._features)
+
+    def weeks(self) -> list[str]:
+        return sorted(self._keys.get_column("week").unique().to_list())
+
+    def features(self, week: str | None = None, *, turns: int | None = None) -> pl.DataFrame:
+        """The sampled turns' features with their `dialogue_id`: all weeks, or one; `turns`
+        keeps the smallest-hash dialogues up to that many turns (a sample across weeks)."""
+        from fpi.featurize import feature_schema
+
+        if self._features is None:
+            return (
+                feature_schema()
+                .to_frame()
+                .with_columns(pl.lit(None, pl.String).alias("dialogue_id"))
+            )
+        frame = self._features
+        keys = self._keys
+        if week is not None:
+            keys = keys.filter(pl.col("week") == week)
+        if turns is not None:
+            keys = keys.filter((pl.col("n").cum_sum() <= turns) | (pl.int_range(pl.len()) == 0))
+        return frame.filter(
+            pl.col("dialogue_id").is_in(keys.get_column("dialogue_id").implode())
+        ).drop("__week")
+
+    def binned_weeks(self, profile: Profile) -> dict[str, BinnedSample]:
+        """Every week's sampled turns binned on `profile` (binned once, then split)."""
+        frame = self._features
+        if frame is None:
+            return {}
+        everything = profile.bin(frame, frame.get_column("dialogue_id"))
+        weeks = frame.get_column("__week").to_numpy()
+        return {
+            week: BinnedSample(everything.codes[weeks == week], everything.groups[weeks == week])
+            for week in self.weeks()
+        }
+
+    def binned(self, profile: Profile, *, turns: int | None = None) -> BinnedSample:
+        """The sampled turns (up to `turns`, across weeks) binned on `profile`."""
+        frame = self.features(turns=turns)
+        return profile.bin(frame, frame.get_column("dialogue_id"))
+
+
+def sample_dumps(
+    paths: Sequence[str | Path], *, rejects: list | None = None, turns: int = SAMPLE_TURNS
+) -> DumpSample:
+    """Read dumps once and sample them (`DumpSample`)."""
+    from fpi.io import iter_trace_batches
+
+    sample = DumpSample(turns)
+    for batch in iter_trace_batches(paths, rejects_sink=rejects):
+        sample.offer(batch.traces)
+    return sample
+
+
+def assess(
+    sample: DumpSample,
+    profile: Profile | None,
+    *,
+    source: str = "",
+    turns: int = SAMPLE_TURNS,
+) -> ShiftReport:
+    """A dump sample against a training profile (unknown without one)."""
+    if profile is None:
+        return no_profile(source)
+    return compare(profile, sample.binned(profile, turns=turns))
+
+
+def confidence_shift(bundle: ModelBundle, sample: DumpSample) -> dict[str, Any] | None:
+    """The model's top-class confidence on the sampled turns against the validation turns
+    of its training profile: both distributions (`fpi.profile.confidence_summary`) and
+    the PSI between their histograms. None without a profile or sampled turns."""
+    profile = bundle.profile
+    if profile is None or profile.confidence is None or not sample.turns:
+        return None
+    features = sample.features(turns=SAMPLE_TURNS)
+    dump = confidence_summary(bundle.predict_proba(bundle.matrix(features)).max(axis=1))
+    return {
+        "validation": profile.confidence,
+        "dump": dump,
+        "psi": round(psi(profile.confidence["counts"], dump["counts"]), 4),
+    }
+
+
+def assess_against(
+    sample: DumpSample, other: DumpSample, *, turns: int = SAMPLE_TURNS
+) -> ShiftReport:
+    """A dump sample against another (e.g. last week's dump): bins from the other one."""
+    reference_frame = other.features(turns=turns)
+    if reference_frame.is_empty():
+        return ShiftReport.unknown("the other dumps hold no turns")
+    reference = build_profile(
+        reference_frame,
+        dialogue_ids=reference_frame.get_column("dialogue_id"),
+        sample_turns=len(reference_frame),
+    )
+    return compare(reference, sample.binned(reference, turns=turns), reference="other dumps")
+
+
+@dataclass
+class ShiftCheck:
+    """The streaming side of a shift check inside another command: offer every batch, then
+    ask for the report (the bundle's profile, or unknown)."""
+
+    profile: Profile | None
+    source: str = ""
+    sample: DumpSample = field(default_factory=DumpSample)
+
+    def offer(self, traces: pl.DataFrame) -> None:
+        if self.profile is not None:
+            self.sample.offer(traces)
+
+    def report(self) -> ShiftReport:
+        return assess(self.sample, self.profile, source=self.source)
+
+
+#: Parquet key-value metadata keys a triage output carries (see `triage_metadata`).
+META_SHIFT, META_PROFILE, META_SAMPLE = "fpi.shift", "fpi.profile", "fpi.input_sample"
+
+
+def triage_metadata(check: ShiftCheck, report: ShiftReport) -> dict[str, str]:
+    """What a triage output records about its input: the shift report, and (with a profile)
+    the profile and each ISO week's sampled turns as codes, so `fpi report` can judge any
+    week against the training traffic and against the week before without the dumps."""
+    metadata = {META_SHIFT: json.dumps(report.to_dict())}
+    if check.profile is not None:
+        weeks = {w: s.to_dict() for w, s in check.sample.binned_weeks(check.profile).items()}
+        metadata[META_PROFILE] = check.profile.document
+        metadata[META_SAMPLE] = json.dumps({"weeks": weeks}, separators=(",", ":"))
+    return metadata
+
+
+@dataclass(frozen=True)
+class RecordedInput:
+    """What a triage output recorded about its input (`triage_metadata`), read back."""
+
+    shift: ShiftReport | None
+    profile: Profile | None
+    weeks: dict[str, BinnedSample]
+
+
+def read_recorded_input(path: str | Path) -> RecordedInput:
+    """The input record of a Parquet triage output (empty for other files or older outputs)."""
+    import pyarrow.parquet as pq
+
+    from fpi.errors import InputError
+
+    try:
+        raw = pq.read_metadata(path).metadata or {}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+    text = {k.decode(): v.decode() for k, v in raw.items() if k.decode().startswith("fpi.")}
+    try:
+        shift = profile = None
+        if META_SHIFT in text:
+            shift = ShiftReport.from_dict(json.loads(text[META_SHIFT]))
+        if META_PROFILE in text:
+            profile = Profile.from_dict(json.loads(text[META_PROFILE]))
+        weeks = {}
+        if profile is not None and META_SAMPLE in text:
+            for week, entry in json.loads(text[META_SAMPLE])["weeks"].items():
+                weeks[week] = BinnedSample.from_dict(entry)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: unreadable fpi input record in its metadata ({exc})") from None
+    return RecordedInput(shift, profile, weeks)
