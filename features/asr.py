@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import polars as pl
 from fpi.features.base import Feature
-from fpi.features.common import entropy, jaccard, missing_words, top_margin, words
+from fpi.features.common import (
+    dialogue_relative,
+    entropy,
+    jaccard,
+    missing_words,
+    share_missing,
+    top_margin,
+    words,
+)
 
 STAGE = "asr"
 _asr = pl.col("asr").struct
@@ -104,5 +112,24 @@ FEATURES: tuple[Feature, ...] = (
         expr=_asr.field("snr_db"),
         description="Estimated signal-to-noise ratio of the audio (dB)",
         reason="signal-to-noise ratio was {value:.0f} dB",
+    ),
+    *dialogue_relative(STAGE, _asr.field("confidence"), "ASR confidence"),
+    Feature(
+        name="asr__nbest_top_share",
+        stage=STAGE,
+        expr=pl.when(_nbest_confidences.list.sum() > 0).then(
+            _nbest_confidences.list.first() / _nbest_confidences.list.sum()
+        ),
+        description="Share of the ASR n-best's total confidence held by the top hypothesis",
+        reason="the top ASR hypothesis held {value:.0%} of the n-best's confidence",
+        missing="ASR logged no scored n-best",
+    ),
+    Feature(
+        name="asr__top_words_not_in_alternatives",
+        stage=STAGE,
+        expr=pl.when(_nbest.list.len() > 1).then(share_missing(_words, _alternative_words)),
+        description="Share of the top ASR text's words that no other n-best hypothesis has",
+        reason="{value:.0%} of the recognised words appeared in no other ASR hypothesis",
+        missing="ASR logged no alternative hypotheses",
     ),
 )

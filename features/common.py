@@ -8,6 +8,7 @@ undefined (0/0) comes out NaN, which `fpi.featurize.extract_features` turns into
 from __future__ import annotations
 
 import polars as pl
+from fpi.features.base import Feature
 
 #: A word: a run of letters, digits and apostrophes (so "don't" and "22" are one word each).
 WORD_PATTERN = r"[\p{L}\p{N}']+"
@@ -16,6 +17,12 @@ WORD_PATTERN = r"[\p{L}\p{N}']+"
 def words(text: pl.Expr) -> pl.Expr:
     """The lower-cased words of a text as a list ([] for a text without words)."""
     return text.str.to_lowercase().str.extract_all(WORD_PATTERN)
+
+
+def stems(word_list: pl.Expr, length: int = 4) -> pl.Expr:
+    """Each word cut to its first `length` characters: a crude stem, so "addr" meets
+    "address" and "postcode" meets "post code"."""
+    return word_list.list.eval(pl.element().str.slice(0, length))
 
 
 def jaccard(words_a: pl.Expr, words_b: pl.Expr) -> pl.Expr:
@@ -45,3 +52,66 @@ def entropy(confidences: pl.Expr) -> pl.Expr:
     c = pl.element()
     c_log_c = confidences.list.eval(pl.when(c > 0).then(c * c.log())).list.sum()
     return pl.when(total > 0).then(total.log() - c_log_c / total)
+
+
+#: Dialogue-relative measures are computed within each dialogue, never across the dump, so a
+#: turn's value does not depend on which other dialogues share its batch.
+_DIALOGUE = "dialogue_id"
+
+
+def rank_in_dialogue(values: pl.Expr) -> pl.Expr:
+    """Where the turn's value stands among its dialogue's values: 0 lowest .. 1 highest (ties
+    averaged); null when the dialogue has fewer than two values. Invariant to any increasing
+    recalibration of the score."""
+    count = values.count().over(_DIALOGUE)
+    rank = values.rank("average").over(_DIALOGUE)
+    return pl.when(count > 1).then((rank - 1.0) / (count - 1.0))
+
+
+def below_dialogue_best(values: pl.Expr) -> pl.Expr:
+    """How far the turn's value lies below its dialogue's highest (0 for the best turn); null
+    when the dialogue has fewer than two values. Invariant to a shift of the score."""
+    return pl.when(values.count().over(_DIALOGUE) > 1).then(values.max().over(_DIALOGUE) - values)
+
+
+def share_missing(needles: pl.Expr, haystack: pl.Expr) -> pl.Expr:
+    """The share of distinct words of the list `needles` not in the list `haystack` (NaN when
+    `needles` is empty)."""
+    return needles.list.set_difference(haystack).list.len() / needles.list.unique().list.len()
+
+
+#: Words that negate or reject, and words that confirm (at the start of an answer).
+NEGATION_PATTERN = r"(?i)\b(no|not|nope|nah|wrong|cancel|never|stop|don't|didn't)\b"
+AFFIRMATION_PATTERN = r"(?i)^\W*(yes|yeah|yep|yup|right|correct|exactly|sure|perfect|great)\b"
+#: Intent or act names that negate or confirm (dialogue-act style: negate, deny, affirm, ...).
+NEGATING_INTENT = r"(?i)negat|deny|reject|cancel|wrong"
+AFFIRMING_INTENT = r"(?i)affirm|confirm|\byes\b"
+#: An apology or an admission that the system could not do it.
+APOLOGY_PATTERN = (
+    r"(?i)\b(sorry|apologi[sz]e|unfortunately|pardon)\b|can't|cannot|couldn't|unable|didn't catch"
+)
+
+
+def dialogue_relative(stage: str, values: pl.Expr, what: str) -> tuple[Feature, Feature]:
+    """The rank of a stage's score within its dialogue and its distance below the dialogue's
+    best: measures that survive a recalibration of the score (`what` names it, e.g.
+    "ASR confidence")."""
+    missing = f"no other turn of the dialogue had an {what} to compare"
+    return (
+        Feature(
+            name=f"{stage}__confidence_rank_in_dialogue",
+            stage=stage,
+            expr=rank_in_dialogue(values),
+            description=f"Rank of the {what} among the dialogue's turns (0 lowest, 1 highest)",
+            reason=f"{what} ranked {{value:.0%}} of the way up its dialogue's turns",
+            missing=missing,
+        ),
+        Feature(
+            name=f"{stage}__confidence_below_dialogue_best",
+            stage=stage,
+            expr=below_dialogue_best(values),
+            description=f"How far the {what} lies below the dialogue's most confident turn",
+            reason=f"{what} was {{value:.2f}} below the dialogue's best turn",
+            missing=missing,
+        ),
+    )

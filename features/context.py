@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import polars as pl
 from fpi.features.base import Feature
-from fpi.features.common import jaccard, words
+from fpi.features.common import (
+    AFFIRMATION_PATTERN,
+    AFFIRMING_INTENT,
+    APOLOGY_PATTERN,
+    NEGATING_INTENT,
+    NEGATION_PATTERN,
+    jaccard,
+    words,
+)
 
 STAGE = "context"
 #: The row order the context expressions expect.
@@ -67,11 +75,10 @@ _slot_pairs = _slots.list.eval(
         separator="=",
     )
 )
-_asked_question = (
-    pl.coalesce(_result.field("response_text"), pl.col("tts").struct.field("text"))
-    .str.strip_chars()
-    .str.ends_with("?")
-)
+_response = pl.coalesce(_result.field("response_text"), pl.col("tts").struct.field("text"))
+_asked_question = _response.str.strip_chars().str.ends_with("?")
+_next_text, _next_intent = _text.shift(-1), _intent.shift(-1)
+_asr_confidence = pl.col("asr").struct.field("confidence")
 _next_similarity = _with_next(jaccard(words(_text), words(_text.shift(-1))))
 _next_same_intent = _intent == _intent.shift(-1)
 _shared_names = _slot_names.list.set_intersection(_slot_names.shift(-1)).list.len()
@@ -194,5 +201,50 @@ FEATURES: tuple[Feature, ...] = (
         expr=_last_row - _first_row + 1,
         description="Number of turns in the dialogue",
         reason="the dialogue had {value:.0f} turns",
+    ),
+    Feature(
+        name="context__next_negates",
+        stage=STAGE,
+        expr=_with_next(
+            _next_text.str.contains(NEGATION_PATTERN) | _next_intent.str.contains(NEGATING_INTENT)
+        ),
+        description="The user's next turn says no or rejects (a negation)",
+        reason="{value:the user said no in the next turn|the user did not say no next}",
+        missing="no next turn, or it had no text or intent",
+    ),
+    Feature(
+        name="context__next_confirms",
+        stage=STAGE,
+        expr=_with_next(
+            _next_text.str.contains(AFFIRMATION_PATTERN)
+            | _next_intent.str.contains(AFFIRMING_INTENT)
+        ),
+        description="The user's next turn says yes (a confirmation)",
+        reason="{value:the user said yes in the next turn|the user did not say yes next}",
+        missing="no next turn, or it had no text or intent",
+    ),
+    Feature(
+        name="context__next_asr_confidence_change",
+        stage=STAGE,
+        expr=_with_next(_asr_confidence.shift(-1) - _asr_confidence),
+        description="The next turn's ASR confidence minus this turn's",
+        reason="ASR was {value:+.2f} more confident on the next turn",
+        missing="no next turn, or a turn without ASR confidence",
+    ),
+    Feature(
+        name="context__response_repeats_previous",
+        stage=STAGE,
+        expr=_with_previous(jaccard(words(_response), words(_response.shift(1)))),
+        description="Word Jaccard similarity of the response to the previous response (a re-ask)",
+        reason="the response repeated {value:.0%} of the previous response's words",
+        missing="no previous response to compare",
+    ),
+    Feature(
+        name="context__prev_apologised",
+        stage=STAGE,
+        expr=_with_previous(_response.str.contains(APOLOGY_PATTERN).shift(1)),
+        description="The assistant's previous response apologised or said it could not",
+        reason="{value:the assistant had just apologised|the assistant had not apologised}",
+        missing="no previous response",
     ),
 )

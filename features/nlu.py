@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 from fpi.features.base import Feature
-from fpi.features.common import entropy, missing_words, top_margin, words
+from fpi.features.common import (
+    dialogue_relative,
+    entropy,
+    missing_words,
+    share_missing,
+    top_margin,
+    words,
+)
 
 STAGE = "nlu"
 _nlu = pl.col("nlu").struct
@@ -15,6 +22,13 @@ _intent = _nlu.field("intent")
 _nbest = _nlu.field("nbest")
 _nbest_confidences = _nbest.list.eval(pl.element().struct.field("confidence"))
 _slots = _nlu.field("slots")
+_slot_words = words(_slots.list.eval(pl.element().struct.field("value")).list.join(" "))
+_asr = pl.col("asr").struct
+_asr_words = words(_asr.field("text"))
+_asr_alternative_words = words(
+    _asr.field("nbest").list.slice(1).list.eval(pl.element().struct.field("text")).list.join(" ")
+)
+_slot_words_not_top = _slot_words.list.set_difference(_asr_words)
 
 #: The device table, kept small on purpose: a domain or intent whose name holds one of these
 #: words (case-insensitive) needs a screen (to read a book is to show its pages), and these
@@ -119,5 +133,48 @@ FEATURES: tuple[Feature, ...] = (
         description="Distinct words of the slot values that are not in the recognised text",
         reason="{value:.0f} slot value words were not in what ASR heard",
         missing="there were no slot values or no recognised text to compare",
+    ),
+    *dialogue_relative(STAGE, _nlu.field("confidence"), "NLU confidence"),
+    Feature(
+        name="nlu__slot_words_not_heard_share",
+        stage=STAGE,
+        expr=share_missing(_slot_words, _asr_words),
+        description="Share of the slot values' words that are not in the recognised text",
+        reason="{value:.0%} of the slot value words were not in what ASR heard",
+        missing="NLU filled no slot with words to compare",
+    ),
+    Feature(
+        name="nlu__slot_words_only_in_alternatives",
+        stage=STAGE,
+        expr=pl.when(_slot_words.list.len() > 0).then(
+            _slot_words_not_top.list.set_intersection(_asr_alternative_words).list.len()
+        ),
+        description="Slot value words missing from the top ASR text but in a lower ASR hypothesis",
+        reason="{value:.0f} slot value words came from a lower ASR hypothesis, not the top one",
+        missing="NLU filled no slot with words to compare",
+    ),
+    Feature(
+        name="nlu__slot_words_in_no_hypothesis",
+        stage=STAGE,
+        expr=pl.when(_slot_words.list.len() > 0).then(
+            _slot_words_not_top.list.set_difference(_asr_alternative_words).list.len()
+        ),
+        description="Slot value words that no ASR hypothesis contains (NLU's own wording)",
+        reason="{value:.0f} slot value words were in no ASR hypothesis",
+        missing="NLU filled no slot with words to compare",
+    ),
+    Feature(
+        name="nlu__slot_names",
+        stage=STAGE,
+        expr=pl.when(_slots.list.len() > 0).then(
+            _slots.list.eval(pl.element().struct.field("name"))
+            .list.unique()
+            .list.sort()
+            .list.join("+")
+        ),
+        description="The names of the slots NLU filled, sorted and joined with +",
+        reason="NLU filled the slots {value}",
+        categorical=True,
+        missing="NLU filled no slots",
     ),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 from fpi.features.base import Feature
-from fpi.features.common import missing_words, words
+from fpi.features.common import APOLOGY_PATTERN, missing_words, share_missing, stems, words
 
 STAGE = "result"
 _result = pl.col("result").struct
@@ -18,6 +18,12 @@ _entity_values = (
     .list.eval(pl.element().struct.field("resolved_value"))
     .list.join(" ")
 )
+
+_slot_words = words(
+    pl.col("nlu").struct.field("slots").list.eval(pl.element().struct.field("value")).list.join(" ")
+)
+_slot_words_not_said = share_missing(stems(_slot_words), stems(_response_words))
+_entity_words = words(_entity_values)
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
@@ -79,5 +85,42 @@ FEATURES: tuple[Feature, ...] = (
         expr=_tts.field("duration_ms") / 1000.0,
         description="Duration of the spoken response (s)",
         reason="the spoken response lasted {value:.1f} s",
+    ),
+    Feature(
+        name="result__apologises",
+        stage=STAGE,
+        expr=pl.when(_response.is_not_null()).then(_response.str.contains(APOLOGY_PATTERN)),
+        description="The response apologises or says it could not do it",
+        reason="{value:the assistant apologised or said it could not"
+        "|the assistant did not apologise}",
+        missing="no response was logged",
+    ),
+    Feature(
+        name="result__slot_words_not_said_share",
+        stage=STAGE,
+        expr=pl.when(_response.is_not_null()).then(_slot_words_not_said),
+        description="Share of the slot values' words (by their first four letters) that the "
+        "response does not mention",
+        reason="the response left out {value:.0%} of what the user asked for (slot values)",
+        missing="no slot values or no response to compare",
+    ),
+    Feature(
+        name="result__confirms_slot_value",
+        stage=STAGE,
+        expr=pl.when(_response.is_not_null() & (_slot_words.list.len() > 0)).then(
+            _response.str.strip_chars().str.ends_with("?") & (_slot_words_not_said < 1.0)
+        ),
+        description="The response asks back about a value the user gave (a confirmation)",
+        reason="{value:the assistant asked the user to confirm a value"
+        "|the assistant did not ask to confirm}",
+        missing="no slot values or no response to compare",
+    ),
+    Feature(
+        name="result__entity_words_not_said_share",
+        stage=STAGE,
+        expr=pl.when(_response.is_not_null()).then(share_missing(_entity_words, _response_words)),
+        description="Share of the resolved entities' words that the response does not say",
+        reason="the response left out {value:.0%} of the resolved entities' words",
+        missing="no resolved entity or no response to compare",
     ),
 )

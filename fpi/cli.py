@@ -145,6 +145,17 @@ def simulate_command(
         datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
     ] = datetime(2026, 11, 2),
     weeks: Annotated[int, typer.Option(min=1, help="Weeks the traffic spreads over.")] = 4,
+    randomize: Annotated[
+        bool,
+        typer.Option(
+            "--randomize",
+            help="Domain-randomised pipelines instead of --scenario: a freshly drawn pipeline "
+            "(failure rates, calibrations, logged fields, status meanings) per block.",
+        ),
+    ] = False,
+    block_turns: Annotated[
+        int, typer.Option(min=1, help="Turns per drawn pipeline (with --randomize).")
+    ] = 2_000,
 ) -> None:
     """Simulate realistic voice-assistant traces with gold failure points."""
     from rich.table import Table
@@ -154,7 +165,14 @@ def simulate_command(
     with domain_errors(), console.status("simulating"):
         _refuse_outputs([], out=out)
         summary = simulate_to_file(
-            out, turns, seed=seed, scenario=scenario.value, start=start.date(), weeks=weeks
+            out,
+            turns,
+            seed=seed,
+            scenario=scenario.value,
+            start=start.date(),
+            weeks=weeks,
+            randomize=randomize,
+            block_turns=block_turns,
         )
     first = f"{summary.first:%Y-%m-%d %H:%M}" if summary.first else "-"
     last = f"{summary.last:%Y-%m-%d %H:%M}" if summary.last else "-"
@@ -1279,3 +1297,48 @@ def _store_gold(db: Path | None):
     with LabelStore(db) as store:
         current = store.current()
     return lambda traces, scored: scored.drop("gold").hstack(store_gold(traces, current))
+
+
+# ---- fpi review ------------------------------------------------------------------------
+
+
+@app.command("review")
+def review_command(
+    dumps: DumpArgs,
+    labels: LabelsOption,
+    annotator: Annotated[
+        str,
+        typer.Option("--annotator", help="Your name, stored with every label.", show_default=False),
+    ],
+    model: ModelOption = None,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")
+    ] = 8765,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the URL without opening a browser.")
+    ] = False,
+    refit_every: Annotated[
+        int, typer.Option("--refit-every", min=1, help="Refit the model every K labels.")
+    ] = 50,
+) -> None:
+    """Label turns in a local web page, one at a time in queue order; the model learns as you go."""
+    import webbrowser
+
+    from fpi.review import ReviewServer, open_session, serve_until_interrupted
+
+    err_console.print("fpi review: reading the dumps and ranking the first turns...", markup=False)
+    with domain_errors():
+        session = open_session(
+            dumps, labels, annotator=annotator, model_dir=model, refit_every=refit_every
+        )
+        server = ReviewServer(session, port=port)
+    console.print(f"fpi review: {server.url}  (Ctrl-C to stop)", markup=False, highlight=False)
+    if not no_browser:
+        webbrowser.open(server.url)
+    serve_until_interrupted(server)
+    session.close()
+    console.print(
+        f"stopped; {session.labels_given} label(s) by {annotator} stored in {labels} this session",
+        markup=False,
+        highlight=False,
+    )

@@ -29,6 +29,7 @@ import polars as pl
 
 from fpi import __version__
 from fpi.calibration import Calibration, calibration_scores, fit_calibration
+from fpi.decision import DECISION_KEY, choose_offsets, decision_metadata
 from fpi.errors import ConfigError, ModelError
 from fpi.featurize import CATALOG, extract_features
 from fpi.metadata import (
@@ -171,6 +172,12 @@ class ModelBundle:
         from fpi.predict import predict
 
         return predict(self, matrix).probabilities
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Class indices from calibrated probabilities, by the bundle's decision rule."""
+        from fpi.predict import decide
+
+        return decide(proba, self.metadata.get(DECISION_KEY))
 
     @cached_property
     def explainer(self) -> FastExplainer:
@@ -376,6 +383,7 @@ def train(
     split_fractions: Mapping[str, float] | None = None,
     without_stages: Sequence[str] = (),
     on_iteration: Callable[[int, int], None] | None = None,
+    tune_decision: bool = True,
 ) -> ModelBundle:
     """Train the six-class model on labelled traces.
 
@@ -386,6 +394,8 @@ def train(
     `without_stages` leaves out every feature of those stages (for ablations): the bundle
     keeps the full catalogue but encodes them as missing, so it never splits on them.
     `on_iteration(done, total)` is called after every boosting round (for progress displays).
+    With `tune_decision`, per-class decision offsets are chosen on the validation split for
+    macro-F1 (`fpi.decision`) and stored in the metadata; else the bundle decides by argmax.
     """
     overrides = check_params(params or {})
     fractions = dict(split_fractions or {"train": 0.8, "valid": 0.1, "test": 0.1})
@@ -456,6 +466,19 @@ def train(
         "fitted_on": "valid",
         "out_of_fold": out_of_fold,
     }
+    if tune_decision:
+        from fpi.evaluate import classification_metrics
+
+        valid_proba = bundle.predict_proba(matrix[masks["valid"]])  # calibrated
+        offsets = choose_offsets(valid_proba, labels[masks["valid"]])
+        metadata[DECISION_KEY] = decision_metadata(
+            offsets,
+            FAILURE_POINTS,
+            chosen_on="valid",
+            valid_macro_f1_argmax=classification_metrics(
+                labels[masks["valid"]], valid_proba.argmax(axis=1)
+            )["macro_f1"],
+        )
     metadata["training"] = _summary(traces, split)
     metadata["metrics"] = {
         name: split_metrics(bundle, matrix[masks[name]], labels[masks[name]])

@@ -23,7 +23,7 @@ import polars as pl
 
 from fpi.calibration import softmax
 from fpi.errors import ModelError
-from fpi.schema import REASON
+from fpi.schema import FAILURE_POINTS, REASON
 
 if TYPE_CHECKING:
     from fpi.model import ModelBundle
@@ -66,9 +66,18 @@ def decide(probabilities: np.ndarray, decision: Mapping[str, Any] | None) -> np.
     """The class index per turn from calibrated probabilities: the most probable class unless
     the bundle stores a decision rule (`metadata["decision"]`), which applies here and only
     here."""
+    from fpi.decision import decide as offset_decision
+
     if decision is None:
-        return probabilities.argmax(axis=1)
-    raise ModelError(f"unknown decision rule {dict(decision)!r} (this fpi applies none)")
+        return offset_decision(probabilities)
+    offsets = decision.get("offsets")
+    if not isinstance(offsets, Mapping) or not all(
+        isinstance(offsets.get(c, 0.0), int | float) for c in FAILURE_POINTS
+    ):
+        raise ModelError(f"unknown decision rule {dict(decision)!r} (expected per-class offsets)")
+    return offset_decision(
+        probabilities, np.array([float(offsets.get(c, 0.0)) for c in FAILURE_POINTS])
+    )
 
 
 def shap_values(bundle: ModelBundle, matrix: np.ndarray, classes: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ import json
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from fpi.cli import app
@@ -129,3 +130,22 @@ def test_explain_shows_stages_reasons_and_writes_png(
         app, ["explain", str(small_dump), "no-such-turn", "--model", str(small_model_dir)]
     )
     assert unknown.exit_code == 2 and "no-such-turn" in unknown.output
+
+
+def test_triage_output_does_not_depend_on_the_batch_size(small_dump, small_model_dir, tmp_path):
+    """Dialogue-relative features see only the turn's own dialogue, never its batch."""
+    outputs = []
+    for batch_turns in (150, 1_000_000):
+        out = tmp_path / f"b{batch_turns}.parquet"
+        result = runner.invoke(
+            app,
+            [
+                *("triage", str(small_dump), "--model", str(small_model_dir)),
+                *("--out", str(out), "--batch-turns", str(batch_turns)),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        outputs.append(pl.read_parquet(out).sort("turn_id"))
+    small, whole = outputs
+    assert small.height == whole.height == 4_000
+    assert_frame_equal(small, whole, check_exact=False, rel_tol=1e-9)

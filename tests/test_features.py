@@ -384,3 +384,52 @@ def test_write_features_returns_what_it_wrote(tmp_path: Path):
     out = tmp_path / "deep" / "m.parquet"
     matrix = write_features([DIALOGUES], out)
     assert pl.read_parquet(out).equals(matrix)
+
+
+def test_a_turn_s_features_depend_only_on_its_own_dialogue(small_traces):
+    """Dialogue-relative measures (ranks, distances from the dialogue's best) and context:
+    features of dialogues taken apart equal those of the whole frame."""
+    sample = small_traces.head(1_500)
+    whole = extract_features(sample)
+    ids = sample["dialogue_id"].unique().sort()
+    halves = [
+        sample.filter(pl.col("dialogue_id").is_in(part.to_list())) for part in (ids[::2], ids[1::2])
+    ]
+    apart = pl.concat([extract_features(h) for h in halves]).sort("turn_id")
+    assert_frame_equal(apart, whole.sort("turn_id"))
+
+
+def test_dialogue_relative_and_agreement_features():
+    records = [
+        {"dialogue_id": "d", "turn_index": i, "timestamp": f"2026-11-02T10:00:0{i}Z",
+         "asr": {"text": text, "confidence": conf,
+                 "nbest": [{"text": text, "confidence": conf}, {"text": alt, "confidence": 0.1}]},
+         "nlu": {"intent": intent, "confidence": 0.9,
+                 "slots": [{"name": "city", "value": value}]},
+         "result": {"status": "success", "response_text": response}}
+        for i, (text, alt, conf, intent, value, response) in enumerate(
+            [
+                ("weather in paris", "weather in parish", 0.4, "Weather", "paris",
+                 "Sorry, I couldn't find paris."),
+                ("no weather in paris", "weather in paris", 0.9, "deny", "paris",
+                 "Did you mean paris?"),
+                ("weather in rome", "weather in roam", 0.7, "Weather", "roma", "It is sunny."),
+            ]
+        )
+    ]  # fmt: skip
+    traces = as_traces(pl.DataFrame(records, schema=pl.Schema(_json_schema())))
+    got = extract_features(traces).to_dicts()
+    assert [r["asr__confidence_rank_in_dialogue"] for r in got] == [0.0, 1.0, 0.5]
+    assert [r["asr__confidence_below_dialogue_best"] for r in got] == pytest.approx([0.5, 0, 0.2])
+    assert [r["result__apologises"] for r in got] == [1.0, 0.0, 0.0]
+    assert [r["result__confirms_slot_value"] for r in got] == [0.0, 1.0, 0.0]
+    assert [r["result__slot_words_not_said_share"] for r in got] == [0.0, 0.0, 1.0]
+    assert [r["nlu__slot_words_in_no_hypothesis"] for r in got] == [0.0, 0.0, 1.0]
+    assert [r["context__next_negates"] for r in got] == [1.0, 0.0, None]
+    assert got[2]["context__prev_apologised"] == 0.0 and got[1]["context__prev_apologised"] == 1.0
+
+
+def _json_schema():
+    from fpi.schema import TRACE_JSON_SCHEMA
+
+    return TRACE_JSON_SCHEMA

@@ -300,7 +300,8 @@ def test_report_samples_trace_dumps_and_notes_what_records_nothing(small_dump, t
     from fpi.io import read_traces
     from fpi.model import load_bundle
     from fpi.report.drift import input_record
-    from fpi.triage import TriageWriter, triage_traces
+    from fpi.io import TriageWriter
+    from fpi.triage import triage_traces
 
     jsonl = tmp_path / "triage.jsonl"
     with TriageWriter(jsonl) as writer:

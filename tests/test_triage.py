@@ -17,13 +17,18 @@ def triaged(small_traces, small_bundle):
     return triage_traces(small_traces, small_bundle)
 
 
-def test_one_row_per_turn_with_the_declared_schema(triaged, small_traces):
+def test_one_row_per_turn_with_the_declared_schema(triaged, small_traces, small_bundle):
+    from fpi.decision import decide, offsets_from_metadata
+
     assert triaged.schema == TRIAGE_SCHEMA
     assert triaged.get_column("turn_id").to_list() == small_traces.get_column("turn_id").to_list()
     probabilities = triaged.select(PROBABILITY_COLUMNS).to_numpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-9)
-    assert (probabilities.max(axis=1) == triaged.get_column("confidence").to_numpy()).all()
-    best = np.asarray(FAILURE_POINTS)[probabilities.argmax(axis=1)]
+    # the bundle's decision rule picks the class; the confidence is that class's probability
+    chosen = decide(probabilities, offsets_from_metadata(small_bundle.metadata))
+    rows = np.arange(len(chosen))
+    assert (probabilities[rows, chosen] == triaged.get_column("confidence").to_numpy()).all()
+    best = np.asarray(FAILURE_POINTS)[chosen]
     assert (best == triaged.get_column("failure_point").to_numpy()).all()
 
 

@@ -56,11 +56,12 @@ def input_record(
 ) -> InputRecord:
     """The input record of report inputs: Parquet triage files' metadata, sampled dumps."""
     from fpi.model import load_bundle
-    from fpi.report.inputs import expand_paths, is_triage_file
+    from fpi.io.files import expand_inputs
+    from fpi.io.triagefile import is_triage_file
 
     record = InputRecord()
     dumps = []
-    for path in expand_paths(paths):
+    for path in expand_inputs(paths, any_file=True):
         if not is_triage_file(path):
             dumps.append(path)
         elif path.suffix.lower() != ".parquet":

@@ -10,6 +10,7 @@ next turn of the dialogue.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,7 +28,8 @@ from fpi.simulate.catalog import (
     cumulative,
 )
 from fpi.simulate.draws import Draws
-from fpi.simulate.pipeline import SCENARIO_SETTINGS, DialogueSimulator, annotate
+from fpi.simulate.pipeline import SCENARIO_SETTINGS, DialogueSimulator, Scenario, annotate
+from fpi.simulate.randomize import PipelineConfig, draw_pipeline
 from fpi.simulate.users import day_weights, make_users, session_start_ms
 
 SCENARIOS: tuple[str, ...] = ("base", "farfield", "newdomain", "drift")
@@ -36,7 +38,21 @@ LABEL_SOURCE = "simulator"
 #: About one user per this many turns: each user has a few dozen dialogues in the window.
 TURNS_PER_USER = 45
 
-__all__ = ["SCENARIOS", "SimulationSummary", "simulate", "simulate_to_file", "summarize"]
+#: Turns per randomly drawn pipeline in `simulate_randomized` (whole dialogues, so about).
+BLOCK_TURNS = 2_000
+
+__all__ = [
+    "SCENARIOS",
+    "PipelineConfig",
+    "SimulationSummary",
+    "draw_pipeline",
+    "randomized_pipelines",
+    "simulate",
+    "simulate_pipeline",
+    "simulate_randomized",
+    "simulate_to_file",
+    "summarize",
+]
 
 
 def simulate(
@@ -57,11 +73,76 @@ def simulate(
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     draws = Draws(np.random.default_rng([seed, SCENARIOS.index(scenario)]))
-    settings = SCENARIO_SETTINGS[scenario]
+    return _simulate(
+        turns, draws, SCENARIO_SETTINGS[scenario], f"{scenario}-{seed}", start, weeks, None
+    )
+
+
+def simulate_pipeline(
+    turns: int,
+    pipeline: PipelineConfig,
+    *,
+    seed: int = 0,
+    start: date = date(2026, 11, 2),
+    weeks: int = 4,
+) -> pl.DataFrame:
+    """`turns` turns of one (e.g. randomly drawn) pipeline: its world and its way of logging.
+
+    Deterministic per seed and pipeline; dialogue ids embed the pipeline's name and the seed.
+    """
+    if turns < 0 or weeks < 1 or seed < 0:
+        raise ValueError("turns and seed must be >= 0 and weeks >= 1")
+    rng = np.random.default_rng([seed, len(SCENARIOS), zlib.crc32(pipeline.name.encode())])
+    noise = Draws(
+        np.random.default_rng([seed, len(SCENARIOS) + 1, zlib.crc32(pipeline.name.encode())])
+    )
+    tag = f"{pipeline.name}-{seed}"
+    return _simulate(turns, Draws(rng), pipeline.world, tag, start, weeks, (pipeline, noise))
+
+
+def randomized_pipelines(seed: int, count: int, *, prefix: str = "rand") -> list[PipelineConfig]:
+    """`count` pipelines drawn at random (`draw_pipeline`), deterministic per seed."""
+    rng = np.random.default_rng([seed, 7919])
+    return [draw_pipeline(rng, f"{prefix}{seed}p{i:03d}") for i in range(count)]
+
+
+def simulate_randomized(
+    turns: int,
+    *,
+    seed: int = 0,
+    block_turns: int = BLOCK_TURNS,
+    start: date = date(2026, 11, 2),
+    weeks: int = 4,
+) -> pl.DataFrame:
+    """`turns` turns from a freshly drawn pipeline every `block_turns` turns (domain
+    randomisation): each block has its own failure rates, calibrations, logged fields, status
+    meanings and user habits. Deterministic per seed."""
+    if block_turns < 1:
+        raise ValueError("block_turns must be >= 1")
+    blocks = -(-turns // block_turns)
+    frames = []
+    for i, pipeline in enumerate(randomized_pipelines(seed, blocks)):
+        size = min(block_turns, turns - i * block_turns)
+        frames.append(simulate_pipeline(size, pipeline, seed=seed, start=start, weeks=weeks))
+    if not frames:
+        return simulate(0, seed=seed)
+    return pl.concat(frames).with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_line")
+    )
+
+
+def _simulate(
+    turns: int,
+    draws: Draws,
+    settings: Scenario,
+    tag: str,
+    start: date,
+    weeks: int,
+    observer: tuple[PipelineConfig, Draws] | None,
+) -> pl.DataFrame:
     intents = BASE_INTENTS + (NEW_INTENTS if settings.new_domain_share else ())
     domains = tuple(dict.fromkeys(i.domain for i in intents))
     weights = _domain_weights(domains, settings.new_domain_share)
-    tag = f"{scenario}-{seed}"
     users = make_users(max(20, turns // TURNS_PER_USER), domains, weights, draws, tag)
     simulator = DialogueSimulator(settings, draws, domains)
 
@@ -86,6 +167,8 @@ def simulate(
         dialogue_id = f"sim-{tag}-{n:07d}"
         for index, turn in enumerate(dialogue):
             record = turn.record
+            if observer is not None:
+                record = observer[0].observe(record, observer[1].z())
             rows["dialogue_id"].append(dialogue_id)
             rows["turn_index"].append(index)
             rows["turn_id"].append(f"{dialogue_id}/{index}")
@@ -150,13 +233,21 @@ def simulate_to_file(
     scenario: str = "base",
     start: date = date(2026, 11, 2),
     weeks: int = 4,
+    randomize: bool = False,
+    block_turns: int = BLOCK_TURNS,
 ) -> SimulationSummary:
-    """Simulate and write the traces (format by suffix, see `fpi.io.write_traces`)."""
+    """Simulate and write the traces (format by suffix, see `fpi.io.write_traces`); with
+    `randomize`, domain-randomised pipelines (`simulate_randomized`) instead of `scenario`."""
     from fpi.io import DUMP_SUFFIXES, dump_format, write_traces
 
     if dump_format(path) is None:
         raise InputError(f"{path}: unknown dump format (use {', '.join(DUMP_SUFFIXES)})")
-    traces = simulate(turns, seed=seed, scenario=scenario, start=start, weeks=weeks)
+    if randomize:
+        traces = simulate_randomized(
+            turns, seed=seed, block_turns=block_turns, start=start, weeks=weeks
+        )
+    else:
+        traces = simulate(turns, seed=seed, scenario=scenario, start=start, weeks=weeks)
     try:
         written = write_traces(traces, path)
     except OSError as exc:

@@ -63,6 +63,13 @@ class Scenario:
     new_domain_share: float = 0.0  # share of requests to domains unseen in `base`
     er_boost: dict[str, float] = field(default_factory=dict)  # domain -> ER error multiplier
     result_boost: dict[str, float] = field(default_factory=dict)  # domain -> result multiplier
+    # Knobs for domain-randomised pipelines (`fpi.simulate.randomize`); 1.0 changes nothing.
+    nlu_error_scale: float = 1.0  # multiplies the chance NLU misreads correct text
+    er_scale: float = 1.0  # multiplies every ER error chance
+    result_scale: float = 1.0  # multiplies every handler bug chance
+    barge_in_scale: float = 1.0  # how readily users interrupt
+    feedback_scale: float = 1.0  # how readily users give explicit feedback
+    retry_scale: float = 1.0  # how readily users retry (repeat, rephrase, fix) after a failure
 
 
 SCENARIO_SETTINGS: dict[str, Scenario] = {
@@ -484,7 +491,7 @@ class DialogueSimulator:
             p += 0.06
         if request.explicit:
             p *= 0.3
-        return p
+        return p * self.scenario.nlu_error_scale
 
     def _nlu_mistake(
         self, request: Request, device: Device, slots: dict
@@ -572,7 +579,7 @@ class DialogueSimulator:
         d = self.d
         pool = {"contact": user.contacts, "appliance": user.appliances}.get(kind)
         groups = HOMONYMS[kind]
-        scale = self.scenario.er_boost.get(request.intent.domain, 1.0)
+        scale = self.scenario.er_boost.get(request.intent.domain, 1.0) * self.scenario.er_scale
         extras = int(d.u() * d.u() * 5)
 
         def found(
@@ -665,7 +672,11 @@ class DialogueSimulator:
             )
         media = a in MEDIA_ACTIONS
         response = intent.response.format(**resolved)
-        rate = (0.05 + 0.02 * len(intent.slots)) * self.scenario.result_boost.get(intent.domain, 1)
+        rate = (
+            (0.05 + 0.02 * len(intent.slots))
+            * self.scenario.result_boost.get(intent.domain, 1)
+            * self.scenario.result_scale
+        )
         if intent is STOP_INTENT:
             rate = 0.01
         if upstream != CORRECT or not (request.result_bug or d.chance(rate)):
@@ -798,15 +809,15 @@ class DialogueSimulator:
             p = REACTIONS["declined"]
         tts_ms = record["tts"]["duration_ms"] if record["tts"] else 0.0
         playing_ms = tts_ms + (8_000.0 if handled and handled.media else 0.0)
-        barge = playing_ms > 0 and d.chance(p.barge_in)
+        barge = playing_ms > 0 and d.chance(p.barge_in * self.scenario.barge_in_scale)
         barge_ms = None
         if barge:
             frac = d.u() * 0.55 if label != CORRECT else 0.1 + d.u() * 0.85
             barge_ms = round(frac * playing_ms)
         feedback = None
-        if d.chance(p.negative * (1.6 if barge else 1.0)):
+        if d.chance(p.negative * (1.6 if barge else 1.0) * self.scenario.feedback_scale):
             feedback = "negative"
-        elif d.chance(p.positive):
+        elif d.chance(p.positive * self.scenario.feedback_scale):
             feedback = "positive"
         if handled is not None:
             record["signals"] = {
@@ -834,7 +845,9 @@ class DialogueSimulator:
 
     def _next_action(self, p: Reaction, label: str, user: User, barge: bool) -> str | None:
         """Retry, stop, ask something new, answer a question back, or leave (None)."""
-        retry = 0.55 + 0.75 * user.patience if label != CORRECT else 1.0
+        retry = (
+            (0.55 + 0.75 * user.patience) * self.scenario.retry_scale if label != CORRECT else 1.0
+        )
         weights = (
             ("repeat", p.repeat * retry),
             ("rephrase", p.rephrase * retry),

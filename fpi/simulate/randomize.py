@@ -1,0 +1,232 @@
+"""Domain-randomised pipelines: how a simulated assistant's stages behave and what it logs.
+
+Real pipelines differ in how each stage's confidence is calibrated, how often each stage fails,
+which fields they log at all (no wake score on a phone line, no ASR confidence in Home
+Assistant, no n-best in many), what their result statuses mean and how their users react.
+A `PipelineConfig` fixes all of that for one simulated pipeline: the world it runs in (a
+`Scenario` with failure-rate and user-reaction knobs) and how its logs look (`observe`, a
+pure function of a turn record and a noise stream, so the world's draws stay untouched).
+`draw_pipeline` draws one at random; `fpi.simulate.simulate_randomized` draws a fresh one for
+every block of dialogues, so a model trained on it must learn what holds across pipelines.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fpi.schema import RESULT_STATUSES
+from fpi.simulate.pipeline import Scenario
+
+#: What a pipeline's result statuses may mean: the simulator's status -> the logged one.
+STATUS_DIALECTS: dict[str, dict[str, str | None]] = {
+    "native": {},
+    # reports only whether a handler ran: "nothing found" and refusals are successes
+    "coarse": {"no_content": "success", "unsupported": "success", "partial": "success"},
+    # the same words for other outcomes (statuses stay within `fpi-trace/1`'s enum)
+    "remapped": {
+        "no_content": "error",
+        "error": "no_content",
+        "partial": "error",
+        "unsupported": "no_content",
+        "clarification": "partial",
+    },
+    # errors and timeouts are logged as successes (the backend swallows them)
+    "optimistic": {"error": "success", "partial": "success"},
+    # no status at all
+    "absent": dict.fromkeys(RESULT_STATUSES),
+}
+
+
+TERSE_RESPONSE = "Okay."
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A stage's confidence as logged: sigmoid(scale * logit(p) + shift + noise * z)."""
+
+    scale: float = 1.0
+    shift: float = 0.0
+    noise: float = 0.0
+
+    def apply(self, p: float | None, z: float) -> float | None:
+        if p is None:
+            return None
+        q = min(max(float(p), 1e-4), 1.0 - 1e-4)
+        x = self.scale * math.log(q / (1.0 - q)) + self.shift + self.noise * z
+        return round(1.0 / (1.0 + math.exp(-x)), 4)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """One simulated pipeline: its world (failure rates, users) and what its logs look like."""
+
+    name: str
+    world: Scenario = field(default_factory=lambda: Scenario("base"))
+    wake: Calibration = Calibration()
+    asr: Calibration = Calibration()
+    nlu: Calibration = Calibration()
+    slots: Calibration = Calibration()
+    er: Calibration = Calibration()
+    status_dialect: str = "native"
+    # which fields the pipeline logs at all
+    log_wake_scores: bool = True
+    log_asr_confidence: bool = True
+    log_asr_nbest: bool = True
+    log_snr: bool = True
+    log_nlu_confidence: bool = True
+    log_nlu_nbest: bool = True
+    log_slot_confidence: bool = True
+    log_er_scores: bool = True
+    log_names: bool = True  # domain, intent, handler and action names
+    log_latency: bool = True
+    log_tts: bool = True
+    log_barge_in: bool = True
+    log_feedback: bool = True
+    # an open line (a telephone system): no wake word, every turn logged as a follow-up
+    open_line: bool = False
+    # successful responses do not say back what was asked ("Okay.")
+    terse_responses: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration as plain JSON-able values (for benchmark tables and metadata)."""
+        return asdict(self)
+
+    def observe(self, record: dict, z: float) -> dict:
+        """The turn `record` as this pipeline logs it (a new dict; `record` is not changed).
+
+        `z` is one standard normal draw shared by all of the turn's confidences, so a stage's
+        n-best keeps its order after recalibration.
+        """
+        out = copy.deepcopy(record)
+        wake, asr, nlu, er = out["wake"], out["asr"], out["nlu"], out["er"]
+        result, signals = out["result"], out["signals"]
+        if wake is not None and self.open_line:
+            out["wake"] = wake = {"mode": "follow_up", "confidence": None,
+                                  "verifier_confidence": None}  # fmt: skip
+        elif wake is not None:
+            if self.log_wake_scores:
+                wake["confidence"] = self.wake.apply(wake["confidence"], z)
+                wake["verifier_confidence"] = self.wake.apply(wake["verifier_confidence"], z)
+            else:
+                wake["confidence"] = wake["verifier_confidence"] = None
+        if asr is not None:
+            asr["confidence"] = (
+                self.asr.apply(asr["confidence"], z) if self.log_asr_confidence else None
+            )
+            if not self.log_asr_nbest:
+                asr["nbest"] = [{"text": asr["text"], "confidence": asr["confidence"]}]
+            elif asr["nbest"]:
+                for hyp in asr["nbest"]:
+                    hyp["confidence"] = (
+                        self.asr.apply(hyp["confidence"], z) if self.log_asr_confidence else None
+                    )
+            if not self.log_snr:
+                asr["snr_db"] = None
+        if nlu is not None:
+            nlu["confidence"] = (
+                self.nlu.apply(nlu["confidence"], z) if self.log_nlu_confidence else None
+            )
+            if not self.log_nlu_nbest:
+                nlu["nbest"] = None
+            else:
+                for hyp in nlu["nbest"] or ():
+                    hyp["confidence"] = (
+                        self.nlu.apply(hyp["confidence"], z) if self.log_nlu_confidence else None
+                    )
+            for slot in nlu["slots"] or ():
+                slot["confidence"] = (
+                    self.slots.apply(slot["confidence"], z) if self.log_slot_confidence else None
+                )
+            if not self.log_names:
+                nlu["domain"] = nlu["intent"] = None
+                for hyp in nlu["nbest"] or ():
+                    hyp["domain"] = hyp["intent"] = None
+        if er is not None:
+            for entity in er["entities"]:
+                if self.log_er_scores:
+                    entity["score"] = self.er.apply(entity["score"], z)
+                else:
+                    entity["score"] = entity["candidates"] = None
+        if result is not None and self.terse_responses and result["status"] == "success":
+            result["response_text"] = TERSE_RESPONSE
+            if out["tts"] is not None:
+                out["tts"]["text"] = TERSE_RESPONSE
+        if result is not None:
+            status = result["status"]
+            result["status"] = STATUS_DIALECTS[self.status_dialect].get(status, status)
+            if not self.log_names:
+                result["handler"] = result["action"] = None
+            if not self.log_latency:
+                result["latency_ms"] = None
+        if not self.log_tts:
+            out["tts"] = None
+        if signals is not None:
+            if not self.log_barge_in:
+                signals["barge_in"] = signals["barge_in_ms"] = None
+            if not self.log_feedback:
+                signals["explicit_feedback"] = None
+            if all(v is None for v in signals.values()):
+                out["signals"] = None
+        return out
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def _calibration(rng: np.random.Generator) -> Calibration:
+    return Calibration(
+        scale=round(_log_uniform(rng, 0.4, 2.0), 3),
+        shift=round(float(rng.uniform(-1.5, 1.5)), 3),
+        noise=round(float(rng.uniform(0.0, 0.8)), 3),
+    )
+
+
+def draw_pipeline(rng: np.random.Generator, name: str) -> PipelineConfig:
+    """A random pipeline: failure rates, user habits, calibrations, statuses and logged fields."""
+    world = Scenario(
+        name,
+        snr_shift=round(float(rng.uniform(-8.0, 4.0)), 2),
+        asr_offset=round(float(rng.uniform(-0.6, 0.9)), 3),
+        false_wake_scale=round(_log_uniform(rng, 0.3, 3.0), 3),
+        nlu_error_scale=round(_log_uniform(rng, 0.3, 3.0), 3),
+        er_scale=round(_log_uniform(rng, 0.3, 3.0), 3),
+        result_scale=round(_log_uniform(rng, 0.3, 3.0), 3),
+        barge_in_scale=round(_log_uniform(rng, 0.3, 2.0), 3),
+        feedback_scale=round(_log_uniform(rng, 0.2, 3.0), 3),
+        retry_scale=round(_log_uniform(rng, 0.5, 1.5), 3),
+    )
+
+    def logs(p: float) -> bool:
+        return bool(rng.random() < p)
+
+    return PipelineConfig(
+        name=name,
+        world=world,
+        wake=_calibration(rng),
+        asr=_calibration(rng),
+        nlu=_calibration(rng),
+        slots=_calibration(rng),
+        er=_calibration(rng),
+        status_dialect=str(rng.choice(list(STATUS_DIALECTS), p=[0.4, 0.15, 0.2, 0.1, 0.15])),
+        log_wake_scores=logs(0.7),
+        log_asr_confidence=logs(0.8),
+        log_asr_nbest=logs(0.6),
+        log_snr=logs(0.4),
+        log_nlu_confidence=logs(0.85),
+        log_nlu_nbest=logs(0.6),
+        log_slot_confidence=logs(0.5),
+        log_er_scores=logs(0.7),
+        log_names=logs(0.6),
+        log_latency=logs(0.8),
+        log_tts=logs(0.7),
+        log_barge_in=logs(0.7),
+        log_feedback=logs(0.5),
+        open_line=logs(0.2),
+        terse_responses=logs(0.3),
+    )

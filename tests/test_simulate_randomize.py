@@ -1,0 +1,161 @@
+"""Domain-randomised pipelines: the scenarios stay as they were, and drawn pipelines differ."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from fpi.io import read_traces, write_traces
+from fpi.simulate import (
+    SCENARIOS,
+    PipelineConfig,
+    randomized_pipelines,
+    simulate,
+    simulate_pipeline,
+    simulate_randomized,
+)
+from fpi.simulate.randomize import STATUS_DIALECTS, Calibration, draw_pipeline
+
+#: What `simulate(1500, seed=9, scenario=...)` produced before pipelines were randomisable:
+#: dialogues, summed ASR confidence and result latency, and the gold class mix.
+SCENARIO_FINGERPRINTS = {
+    "base": (843, 1282.6785, 1099441.0, {"correct": 1001, "asr": 129, "er": 98, "nlu": 94}),
+    "farfield": (812, 1112.656, 1022828.0, {"correct": 807, "asr": 409, "er": 70, "nlu": 58}),
+    "newdomain": (821, 1267.1581, 1104391.0, {"correct": 992, "asr": 150, "er": 67, "nlu": 126}),
+    "drift": (791, 1278.1396, 1119437.0, {"correct": 1008, "asr": 145, "er": 90, "nlu": 89}),
+}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenarios_are_unchanged(scenario):
+    frame = simulate(1_500, seed=9, scenario=scenario)
+    dialogues, asr_sum, latency_sum, mix = SCENARIO_FINGERPRINTS[scenario]
+    assert frame["dialogue_id"].n_unique() == dialogues
+    assert frame["asr"].struct.field("confidence").sum() == pytest.approx(asr_sum, abs=1e-6)
+    assert frame["result"].struct.field("latency_ms").sum() == latency_sum
+    counts = dict(frame["label"].struct.field("failure_point").value_counts().iter_rows())
+    assert {c: counts[c] for c in mix} == mix
+
+
+def test_a_default_pipeline_logs_every_field_as_the_world_made_it():
+    from fpi.simulate.draws import Draws
+    from fpi.simulate.pipeline import SCENARIO_SETTINGS, DialogueSimulator
+    from fpi.simulate.users import make_users
+
+    draws = Draws(np.random.default_rng(5))
+    users = make_users(20, ("Music",), (1.0,), draws, "t")
+    turns = DialogueSimulator(SCENARIO_SETTINGS["base"], draws, ("Music",)).dialogue(users[0], 0)
+    for turn in turns:
+        assert PipelineConfig("plain").observe(turn.record, 1.7) == turn.record
+
+
+def test_randomized_traffic_is_deterministic_valid_and_exact(tmp_path):
+    a = simulate_randomized(3_000, seed=4, block_turns=1_000)
+    assert a.height == 3_000
+    assert a.equals(simulate_randomized(3_000, seed=4, block_turns=1_000))
+    assert a["turn_id"].n_unique() == a.height
+    assert a["source_line"].to_list() == list(range(1, 3_001))
+    rejects: list = []
+    read_traces([write_traces(a, tmp_path / "rand.jsonl")], rejects=rejects)
+    assert rejects == []
+    pipelines = a["dialogue_id"].str.extract(r"^sim-(rand4p\d+)-").unique()
+    assert pipelines.len() == 3
+
+
+def test_drawn_pipelines_differ_in_what_they_log_and_how():
+    drawn = randomized_pipelines(0, 40)
+    assert len({p.name for p in drawn}) == 40
+    for knob in ("log_wake_scores", "log_asr_confidence", "log_asr_nbest", "log_names"):
+        assert {getattr(p, knob) for p in drawn} == {True, False}
+    assert {p.status_dialect for p in drawn} == set(STATUS_DIALECTS)
+    assert len({p.asr.shift for p in drawn}) > 30
+    assert len({p.world.nlu_error_scale for p in drawn}) > 30
+    assert drawn == randomized_pipelines(0, 40)
+
+
+def test_observe_drops_unlogged_fields_and_keeps_nbest_order():
+    pipeline = PipelineConfig(
+        "quiet",
+        asr=Calibration(scale=0.5, shift=1.0, noise=0.3),
+        log_wake_scores=False,
+        log_nlu_confidence=False,
+        log_names=False,
+        status_dialect="absent",
+    )
+    frame = simulate_pipeline(1_500, pipeline, seed=2)
+    wake, nlu, result = (frame[c].struct for c in ("wake", "nlu", "result"))
+    assert wake.field("confidence").is_null().all()
+    assert nlu.field("confidence").is_null().all()
+    assert nlu.field("intent").is_null().all()
+    assert result.field("status").is_null().all()
+    assert result.field("handler").is_null().all()
+    confidences = (
+        frame["asr"].struct.field("nbest").list.eval(pl.element().struct.field("confidence"))
+    )
+    ordered = confidences.list.eval(pl.element().diff().drop_nulls() <= 0).list.all()
+    assert ordered.all()
+    # the world is the same: the gold labels do not depend on how the pipeline logs
+    plain = simulate_pipeline(1_500, PipelineConfig("quiet"), seed=2)
+    assert plain["label"].equals(frame["label"])
+
+
+def test_observe_leaves_the_record_alone():
+    record = {
+        "wake": {"mode": "wake_word", "confidence": 0.9, "verifier_confidence": 0.8},
+        "asr": {
+            "text": "hi",
+            "confidence": 0.7,
+            "nbest": [{"text": "hi", "confidence": 0.7}],
+            "audio_ms": 500.0,
+            "snr_db": 12.0,
+        },
+        "nlu": None,
+        "er": None,
+        "result": None,
+        "tts": None,
+        "signals": None,
+    }
+    pipeline = draw_pipeline(np.random.default_rng(1), "x")
+    observed = pipeline.observe(record, 0.5)
+    assert record["asr"]["confidence"] == 0.7
+    assert observed is not record
+
+
+def test_calibration_is_monotone_and_stays_a_probability():
+    calibration = Calibration(scale=1.7, shift=-1.2, noise=0.0)
+    values = [calibration.apply(p, 0.0) for p in (0.0, 0.1, 0.5, 0.9, 1.0)]
+    assert values == sorted(values)
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert calibration.apply(None, 0.0) is None
+
+
+def test_cli_simulates_randomised_pipelines(tmp_path):
+    from typer.testing import CliRunner
+
+    from fpi.cli import app
+
+    out = tmp_path / "rand.jsonl"
+    args = ["simulate", "--out", str(out), "--turns", "900", "--seed", "3"]
+    result = CliRunner().invoke(app, [*args, "--randomize", "--block-turns", "300"])
+    assert result.exit_code == 0, result.output
+    traces = read_traces([out])
+    assert traces.height == 900
+    assert traces["dialogue_id"].str.extract(r"^sim-(rand3p\d+)-").n_unique() == 3
+    expected = simulate_randomized(900, seed=3, block_turns=300)
+    assert traces["turn_id"].to_list() == expected["turn_id"].to_list()
+    assert traces["label"].equals(expected["label"])
+
+
+def test_an_open_line_with_terse_responses():
+    from fpi.simulate.randomize import TERSE_RESPONSE
+
+    frame = simulate_pipeline(
+        600, PipelineConfig("line", open_line=True, terse_responses=True), seed=1
+    )
+    wake, result = frame["wake"].struct, frame["result"].struct
+    assert (wake.field("mode") == "follow_up").all()
+    assert wake.field("confidence").is_null().all()
+    success = result.field("status") == "success"
+    assert (result.field("response_text").filter(success) == TERSE_RESPONSE).all()
+    assert (result.field("response_text").filter(~success) != TERSE_RESPONSE).all()
