@@ -237,7 +237,7 @@ CASES: list[tuple[list[str], int, str]] = [
     (["report", "{triaged}", "--week", "2026-W47", "--weeks-back", "100000000"], 2, "--weeks"),
     (["report", "{triaged}", "--week", "2020-W01", "--out", "{out}"], 2, "no turns in 2020-W01"),
     (["report", "{empty.jsonl}", "--week", "2026-W47", "--out", "{out}"], 2, "no turns in"),
-    (["report", "{binary.jsonl}", "--week", "2026-W47", "--out", "{out}"], 2, "binary.jsonl"),
+    (["report", "{binary.jsonl}", "--week", "2026-W47", "--out", "{out}"], 1, "binary.jsonl:1"),
     (["report", "{missing.jsonl}", "--week", "2026-W47", "--out", "{out}"], 2, "missing.jsonl"),
     (["report", "{triaged}", "--week", "2026-W47", "--out", "{valid}"], 2, "valid.jsonl"),
     (["report", "{triaged}", "--week", "2026-W47", "--owner", "x", "--out", "{out}"], 2, "--owner"),
