@@ -12,7 +12,9 @@ for that measurement:
 - `fresh+self`: `fresh`, then self-training: unlabelled turns the first fit is confident of
   join as pseudo-labels at a lower weight, and the model is refitted.
 
-With no usable label the starting model is returned unchanged (it cannot get worse).
+With no usable label the starting model is returned unchanged (it cannot get worse), and so it
+is when it scores a higher macro-F1 on the labels than the new fit does out of fold (the labels
+are new to it, so that comparison is fair): a pipeline the start model already knows keeps it.
 """
 
 from __future__ import annotations
@@ -25,16 +27,20 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from fpi.calibration import fit_calibration
 from fpi.errors import ModelError
+from fpi.evaluate import classification_metrics
 from fpi.labels import consensus, match_labels
 from fpi.model import (
     DEFAULT_PARAMS,
     ModelBundle,
     _feature_metadata,
     class_weights,
+    dialogue_halves,
     encode_features,
     load_bundle,
 )
+from fpi.profile import build_profile
 from fpi.schema import FAILURE_POINTS
 
 METHODS = ("fresh", "continue", "fresh+sim", "fresh+self")
@@ -141,9 +147,12 @@ def fit_small(
     init_model: lgb.Booster | None = None,
     extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     rounds: int | None = None,
-) -> tuple[lgb.Booster, int]:
+) -> tuple[lgb.Booster, int, np.ndarray | None]:
     """A small-data booster; rounds chosen by cross-validation over dialogues unless given.
-    `extra` = (matrix, codes, weights) of additional turns used in every training fold."""
+    `extra` = (matrix, codes, weights) of additional turns used in every training fold.
+    Returns the booster, its rounds and the out-of-fold raw scores of the labelled rows
+    (None without cross-validation)."""
+    out_of_fold = None
     params = {**SMALL_DATA_PARAMS, "num_class": len(FAILURE_POINTS), "seed": seed}
 
     def dataset(rows: np.ndarray | slice, *, with_extra: bool = True, reference=None):
@@ -166,12 +175,12 @@ def fit_small(
         folds = _folds(dialogues, CV_FOLDS, seed)
         rounds = DEFAULT_SMALL_ROUNDS
         if len(folds) >= 2 and len(codes) >= MIN_LABELS_FOR_CV:
-            losses = []
+            losses, fitted = [], []
             for train_rows, valid_rows in folds:
                 train_set = dataset(train_rows)
                 valid_set = dataset(valid_rows, with_extra=False, reference=train_set)
                 record: dict = {}
-                lgb.train(
+                fold_booster = lgb.train(
                     params,
                     train_set,
                     num_boost_round=MAX_ROUNDS,
@@ -180,9 +189,16 @@ def fit_small(
                     callbacks=[lgb.record_evaluation(record)],
                 )
                 losses.append(record["valid_0"]["multi_logloss"])
+                fitted.append((fold_booster, valid_rows))
             rounds = int(np.argmin(np.mean(np.array(losses), axis=0))) + 1
+            out_of_fold = np.zeros((len(codes), len(FAILURE_POINTS)))
+            for fold_booster, valid_rows in fitted:
+                upto = fold_booster.current_iteration() - MAX_ROUNDS + rounds
+                out_of_fold[valid_rows] = fold_booster.predict(
+                    matrix[valid_rows], num_iteration=upto, raw_score=True
+                )
     booster = lgb.train(params, dataset(slice(None)), num_boost_round=rounds, init_model=init_model)
-    return booster, rounds
+    return booster, rounds, out_of_fold
 
 
 def adapt(
@@ -216,8 +232,7 @@ def adapt(
         **counts,
     }
     if gold.height == 0:
-        metadata = {**base.metadata, "adaptation": adaptation}
-        return ModelBundle(lgb.Booster(model_str=base.booster.model_to_string()), metadata)
+        return _unchanged(base, adaptation)
     features = extract_features(traces)
     order = features.select("turn_id").with_row_index("_row").join(gold, on="turn_id")
     rows = order.get_column("_row").to_numpy()
@@ -239,7 +254,7 @@ def adapt(
         sim_codes = _codes(sim.get_column("label").struct.field("failure_point"))
         extra = (sim_matrix, sim_codes, balanced_weights(sim_codes) * SIMULATED_WEIGHT)
         adaptation["simulated_turns"] = sim.height
-    booster, rounds = fit_small(
+    booster, rounds, out_of_fold = fit_small(
         matrix[rows],
         codes,
         weights,
@@ -258,11 +273,28 @@ def adapt(
             pseudo,
             balanced_weights(pseudo) * SELF_TRAINING_WEIGHT if len(pseudo) else np.empty(0),
         )
-        booster, rounds = fit_small(
+        booster, rounds, _ = fit_small(
             matrix[rows], codes, weights, dialogues, extra=extra, rounds=rounds, **fit
         )
         adaptation["pseudo_labelled_turns"] = int(sure.sum())
     adaptation["rounds"] = rounds
+    calibration: dict[str, Any] | None = None
+    if out_of_fold is not None:
+        # the start model never saw these labels: its score on them is a fair yardstick
+        start_codes = base.predict_proba(base.matrix(features)[rows]).argmax(axis=1)
+        adaptation["cv_macro_f1"] = classification_metrics(codes, out_of_fold.argmax(axis=1))[
+            "macro_f1"
+        ]
+        adaptation["start_macro_f1_on_labels"] = classification_metrics(codes, start_codes)[
+            "macro_f1"
+        ]
+        if adaptation["start_macro_f1_on_labels"] > adaptation["cv_macro_f1"]:
+            adaptation["method"] = f"start model kept (it beat {method} on the labels)"
+            return _unchanged(base, adaptation)
+        fitted, scores = fit_calibration(
+            out_of_fold, codes, dialogue_halves(pl.Series(dialogues, dtype=pl.String))
+        )
+        calibration = {**fitted.to_json(), "fitted_on": "out-of-fold labels", "out_of_fold": scores}
     metadata = {
         **{k: v for k, v in base.metadata.items() if k not in ("metrics", "training")},
         "features": feature_meta,
@@ -281,7 +313,25 @@ def adapt(
         "metrics": {},
         "adaptation": adaptation,
     }
-    return ModelBundle(booster, metadata)
+    if calibration is not None:
+        metadata["calibration"] = calibration
+    else:
+        metadata.pop("calibration", None)
+    bundle = ModelBundle(booster, metadata)
+    # the profile of the traffic it was fitted for: all of the user's turns (fpi shift)
+    bundle.profile = build_profile(
+        features,
+        confidence=bundle.predict_proba(matrix[rows]).max(axis=1),
+        dialogue_ids=traces.get_column("dialogue_id"),
+        seed=seed,
+    )
+    return bundle
+
+
+def _unchanged(base: ModelBundle, adaptation: dict[str, Any]) -> ModelBundle:
+    """A copy of the starting model that says why it was kept."""
+    booster = lgb.Booster(model_str=base.booster.model_to_string())
+    return ModelBundle(booster, {**base.metadata, "adaptation": adaptation}, profile=base.profile)
 
 
 def _simulated(seed: int) -> pl.DataFrame:

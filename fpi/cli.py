@@ -1,12 +1,18 @@
 """The `fpi` command line: options, printing and exit codes. Logic lives in the library.
 
+One error boundary (`ErrorBoundary.invoke`) maps every failure to an exit code and a
+one-line message; commands only raise. Every console prints text literally (no rich
+markup, emoji codes or highlighting), so file names and values are never rewritten.
 Heavy libraries (polars, lightgbm, shap, matplotlib) are imported inside commands so
 that `fpi --help` starts fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import sys
+import traceback
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
@@ -15,32 +21,114 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
+from typer.core import TyperGroup
 
 from fpi import __version__
-from fpi.errors import FpiError
-
-app = typer.Typer(
-    name="fpi",
-    help="Failure-point isolation for voice assistants: which stage broke each turn, and why.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from fpi.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_UNUSABLE,
+    FpiError,
+    display_path,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+class LiteralConsole(Console):
+    """A console that prints text as given (no markup, emoji codes, highlighting or line
+    breaks inside a message), and leaves a closed output pipe to the error boundary
+    instead of exiting 1 itself."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        super().__init__(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+console = LiteralConsole()
+err_console = LiteralConsole(stderr=True)
+
+
+def print_error(message: str, *, label: str = "error") -> None:
+    """One red `label: message` line on stderr, printed literally."""
+    err_console.print(Text.assemble((f"{label}: ", "bold red"), message))
 
 
 @contextmanager
 def domain_errors() -> Iterator[None]:
-    """Turn a domain error into a red message and its exit code, never a traceback."""
+    """Turn a domain error into its message and exit code, never a traceback."""
     try:
         yield
     except FpiError as exc:
-        err_console.print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-        )
+        print_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
+
+
+class ErrorBoundary(TyperGroup):
+    """The one place a failure becomes an exit code: 0 ok, 1 invalid records, 2 unusable
+    input, arguments, model or output path, 3 an internal error (traceback only with
+    `fpi --debug`), 130 interrupted, 141 output pipe closed."""
+
+    def main(self, *args, **kwargs):
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "reconfigure"):  # lone surrogates (non-UTF-8 file names) print
+                stream.reconfigure(errors="backslashreplace")
+        return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            with domain_errors():
+                return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: typer prints them
+            raise
+        except KeyboardInterrupt:
+            print_error("interrupted", label="stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except OSError as exc:  # a file named on the command line cannot be read or written
+            _debug_traceback(ctx)
+            where = f"{display_path(exc.filename)}: " if exc.filename else ""
+            print_error(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        except Exception as exc:
+            _debug_traceback(ctx)
+            summary = (str(exc).strip().splitlines() or [""])[0][:300]
+            print_error(
+                f"{type(exc).__name__}: {summary}; rerun with `fpi --debug ...` for the traceback",
+                label="internal error",
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _debug_traceback(ctx: typer.Context) -> None:
+    if ctx.params.get("debug"):
+        err_console.print(traceback.format_exc(), end="")
+
+
+def _silence_stdout() -> None:
+    """The reader of our output went away: send what is still buffered nowhere, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture output)
+        pass
+
+
+app = typer.Typer(
+    name="fpi",
+    help="Failure-point isolation for voice assistants: which stage broke each turn, and why.",
+    cls=ErrorBoundary,
+    epilog="Exit codes: 0 success, 1 invalid records, 2 unusable input, arguments or model, "
+    "3 internal error (rerun with --debug for its traceback).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 def _version(value: bool) -> None:
@@ -54,8 +142,109 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", envvar="FPI_DEBUG", help="Print the traceback of an internal error."
+        ),
+    ] = False,
 ) -> None:
     """Failure-point isolation for voice assistants."""
+
+
+MAX_TURNS = 10_000_000  # the simulator holds its traces in memory
+MAX_WEEKS = 520  # = fpi.report.stats.MAX_WEEKS_BACK (not imported: --help stays fast)
+MAX_SEED = 2**31 - 1  # LightGBM's seed is a C int
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _probability(value: float | None) -> float | None:
+    """A probability option: a number in [0, 1] (NaN refused)."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"{value} is not a probability in [0, 1]")
+    return value
+
+
+def _first_day(value: datetime) -> datetime:
+    """A simulated first day within the years the report handles."""
+    from fpi.report.stats import YEARS
+
+    if value.year not in YEARS:
+        raise typer.BadParameter(f"{value:%Y-%m-%d}: give a day in {YEARS.start}..{YEARS.stop - 1}")
+    return value
+
+
+def _output_path(value: Path | None) -> Path | None:
+    """An output path whose name polars and every writer can handle (valid UTF-8)."""
+    if value is not None and display_path(value) != str(value):
+        raise typer.BadParameter(f"{display_path(value)}: the name is not valid UTF-8")
+    return value
+
+
+def _image_path(value: Path | None) -> Path | None:
+    """A chart file matplotlib can write."""
+    _output_path(value)
+    if value is not None and value.suffix.lower() not in IMAGE_SUFFIXES:
+        raise typer.BadParameter(f"{value}: give a {', '.join(IMAGE_SUFFIXES)} file")
+    return value
+
+
+def _failure_points(values: list[str] | None) -> list[str] | None:
+    from fpi.schema import FAILURE_POINTS, UNCERTAIN
+
+    return _one_of(values, (*FAILURE_POINTS, UNCERTAIN))
+
+
+def _device_types(values: list[str] | None) -> list[str] | None:
+    from fpi.schema import DEVICE_TYPES
+
+    return _one_of(values, DEVICE_TYPES)
+
+
+def _feature_stages(values: list[str] | None) -> list[str] | None:
+    from fpi.features import CATALOG
+
+    return _one_of(values, {feature.stage for feature in CATALOG})
+
+
+def _one_of(values: list[str] | None, known: Collection[str]) -> list[str] | None:
+    for value in values or ():
+        if value not in known:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(sorted(known))}")
+    return values
+
+
+def _key_values(values: list[str] | None) -> list[str] | None:
+    for item in values or ():
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE")
+    return values
+
+
+def _param_overrides(items: list[str] | None) -> dict[str, object]:
+    """`KEY=VALUE` items as a dict, each value read as JSON when it is JSON (5, 0.1, true)."""
+    import json
+
+    overrides: dict[str, object] = {}
+    for item in items or ():
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def _iso_week(value: str) -> str:
+    """An ISO week such as 2026-W47, within the years the report handles."""
+    from fpi.report.stats import week_start
+
+    try:
+        week_start(value)
+    except FpiError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 DumpArgs = Annotated[
@@ -68,6 +257,8 @@ RejectsOption = Annotated[
     Path | None,
     typer.Option(
         "--rejects",
+        dir_okay=False,
+        callback=_output_path,
         help="Write invalid records here (JSONL, verbatim with reasons) and go on without them.",
     ),
 ]
@@ -114,7 +305,7 @@ def _rejects_to(path: Path | None, dumps: list[Path], **outputs: Path | None) ->
 
     with RejectsWriter(path) as writer:
         yield writer
-    console.print(f"{writer.count:,} rejected record(s) written to {escape(str(path))}")
+    console.print(f"{writer.count:,} rejected record(s) written to {path}")
 
 
 class Engine(StrEnum):
@@ -139,19 +330,27 @@ def simulate_command(
         Path,
         typer.Option(
             "--out",
+            dir_okay=False,
+            callback=_output_path,
             help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
             show_default=False,
         ),
     ],
-    turns: Annotated[int, typer.Option(min=1, help="Turns to simulate (exactly).")] = 10_000,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same traces).")] = 0,
+    turns: Annotated[
+        int, typer.Option(min=1, max=MAX_TURNS, help="Turns to simulate (exactly).")
+    ] = 10_000,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Random seed (same seed, same traces).")
+    ] = 0,
     scenario: Annotated[
         ScenarioChoice, typer.Option(help="World to simulate (see the README).")
     ] = ScenarioChoice.base,
     start: Annotated[
-        datetime, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC).")
+        datetime, typer.Option(formats=["%Y-%m-%d"], callback=_first_day, help="First day (UTC).")
     ] = datetime(2026, 11, 2),
-    weeks: Annotated[int, typer.Option(min=1, help="Weeks the traffic spreads over.")] = 4,
+    weeks: Annotated[
+        int, typer.Option(min=1, max=MAX_WEEKS, help="Weeks the traffic spreads over.")
+    ] = 4,
     randomize: Annotated[
         bool,
         typer.Option(
@@ -185,8 +384,7 @@ def simulate_command(
     last = f"{summary.last:%Y-%m-%d %H:%M}" if summary.last else "-"
     console.print(
         f"{summary.turns:,} turns in {summary.dialogues:,} dialogues, {first} .. {last} UTC, "
-        f"written to {escape(str(out))}",
-        highlight=False,
+        f"written to {out}",
     )
     mix = Table("failure point", "turns", "share", title=f"class mix ({scenario.value})")
     for label, count in summary.class_mix.items():
@@ -208,29 +406,27 @@ def validate(
     console.print(
         f"{len(report.files)} file(s): {report.read:,} records read = "
         f"{report.accepted:,} accepted + {report.rejected:,} rejected",
-        highlight=False,
     )
     if report.blank_lines:
-        console.print(f"{report.blank_lines:,} blank line(s) skipped", highlight=False)
+        console.print(f"{report.blank_lines:,} blank line(s) skipped")
     for empty in report.empty_files:
-        console.print(f"{escape(empty)}: empty, no records", highlight=False)
+        console.print(f"{empty}: empty, no records")
     if report.problem_counts:
         kinds = Table("field", "expected", "problems", title="problems by kind")
         for (field, expected), count in report.problem_counts.most_common():
-            kinds.add_row(escape(field or "(record)"), escape(expected), f"{count:,}")
+            kinds.add_row(field or "(record)", expected, f"{count:,}")
         console.print(kinds)
         console.print("first examples:")
         for reject in report.examples:
             for problem in reject.problems:
-                console.print(f"  {escape(problem.message)}", highlight=False)
+                console.print(f"  {problem.message}")
     if rejects is not None:
         console.print(
-            f"{report.rejected:,} rejected record(s) written to {escape(str(rejects))}",
-            highlight=False,
+            f"{report.rejected:,} rejected record(s) written to {rejects}",
         )
     if not report.clean:
         raise typer.Exit(1)
-    console.print("[green]all records valid[/]")
+    console.print(Text("all records valid", style="green"))
 
 
 @app.command("features")
@@ -244,7 +440,13 @@ def features_command(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Feature matrix to write (.parquet).")
+        Path | None,
+        typer.Option(
+            "--out",
+            dir_okay=False,
+            callback=_output_path,
+            help="Feature matrix to write (.parquet).",
+        ),
     ] = None,
     list_catalogue: Annotated[
         bool, typer.Option("--list", help="Print the feature catalogue instead (no DUMP needed).")
@@ -262,7 +464,7 @@ def features_command(
         table = Table("name", "stage", "description", title=f"{catalogue.height} features")
         for row in catalogue.iter_rows(named=True):
             kind = " (categorical)" if row["categorical"] else ""
-            table.add_row(row["name"], row["stage"], escape(row["description"]) + kind)
+            table.add_row(row["name"], row["stage"], row["description"] + kind)
         console.print(table)
         return
     if not dumps:
@@ -272,24 +474,39 @@ def features_command(
     with domain_errors(), _rejects_to(rejects, dumps, out=out) as sink:
         matrix = write_features(dumps, out, rejects=sink, max_line_bytes=max_line_bytes)
     console.print(
-        f"{matrix.height:,} turns x {matrix.width - 1} features written to {escape(str(out))}",
-        highlight=False,
+        f"{matrix.height:,} turns x {matrix.width - 1} features written to {out}",
     )
 
 
 @app.command()
 def train(
     dumps: DumpArgs,
-    out: Annotated[Path, typer.Option("--out", help="Model bundle directory to write.")],
-    seed: Annotated[int, typer.Option(help="Seed for the dialogue split and LightGBM.")] = 0,
-    rounds: Annotated[int, typer.Option(help="Maximum boosting rounds (early stopping).")] = 400,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", file_okay=False, callback=_output_path, help="Model bundle directory to write."
+        ),
+    ],
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed for the dialogue split and LightGBM.")
+    ] = 0,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Maximum boosting rounds (early stopping).")
+    ] = 400,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", help="LightGBM parameter override, KEY=VALUE (repeatable)."),
+        typer.Option(
+            "--param",
+            callback=_key_values,
+            help="LightGBM parameter override, KEY=VALUE (repeatable).",
+        ),
     ] = None,
     without_stage: Annotated[
         list[str] | None,
-        typer.Option(help="Leave out this stage's features, e.g. context (an ablation)."),
+        typer.Option(
+            callback=_feature_stages,
+            help="Leave out this stage's features, e.g. context (an ablation).",
+        ),
     ] = None,
     rejects: RejectsOption = None,
     max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
@@ -299,23 +516,13 @@ def train(
     ] = None,
 ) -> None:
     """Train the six-class failure-point model on labelled traces."""
-    import json
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fpi.io import read_traces
     from fpi.model import check_params
     from fpi.model import train as train_model
 
-    overrides = {}
-    for item in param or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
+    overrides = _param_overrides(param)
     with domain_errors():
         check_params(overrides)
         from fpi.io import check_output, resolve_inputs
@@ -340,7 +547,7 @@ def train(
     summary = bundle.metadata["training"]
     console.print(
         f"trained on {summary['turns']} turns ({summary['dialogues']} dialogues), "
-        f"{bundle.metadata['params']['best_iteration']} rounds; bundle in {escape(str(out))}"
+        f"{bundle.metadata['params']['best_iteration']} rounds; bundle in {out}"
     )
     for split, metrics in bundle.metadata["metrics"].items():
         console.print(
@@ -355,7 +562,12 @@ def train(
 def evaluate(
     dumps: DumpArgs,
     model: ModelOption = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", dir_okay=False, callback=_output_path, help="Write the metrics here."
+        ),
+    ] = None,
     rejects: RejectsOption = None,
     max_line_bytes: MaxLineOption = MAX_LINE_DEFAULT,
     labels: Annotated[
@@ -423,7 +635,7 @@ def evaluate(
 
         with domain_errors(), atomic_output(json_out) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
-        console.print(f"metrics written to {escape(str(json_out))}")
+        console.print(f"metrics written to {json_out}")
 
 
 @app.command()
@@ -432,18 +644,30 @@ def triage(
     model: ModelOption = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write every kept turn here: .parquet, .jsonl or .csv."),
+        typer.Option(
+            "--out",
+            dir_okay=False,
+            callback=_output_path,
+            help="Write every kept turn here: .parquet, .jsonl or .csv.",
+        ),
     ] = None,
     component: Annotated[
         list[str] | None,
-        typer.Option("--component", help="Keep turns failing at this stage (repeatable)."),
+        typer.Option(
+            "--component",
+            callback=_failure_points,
+            help="Keep turns failing at this stage (repeatable).",
+        ),
     ] = None,
     min_confidence: Annotated[
-        float | None, typer.Option(help="Keep turns at or above this confidence.")
+        float | None,
+        typer.Option(callback=_probability, help="Keep turns at or above this confidence."),
     ] = None,
     domain: Annotated[list[str] | None, typer.Option(help="Keep these NLU domains.")] = None,
     intent: Annotated[list[str] | None, typer.Option(help="Keep these NLU intents.")] = None,
-    device_type: Annotated[list[str] | None, typer.Option(help="Keep these device types.")] = None,
+    device_type: Annotated[
+        list[str] | None, typer.Option(callback=_device_types, help="Keep these device types.")
+    ] = None,
     since: Annotated[
         datetime | None, typer.Option(help="Keep turns from this time on (UTC when naive).")
     ] = None,
@@ -452,13 +676,16 @@ def triage(
     ] = None,
     abstain_below: Annotated[
         float | None,
-        typer.Option(help="Mark turns below this confidence 'uncertain' (for human review)."),
+        typer.Option(
+            callback=_probability,
+            help="Mark turns below this confidence 'uncertain' (for human review).",
+        ),
     ] = None,
     owners: OwnersOption = None,
     owner: Annotated[
         list[str] | None, typer.Option("--owner", help="Keep this team's turns (needs --owners).")
     ] = None,
-    top_k: Annotated[int, typer.Option(help="Reasons (SHAP contributions) per turn.")] = 5,
+    top_k: Annotated[int, typer.Option(min=1, help="Reasons (SHAP contributions) per turn.")] = 5,
     batch_turns: Annotated[
         int, typer.Option(min=1, help="Turns per batch (bounds memory).")
     ] = 200_000,
@@ -491,14 +718,13 @@ def triage(
     from fpi.schema import FAILURE_POINTS, UNCERTAIN
     from fpi.triage import TriageFilter, run_triage
 
-    known = {*FAILURE_POINTS, UNCERTAIN}
-    for stage in component or []:
-        if stage not in known:
-            raise typer.BadParameter(
-                f"{stage!r} is not one of {', '.join(sorted(known))}", param_hint="--component"
-            )
     if owner and owners is None:
         raise typer.BadParameter("--owner needs --owners FILE", param_hint="--owner")
+    if since is not None and until is not None and since > until:
+        raise typer.BadParameter(
+            f"{since:%Y-%m-%d %H:%M:%S} is after --until {until:%Y-%m-%d %H:%M:%S}",
+            param_hint="--since",
+        )
     keep = TriageFilter(
         components=tuple(component or ()),
         min_confidence=min_confidence,
@@ -563,7 +789,7 @@ def triage(
             phases.add_row(phase, f"{wall:.2f}", f"{cpu:.2f}", f"{share:.0%}")
         console.print(phases)
     if out is not None:
-        console.print(f"written to {escape(str(out))}")
+        console.print(f"written to {out}")
         return
     mix = Table("failure point", "turns", "share", title="failure points")
     for name in [*FAILURE_POINTS, UNCERTAIN]:
@@ -585,12 +811,12 @@ def triage(
         heard = row["asr_text"] if row["asr_text"] else "(nothing recognised)"
         understood = " / ".join(v for v in (row["domain"], row["intent"]) if v) or "-"
         defects.add_row(
-            escape(row["turn_id"]),
+            row["turn_id"],
             row["failure_point"],
             f"{row['confidence']:.2f}",
-            escape(heard),
-            escape(understood),
-            escape(reasons),
+            heard,
+            understood,
+            reasons,
         )
     console.print(defects)
     console.print(REASONS_EXPLAIN_RAW_SCORE, style="dim", highlight=False)
@@ -641,9 +867,15 @@ def explain(
     turn_id: Annotated[str, typer.Argument(help="The turn to explain.")],
     model: ModelOption = None,
     png: Annotated[
-        Path | None, typer.Option("--png", help="Write a SHAP waterfall plot here.")
+        Path | None,
+        typer.Option(
+            "--png",
+            dir_okay=False,
+            callback=_image_path,
+            help="Write a SHAP waterfall plot here (.png, .svg or .pdf).",
+        ),
     ] = None,
-    top: Annotated[int, typer.Option(help="Contributions to list.")] = 10,
+    top: Annotated[int, typer.Option(min=1, help="Contributions to list.")] = 10,
 ) -> None:
     """Show one turn stage by stage, its class probabilities, and why the model said so."""
     from rich.table import Table
@@ -657,10 +889,10 @@ def explain(
         bundle = load_bundle(model)
         explanation = explain_turn(find_dialogue([dump], turn_id), turn_id, bundle)
     for label, turn in (("this turn", explanation.turn), ("next turn", explanation.next_turn)):
-        title = f"{label}: {escape(turn['turn_id'])}" if turn else label
+        title = f"{label}: {turn['turn_id']}" if turn else label
         stages = Table("stage", "output", title=title)
         for stage, text in describe_stages(turn) if turn else [("", "(none: the dialogue ended)")]:
-            stages.add_row(stage, escape(text))
+            stages.add_row(stage, text)
         console.print(stages)
     proba = Table("class", "probability", title="class probabilities (calibrated)")
     for name, p in sorted(explanation.probabilities.items(), key=lambda kv: -kv[1]):
@@ -678,8 +910,8 @@ def explain(
         reasons.add_row(
             f"{row['contribution']:+.3f}",
             row["feature"],
-            escape(row["value"] or "-"),
-            escape(row["text"]),
+            row["value"] or "-",
+            row["text"],
         )
     console.print(reasons)
     console.print(REASONS_EXPLAIN_RAW_SCORE, style="dim", highlight=False)
@@ -694,7 +926,7 @@ def explain(
         with domain_errors(), atomic_output(png) as tmp:
             ax.figure.savefig(tmp, dpi=120, format=png.suffix.lstrip(".").lower() or "png")
         plt.close(ax.figure)
-        console.print(f"waterfall written to {escape(str(png))}")
+        console.print(f"waterfall written to {png}")
 
 
 @app.command()
@@ -707,7 +939,12 @@ def route(
     ],
     out: Annotated[
         Path,
-        typer.Option("--out", help="Directory for one file per owner, plus unowned."),
+        typer.Option(
+            "--out",
+            file_okay=False,
+            callback=_output_path,
+            help="Directory for one file per owner, plus unowned.",
+        ),
     ],
 ) -> None:
     """Split the non-correct turns of a triage output into one file per owning team."""
@@ -717,9 +954,9 @@ def route(
 
     with domain_errors():
         routed = route_file(triage_output, owners, out)
-    table = Table("owner", "turns", "file", title=f"routed to {escape(str(out))}")
+    table = Table("owner", "turns", "file", title=f"routed to {out}")
     for row in routed.iter_rows(named=True):
-        table.add_row(escape(row["owner"]), f"{row['turns']:,}", escape(row["file"]))
+        table.add_row(row["owner"], f"{row['turns']:,}", row["file"])
     console.print(table)
 
 
@@ -734,10 +971,19 @@ def report(
         ),
     ],
     week: Annotated[
-        str, typer.Option("--week", help="ISO week to report, e.g. 2026-W47.", show_default=False)
+        str,
+        typer.Option(
+            "--week",
+            callback=_iso_week,
+            help="ISO week to report, e.g. 2026-W47.",
+            show_default=False,
+        ),
     ],
     weeks_back: Annotated[
-        int, typer.Option("--weeks-back", help="Weeks in the trend, this one included.")
+        int,
+        typer.Option(
+            "--weeks-back", min=2, max=MAX_WEEKS, help="Weeks in the trend, this one included."
+        ),
     ] = 8,
     owners: OwnersOption = None,
     owner: Annotated[
@@ -747,7 +993,13 @@ def report(
         bool, typer.Option("--redact", help="Mask utterances after their first word.")
     ] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output directory (default: reports/<week>).")
+        Path | None,
+        typer.Option(
+            "--out",
+            file_okay=False,
+            callback=_output_path,
+            help="Output directory (default: reports/<week>).",
+        ),
     ] = None,
 ) -> None:
     """Write the weekly defect-attribution report: report.html, report.md and charts."""
@@ -763,38 +1015,50 @@ def report(
             redact=redact,
             out_dir=out,
         )
-    console.print(escape(built.summary), highlight=False)
+    console.print(built.summary)
     if built.shift is not None:
         from fpi.report.drift import THIS_WEEK
         from fpi.shift import ShiftReport
 
         _warn_shift(ShiftReport.from_dict(built.shift), THIS_WEEK)
     console.print(
-        f"written: {escape(str(written[0]))}, {escape(str(written[1]))} "
-        f"and {len(written) - 2} more file(s) in {escape(str(written[0].parent))}"
+        f"written: {written[0]}, {written[1]} "
+        f"and {len(written) - 2} more file(s) in {written[0].parent}"
     )
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Where the weekly report goes.")] = Path(
-        "reports/example"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(file_okay=False, callback=_output_path, help="Where the weekly report goes."),
+    ] = Path("reports/example"),
     data_dir: Annotated[
-        Path, typer.Option(help="Where the simulated traces and triage output go.")
+        Path,
+        typer.Option(
+            file_okay=False,
+            callback=_output_path,
+            help="Where the simulated traces and triage output go.",
+        ),
     ] = Path(".fpi-demo"),
     weeks: Annotated[
-        int, typer.Option(min=2, help="Weeks of traffic; the last is a drift week.")
+        int, typer.Option(min=2, max=52, help="Weeks of traffic; the last is a drift week.")
     ] = 4,
     turns_per_week: Annotated[
-        int, typer.Option(min=100, help="Simulated turns per week.")
+        int, typer.Option(min=100, max=MAX_TURNS, help="Simulated turns per week.")
     ] = 25_000,
-    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 2026,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Simulation seed.")] = 2026,
     owners: OwnersOption = None,
     model: ModelOption = None,
 ) -> None:
     """Simulate weeks of traffic, triage it with the bundled model, write the weekly report."""
     from fpi.demo import run_demo
+
+    if weeks * turns_per_week > MAX_TURNS:
+        raise typer.BadParameter(
+            f"{weeks} weeks of {turns_per_week:,} turns exceed {MAX_TURNS:,} simulated turns",
+            param_hint="--turns-per-week",
+        )
 
     with domain_errors(), console.status("simulating, validating, triaging, reporting..."):
         result = run_demo(
@@ -808,16 +1072,18 @@ def demo(
         )
     weeks_text = ", ".join(f"{week} {scenario}" for week, scenario in result.scenarios)
     v, t = result.validation, result.triage
-    console.print(f"simulated {weeks_text} -> {escape(str(result.traces_path))}")
+    console.print(f"simulated {weeks_text} -> {result.traces_path}")
     console.print(f"validated: read {v.read:,} = {v.accepted:,} accepted + {v.rejected:,} rejected")
     console.print(
         f"triaged:   read {t.read:,} = {t.triaged:,} triaged + {t.rejected:,} rejected "
-        f"-> {escape(str(result.triage_path))}"
+        f"-> {result.triage_path}"
     )
-    console.print(f"\n[bold]Weekly report {result.week}[/]\n{escape(result.summary)}\n")
+    console.print(
+        Text.assemble("\n", (f"Weekly report {result.week}", "bold"), f"\n{result.summary}\n")
+    )
     for path in result.report_files:
         if path.suffix in (".html", ".md"):
-            console.print(f"wrote {escape(str(path))}")
+            console.print(f"wrote {path}")
 
 
 import_app = typer.Typer(
@@ -828,12 +1094,21 @@ app.add_typer(import_app, name="import")
 ImportOutOption = Annotated[
     Path,
     typer.Option(
-        "--out", help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.", show_default=False
+        "--out",
+        dir_okay=False,
+        callback=_output_path,
+        help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
+        show_default=False,
     ),
 ]
 ImportRejectsOption = Annotated[
     Path | None,
-    typer.Option("--rejects", help="Write every skipped unit here (JSONL: unit and reason)."),
+    typer.Option(
+        "--rejects",
+        dir_okay=False,
+        callback=_output_path,
+        help="Write every skipped unit here (JSONL: unit and reason).",
+    ),
 ]
 LogArgs = Annotated[
     list[Path], typer.Argument(help="Log files or directories.", show_default=False)
@@ -857,13 +1132,13 @@ def _print_import_summary(summary, rejects: Path | None) -> None:
     kind = summary.unit_kind
     console.print(
         f"{kind}s read {summary.read} = {summary.imported} imported + {summary.skipped} skipped; "
-        f"turns written {summary.turns} to {escape(str(summary.out))}",
+        f"turns written {summary.turns} to {summary.out}",
         highlight=False,
     )
     for unit, reason in summary.reasons[:20]:
-        console.print(f"[yellow]skipped[/] {escape(unit)}: {escape(reason)}", highlight=False)
+        console.print(Text.assemble(("skipped", "yellow"), f" {unit}: {reason}"))
     if summary.skipped > 20:
-        where = f" (all in {escape(str(rejects))})" if rejects else " (list them with --rejects)"
+        where = f" (all in {rejects})" if rejects else " (list them with --rejects)"
         console.print(f"... and {summary.skipped - 20} more skipped{where}", highlight=False)
     for title, counts in (
         ("label mix", summary.label_counts),
@@ -970,13 +1245,13 @@ def collect_homeassistant_command(
     from fpi.importers.ha_collect import collect_runs
 
     def report(new: int, total: int) -> None:
-        err_console.print(f"{new} new run(s), {total} in {escape(str(out))}", highlight=False)
+        err_console.print(f"{new} new run(s), {total} in {out}", highlight=False)
 
     with domain_errors():
         result = collect_runs(url, token_file, out, interval=interval, once=once, report=report)
     console.print(
         f"collected {result.written} new run(s) in {result.polls} poll(s); "
-        f"{result.total} run(s) in {escape(str(out))}",
+        f"{result.total} run(s) in {out}",
         highlight=False,
     )
 
@@ -988,13 +1263,15 @@ def _print_shift(report, *, top: int = 10) -> None:
     colour = {"shifted": "bold red", "fits": "green"}.get(report.verdict, "yellow")
     score = "unknown" if report.score is None else f"{report.score:.3f}"
     console.print(
-        f"input shift against the {escape(report.reference)}: [{colour}]{report.verdict}[/] "
-        f"(separability AUC {score}, threshold {report.threshold:.2f}; "
-        f"{report.turns:,} sampled turns)",
-        highlight=False,
+        Text.assemble(
+            f"input shift against the {report.reference}: ",
+            (report.verdict, colour),
+            f" (separability AUC {score}, threshold {report.threshold:.2f}; "
+            f"{report.turns:,} sampled turns)",
+        )
     )
     if report.score is None:
-        console.print(escape(report.sentence()), highlight=False)
+        console.print(report.sentence(), highlight=False)
         return
     table = Table(
         "feature",
@@ -1040,14 +1317,14 @@ def _shift_line(report) -> None:
     if report.shifted:
         _warn_shift(report)
     else:
-        console.print(f"input shift: {escape(report.sentence())}", highlight=False)
+        console.print(f"input shift: {report.sentence()}", highlight=False)
 
 
 def _warn_shift(report, subject: str = "The traffic") -> None:
     """A yellow warning on stderr when the traffic does not look like the training data."""
     warning = report.warning(subject)
     if warning is not None:
-        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+        print_error(warning, label="warning")
 
 
 @app.command("shift")
@@ -1092,7 +1369,7 @@ def shift_command(
 
         with domain_errors(), atomic_output(json_out) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        console.print(f"shift report written to {escape(str(json_out))}")
+        console.print(f"shift report written to {json_out}")
 
 
 # ---- labels, queue and adapt (issue 13) ------------------------------------------------------
@@ -1116,7 +1393,7 @@ def _table_of_counts(stats: dict, title: str):
     from fpi.schema import FAILURE_POINTS
 
     annotators = list(stats["per_annotator_class"])
-    table = Table("failure point", *map(escape, annotators), "all", title=title)
+    table = Table("failure point", *annotators, "all", title=title)
     for name in FAILURE_POINTS:
         cells = [str(stats["per_annotator_class"][a][name]) for a in annotators]
         table.add_row(name, *cells, str(stats["per_class"][name]))
@@ -1154,7 +1431,7 @@ def labels_export_command(
 
     with domain_errors(), LabelStore(db) as store:
         rows = export_labels(store, out, history=history)
-    console.print(f"{rows} row(s) written to {escape(str(out))}")
+    console.print(f"{rows} row(s) written to {out}")
 
 
 @labels_app.command("import")
@@ -1184,9 +1461,7 @@ def labels_import_command(
         traces = read_traces(dump) if dump else None
         result = import_labels(store, label_file, annotator=annotator, traces=traces)
     for line, reason in result.rejected[:20]:
-        console.print(
-            f"{escape(str(label_file))}:{line}: {escape(reason)}", highlight=False, soft_wrap=True
-        )
+        console.print(f"{label_file}:{line}: {reason}", highlight=False, soft_wrap=True)
     if len(result.rejected) > 20:
         console.print(f"... and {len(result.rejected) - 20} more rejected row(s)")
     if rejects is not None:
@@ -1226,7 +1501,7 @@ def labels_agreement_command(
     pairs = Table("annotators", "shared turns", "agreement", "Cohen's kappa", title="pairs")
     for pair in report["pairs"]:
         pairs.add_row(
-            escape(" / ".join(pair["annotators"])),
+            " / ".join(pair["annotators"]),
             str(pair["turns"]),
             f"{pair['agreement']:.3f}",
             f"{pair['kappa']:.3f}",
@@ -1237,7 +1512,7 @@ def labels_agreement_command(
     for pair in report["pairs"]:
         if not pair["turns"]:
             continue
-        first, second = map(escape, pair["annotators"])
+        first, second = pair["annotators"]
         labels = pair["confusion"]["labels"]
         confusion = Table(f"{first} \\ {second}", *labels, title=f"{first} vs {second}")
         for label, counts in zip(labels, pair["confusion"]["matrix"], strict=True):
@@ -1286,7 +1561,7 @@ def queue_command(
         partial.replace(out)
     console.print(
         f"{queue.height} turn(s) queued ({strategy.value}) from {traces.height:,} "
-        f"({labelled.n_unique():,} already labelled) -> {escape(str(out))}",
+        f"({labelled.n_unique():,} already labelled) -> {out}",
         highlight=False,
     )
 
@@ -1322,11 +1597,11 @@ def adapt_command(
     with domain_errors(), LabelStore(labels) as store:
         traces = read_traces(dumps)
         current = store.current()
-        console.print(escape(match_labels(current, traces).summary()), highlight=False)
+        console.print(match_labels(current, traces).summary(), highlight=False)
         with err_console.status("fitting"):
             bundle = adapt(traces, current, start=start, seed=seed, method=method.value)
         _save_bundle(bundle, out)
-    console.print(f"{escape(adapt_summary(bundle.metadata))}; bundle in {escape(str(out))}")
+    console.print(f"{adapt_summary(bundle.metadata)}; bundle in {out}")
 
 
 def _save_bundle(bundle, out: Path) -> None:
@@ -1352,7 +1627,7 @@ def _with_store_labels(traces, db: Path):
 
     with LabelStore(db) as store:
         current = store.current()
-    console.print(escape(match_labels(current, traces).summary()), highlight=False)
+    console.print(match_labels(current, traces).summary(), highlight=False)
     return apply_labels(traces, current, source="label store")
 
 

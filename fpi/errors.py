@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from os import PathLike
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fpi.schema import Problem
 
+# Exit codes of the `fpi` command (0 is success).
+EXIT_INVALID_RECORDS = 1
+EXIT_UNUSABLE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
 
 class FpiError(Exception):
     """Base class: a failure the user can act on, shown without a traceback."""
 
-    exit_code = 2
+    exit_code = EXIT_UNUSABLE
 
 
 class InputError(FpiError):
@@ -22,7 +30,7 @@ class InputError(FpiError):
 class InvalidRecordsError(FpiError):
     """Input records that break the trace contract, with every problem found."""
 
-    exit_code = 1
+    exit_code = EXIT_INVALID_RECORDS
 
     def __init__(self, problems: Sequence[Problem], *, hint: str = "") -> None:
         self.problems = tuple(problems)
@@ -38,3 +46,9 @@ class ModelError(FpiError):
 
 class ConfigError(FpiError):
     """A configuration file (e.g. owners.toml) with a mistake, named by file and line."""
+
+
+def display_path(path: str | PathLike[str]) -> str:
+    """`path` as text any UTF-8 output accepts: undecodable bytes of a file name (which
+    Python holds as lone surrogates) become `\\udcXX` escapes."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")

@@ -173,7 +173,10 @@ def score_traces(traces: pl.DataFrame, bundle) -> pl.DataFrame:
 def evaluation_report(scored: pl.DataFrame | Iterable[pl.DataFrame]) -> dict[str, Any]:
     """The `fpi evaluate --json` document from scored turns (one frame or per-batch frames)."""
     if not isinstance(scored, pl.DataFrame):
-        scored = pl.concat(list(scored), how="diagonal")
+        frames = list(scored)
+        if not frames:
+            raise FpiError("no turns to evaluate: the input holds no records")
+        scored = pl.concat(frames, how="diagonal")
     labelled = scored.filter(pl.col("gold").is_not_null())
     if labelled.is_empty():
         raise FpiError("no turn carries a gold label.failure_point: nothing to evaluate against")

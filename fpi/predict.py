@@ -91,6 +91,7 @@ def top_contributions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per turn, the feature indices and values of its k largest contributions to the raw
     score of `classes[i]`, largest first (`reason_lists` turns them into reasons)."""
+    k = min(k, bundle.explainer.num_features)  # no more reasons than features
     return bundle.explainer.explain_top(matrix, classes, k)
 
 

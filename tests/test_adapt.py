@@ -14,6 +14,12 @@ from fpi.model import ModelBundle, load_bundle
 from fpi.schema import FAILURE_POINTS
 
 
+@pytest.fixture(autouse=True)
+def fewer_rounds(monkeypatch):
+    """Cross-validation over 60 rounds instead of 400: same code path, a faster suite."""
+    monkeypatch.setattr("fpi.adapt.MAX_ROUNDS", 60)
+
+
 @pytest.fixture(scope="module")
 def new_pipeline():
     from fpi.simulate import simulate
@@ -52,9 +58,21 @@ def test_labels_teach_the_new_pipeline(new_pipeline, small_model_dir, tmp_path):
     adapted = adapt(train, _gold_labels(train, 600), start=start, seed=0)
     assert adapted.booster.num_model_per_iteration() == len(FAILURE_POINTS)
     meta = adapted.metadata["adaptation"]
-    assert meta["labels"] == 600 and meta["labelled_turns"] == 600 and meta["method"] == "fresh"
+    assert meta["labels"] == 600 and meta["labelled_turns"] == 600
+    assert 0 < meta["cv_macro_f1"] <= 1 and 0 < meta["start_macro_f1_on_labels"] <= 1
     reloaded = load_bundle(adapted.save(tmp_path / "adapted"))
     assert _macro_f1(reloaded, test) == pytest.approx(_macro_f1(adapted, test))
+
+
+def test_the_start_model_is_kept_when_it_knows_the_pipeline_better(new_pipeline, small_model_dir):
+    # farfield is close to the simulator's base pipeline the start model learnt on: 150
+    # labels fit from scratch do worse on the labels than the start model does
+    start = load_bundle(small_model_dir)
+    adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 150), start=start)
+    meta = adapted.metadata["adaptation"]
+    assert meta["start_macro_f1_on_labels"] > meta["cv_macro_f1"]
+    assert meta["method"].startswith("start model kept")
+    assert _macro_f1(adapted, new_pipeline) == pytest.approx(_macro_f1(start, new_pipeline))
 
 
 @pytest.mark.parametrize("method", ["continue", "fresh+self"])
@@ -63,7 +81,7 @@ def test_other_methods_produce_loadable_bundles(new_pipeline, small_model_dir, t
         new_pipeline, _gold_labels(new_pipeline, 300), start=small_model_dir, method=method
     )
     reloaded = load_bundle(adapted.save(tmp_path / method))
-    assert reloaded.metadata["adaptation"]["method"] == method
+    assert method in reloaded.metadata["adaptation"]["method"]
     proba = reloaded.predict_proba(reloaded.matrix(extract_features(new_pipeline.head(50))))
     assert proba.shape == (50, 6) and np.allclose(proba.sum(axis=1), 1)
 
@@ -86,3 +104,18 @@ def test_store_labels_count_annotators_and_skip_stale(new_pipeline):
     gold, counts = labelled_turns(new_pipeline, labels)
     assert counts["labels"] == 3 and counts["annotators"] == 2
     assert counts["stale_labels_ignored"] == 1 and gold.height == 2
+
+
+def test_a_new_fit_is_calibrated_and_profiled(new_pipeline, tmp_path):
+    from fpi.model import train
+    from fpi.profile import load_profile
+
+    # a start model that knows little (no ASR/NLU/ER/result features): the new fit must win
+    weak = train(new_pipeline.tail(800), rounds=3, without_stages=("asr", "nlu", "er", "result"))
+    adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 600), start=weak)
+    meta = adapted.metadata
+    assert meta["adaptation"]["method"] == "fresh"
+    assert meta["calibration"]["fitted_on"] == "out-of-fold labels"
+    out = adapted.save(tmp_path / "adapted")
+    assert load_profile(out) is not None
+    assert load_bundle(out).calibration.method == adapted.calibration.method

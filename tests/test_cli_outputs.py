@@ -105,7 +105,8 @@ def test_outputs_naming_an_input_or_a_directory_are_refused_before_reading(
     values = {"dump": dump, "dir": tmp_path, "model": small_model_dir}
     code, output = invoke(*(part.format(**values) for part in command))
     assert code == 2, output
-    assert "is an input file" in output or "names a directory" in output
+    flat = " ".join(output.replace("│", " ").split())  # typer's usage errors come boxed
+    assert any(s in flat for s in ("is an input file", "names a directory", "is a directory"))
     assert dump.read_bytes() == before
 
 

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import polars as pl
 from matplotlib.axes import Axes
 
+from fpi.charts.style import plain
+
 PUSH_TOWARD = "#c0392b"
 PUSH_AWAY = "#2471a3"
 BASE = "#7f8c8d"
@@ -41,7 +43,8 @@ def waterfall(df: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
         )
         start += contribution
     ax.axvline(start, color="black", linewidth=0.8, linestyle="--")
-    ax.set_yticks(range(len(df)), list(reversed(df.get_column("label").to_list())), fontsize=8)
+    labels = [plain(label) for label in reversed(df.get_column("label").to_list())]
+    ax.set_yticks(range(len(df)), labels, fontsize=8)
     ax.set_xlabel("raw score (log-odds) of the predicted class")
     ax.set_title(f"Why this turn: contributions to the final score {start:.2f}")
     return ax

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from fpi.errors import InputError, InvalidRecordsError
+from fpi.errors import InputError, InvalidRecordsError, display_path
 from fpi.io.decode import MAX_LINE_BYTES, check_content, line_blocks
 from fpi.io.files import dump_format, resolve_inputs
 from fpi.io.jsonl import long_line_reject, parse_jsonl_block, to_traces
@@ -63,7 +63,7 @@ def _compact(frame: pl.DataFrame) -> pl.DataFrame:
 def _jsonl_chunks(
     path: Path, fmt: str, file_index: int, stats: ReadStats, max_line_bytes: int
 ) -> Iterator[Chunk]:
-    file = str(path)
+    file = display_path(path)
     for block in line_blocks(path, fmt, max_line_bytes):
         checked, blank = parse_jsonl_block(block, file, max_line_bytes)
         stats.blank_lines += blank
@@ -88,6 +88,8 @@ def _file_chunks(
     if size:
         check_content(path, fmt)
         if fmt == ".parquet":
+            if display_path(path) != str(path):  # polars takes only UTF-8 paths
+                raise InputError(f"{display_path(path)}: rename it, a Parquet name must be UTF-8")
             chunks = parquet_chunks(path, file_index)
         else:
             chunks = _jsonl_chunks(path, fmt, file_index, stats, max_line_bytes)
@@ -239,7 +241,7 @@ def _repeat_rejects(
     """A reject for each repeated key, with its raw text read back from its file."""
     for (index,), rows in repeats.sort(_POSITION).group_by("_file", maintain_order=True):
         path = files[index]  # type: ignore[index]
-        file = str(path)
+        file = display_path(path)
         found = dict(zip(rows["source_line"].to_list(), rows["found"].to_list(), strict=True))
         expected, field_name = rows["expected"][0], rows["field"][0]
         for line, text in _raw_lines(path, sorted(found), max_line_bytes):

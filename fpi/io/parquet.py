@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from fpi.errors import InputError
+from fpi.errors import InputError, display_path
 from fpi.io.decode import Block
 from fpi.io.jsonl import (
     PARSE_ERRORS,
@@ -96,7 +96,7 @@ def parquet_rows_ndjson(batch: pl.DataFrame, path: Path) -> bytes:
 def _parquet_chunk(
     batch: pl.DataFrame, offset: int, path: Path, file_index: int, typed: bool
 ) -> Chunk:
-    file = str(path)
+    file = display_path(path)
     columns = _parquet_json_columns(batch)
     labels = columns.get_column("reference_labels", default=None)
     if typed and columns.columns and (labels is None or _texts_are_objects(labels)):

@@ -20,6 +20,8 @@ from fpi.errors import FpiError
 REPLICATES = 2000
 SEED = 47
 CONFIDENCE = 0.95
+YEARS = range(1970, 3000)  # of report weeks and simulated days: far from date's limits
+MAX_WEEKS_BACK = 520
 
 RATES_SCHEMA = pl.Schema(
     {
@@ -36,14 +38,17 @@ RATES_SCHEMA = pl.Schema(
 
 
 def week_start(week: str) -> date:
-    """Monday of an ISO week written `YYYY-Www` (e.g. `2026-W47`)."""
+    """Monday of an ISO week written `YYYY-Www` (e.g. `2026-W47`) of a year in `YEARS`."""
     try:
         year, number = week.split("-W")
-        if len(year) != 4 or len(number) != 2:
+        if len(year) != 4 or len(number) != 2 or int(year) not in YEARS:
             raise ValueError
         return date.fromisocalendar(int(year), int(number), 1)
     except ValueError:
-        raise FpiError(f"week {week!r}: expected an ISO week such as 2026-W47") from None
+        raise FpiError(
+            f"week {week!r}: expected an ISO week such as 2026-W47, "
+            f"in the years {YEARS.start} to {YEARS.stop - 1}"
+        ) from None
 
 
 def week_label(day: date) -> str:
@@ -53,8 +58,10 @@ def week_label(day: date) -> str:
 
 def week_window(week: str, weeks_back: int) -> tuple[list[str], datetime, datetime]:
     """The `weeks_back` ISO weeks ending with `week` (oldest first) and their UTC bounds."""
-    if weeks_back < 2:
-        raise FpiError(f"--weeks-back {weeks_back}: need at least 2 weeks to compare")
+    if not 2 <= weeks_back <= MAX_WEEKS_BACK:
+        raise FpiError(
+            f"--weeks-back {weeks_back}: need at least 2 weeks to compare, at most {MAX_WEEKS_BACK}"
+        )
     monday = week_start(week)
     mondays = [monday - timedelta(weeks=n) for n in range(weeks_back - 1, -1, -1)]
     since = datetime.combine(mondays[0], datetime.min.time(), tzinfo=UTC)
