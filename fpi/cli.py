@@ -646,9 +646,9 @@ def triage(
         Path | None,
         typer.Option(
             "--out",
-            dir_okay=False,
             callback=_output_path,
-            help="Write every kept turn here: .parquet, .jsonl or .csv.",
+            help="Write every kept turn here: .parquet, .jsonl or .csv (a directory with "
+            "--engine spark).",
         ),
     ] = None,
     component: Annotated[
@@ -858,7 +858,7 @@ def _triage_on_spark(
         f"read {run.read:,} turns = {run.triaged:,} triaged + {run.rejected:,} rejected; "
         f"{run.kept:,} kept by the filters ({run.read / max(elapsed, 1e-9):,.0f} turns/s on Spark)"
     )
-    console.print(f"written to {escape(str(out))} (Parquet, one directory per ISO week)")
+    console.print(f"written to {display_path(out)} (Parquet, one directory per ISO week)")
 
 
 @app.command()

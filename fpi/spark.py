@@ -264,6 +264,7 @@ class _Job:
     abstain_below: float | None
     keep: TriageFilter | None
     block_turns: int
+    max_line_bytes: int
 
 
 def _triage_block(block: pa.Table, bundle: ModelBundle, job: _Job) -> pa.RecordBatch:
@@ -284,7 +285,11 @@ def _triage_block(block: pa.Table, bundle: ModelBundle, job: _Job) -> pa.RecordB
             path.write_bytes(b"\n".join(part.get_column("value").to_list()) + b"\n")
             names[str(path)] = (part.get_column("source_file")[0], part["source_line"].to_list())
             paths.append(path)
-        traces = read_traces(sorted(paths), rejects=found) if paths else TRACE_SCHEMA.to_frame()
+        traces = (
+            read_traces(sorted(paths), rejects=found, max_line_bytes=job.max_line_bytes)
+            if paths
+            else TRACE_SCHEMA.to_frame()
+        )
 
     def original(match: re.Match) -> str:  # a block line named in a message, e.g. a repeat's
         file, numbers = names[match.group(1)]
@@ -364,6 +369,7 @@ def _triage_all(
     keep: TriageFilter | None = None,
     block_turns: int = BLOCK_TURNS,
     partitions: int | None = None,
+    max_line_bytes: int | None = None,
 ) -> DataFrame:
     """Triage rows and rejects of `df` in one DataFrame (`OUT_ARROW` columns)."""
     from pyspark.sql import functions as F
@@ -378,7 +384,9 @@ def _triage_all(
         .repartition(count, _KEY)
         .sortWithinPartitions(_KEY, "file_order", "source_line")
     )
-    job = _Job(top_k, abstain_below, keep, block_turns)
+    from fpi.io import MAX_LINE_BYTES
+
+    job = _Job(top_k, abstain_below, keep, block_turns, max_line_bytes or MAX_LINE_BYTES)
     return grouped.select(*LINE_COLUMNS, _KEY).mapInArrow(
         _triage_partition(files, job), _spark_schema(OUT_ARROW)
     )
@@ -423,16 +431,25 @@ def triage_with_rejects(
     abstain_below: float | None = None,
     keep: TriageFilter | None = None,
     partitions: int | None = None,
+    max_line_bytes: int | None = None,
 ) -> SparkTriage:
     """Triage `df` (raw lines or trace columns); invalid turns go to `rejects` with reasons.
 
     Turns and rejects come from one cached computation, so `read = triaged + rejected`.
+    `max_line_bytes` is the line cap (default `fpi.io.MAX_LINE_BYTES`; give `read_dumps` the
+    same one).
     """
     from pyspark import StorageLevel
 
     _check_options(top_k, abstain_below)
     rows = _triage_all(
-        df, bundle, top_k=top_k, abstain_below=abstain_below, keep=keep, partitions=partitions
+        df,
+        bundle,
+        top_k=top_k,
+        abstain_below=abstain_below,
+        keep=keep,
+        partitions=partitions,
+        max_line_bytes=max_line_bytes,
     )
     return SparkTriage(rows.persist(StorageLevel.MEMORY_AND_DISK))
 
@@ -540,6 +557,7 @@ def run_triage(
         abstain_below=abstain_below,
         keep=keep,
         partitions=partitions,
+        max_line_bytes=max_line_bytes,
     )
     counts = run.counts()
     rejected = sum(n for (is_reject, _, _), n in counts.items() if is_reject)

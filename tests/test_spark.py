@@ -102,7 +102,7 @@ def test_bad_records_land_in_rejects_with_the_same_reasons(
     read_traces([dump], rejects=local_rejects, max_line_bytes=2000)
     local = triage_paths([dump], model_dir=small_model_dir, rejects=[])
     lines = fpi_spark.read_dumps(spark, [dump], max_line_bytes=2000)
-    run = fpi_spark.triage_with_rejects(lines, small_model_dir)
+    run = fpi_spark.triage_with_rejects(lines, small_model_dir, max_line_bytes=2000)
     rejects = sorted(
         (r["file"], r["line"], r["record"], [p["message"] for p in r["reasons"]])
         for r in run.rejects.collect()
