@@ -34,6 +34,7 @@ from fpi.errors import InputError
 from fpi.io import DUMP_SUFFIXES, atomic_output, check_outputs, dump_format, jsonl_stream
 from fpi.io import MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES
 from fpi.io.decode import content_kind, decompressed, line_blocks
+from fpi.io.files import COMPRESSION_SUFFIXES, expand_inputs
 from fpi.schema import DIALOGUE_KEY, FAILURE_POINTS, TRACE_JSON_SCHEMA
 from fpi.validate import check_record_json, value_problems
 
@@ -61,7 +62,6 @@ MALFORMED = (
     RecursionError,
     UnicodeError,
 )
-_COMPRESSION = (".gz", ".zst")
 
 
 class BrokenUnitError(InputError):
@@ -227,28 +227,19 @@ def compact(block: dict) -> dict | None:
 
 def find_files(paths: Sequence[str | Path], suffixes: Sequence[str]) -> list[Path]:
     """The files to import: files as given, directories searched recursively for `suffixes`
-    (optionally compressed: `.gz`, `.zst`), sorted; a missing path is an InputError."""
-    found: dict[Path, Path] = {}
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _wanted(p, suffixes))
-            if not files:
-                raise InputError(f"{path}: no files ending {', '.join(suffixes)} in this directory")
-        elif path.exists():
-            files = [path]
-        else:
-            raise InputError(f"{path}: no such file or directory")
-        for file in files:
-            found.setdefault(file.resolve(), file)
-    if not found:
-        raise InputError("no input files given")
-    return list(found.values())
+    (optionally compressed: `.gz`, `.zst`), globs expanded, sorted; a missing path is an
+    InputError (`fpi.io.expand_inputs`, the one path resolution)."""
+    return expand_inputs(
+        paths,
+        any_file=True,
+        wanted=lambda path: _wanted(path, suffixes),
+        what=f"files ending {', '.join(suffixes)}",
+    )
 
 
 def _wanted(path: Path, suffixes: Sequence[str]) -> bool:
     name = path.name.lower()
-    for compressed in _COMPRESSION:
+    for compressed in COMPRESSION_SUFFIXES:
         name = name.removesuffix(compressed)
     return name.endswith(tuple(suffixes))
 
@@ -256,7 +247,7 @@ def _wanted(path: Path, suffixes: Sequence[str]) -> bool:
 def base_suffix(path: Path) -> str:
     """The file's suffix without a compression suffix: `runs.jsonl.gz` -> `.jsonl`."""
     name = path.name.lower()
-    for compressed in _COMPRESSION:
+    for compressed in COMPRESSION_SUFFIXES:
         name = name.removesuffix(compressed)
     return Path(name).suffix
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from fpi.errors import InputError
 from fpi.io.atomic import TEMP_PREFIX
 
 DUMP_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
+#: Compression suffixes fpi reads (`fpi.io.decode` decompresses them).
+COMPRESSION_SUFFIXES = (".gz", ".zst")
 #: Suffixes of triage output files (`fpi triage --out`), readable back by `fpi report`.
 TRIAGE_SUFFIXES = (".parquet", ".jsonl", ".csv")
 
@@ -28,41 +30,49 @@ def dump_format(path: Path | str) -> str | None:
     return next((s for s in sorted(DUMP_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
 
 
-def _dumps_under(directory: Path) -> list[Path]:
+def _files_under(directory: Path, wanted: Callable[[Path], object]) -> list[Path]:
     return sorted(
         p
         for p in directory.rglob("*")
-        if p.is_file() and dump_format(p) and not p.name.startswith(TEMP_PREFIX)
+        if p.is_file() and wanted(p) and not p.name.startswith(TEMP_PREFIX)
     )
 
 
-def expand_inputs(paths: Sequence[str | Path], *, any_file: bool = False) -> list[Path]:
-    """Files to read: files as given, directories searched recursively for dumps, globs
-    expanded (sorted), each file once. A file named directly must be a dump unless
-    `any_file` (the caller decides what it is, e.g. triage output)."""
+def expand_inputs(
+    paths: Sequence[str | Path],
+    *,
+    any_file: bool = False,
+    wanted: Callable[[Path], object] = dump_format,
+    what: str = "trace dumps",
+) -> list[Path]:
+    """Files to read: files as given, directories searched recursively for `wanted` files
+    (default: dumps), globs expanded (sorted), each file once. A file named directly must be
+    `wanted` unless `any_file` (the caller decides what it is, e.g. triage output)."""
+    expected = suffix_list() if wanted is dump_format else what
     found: dict[Path, Path] = {}  # resolved path -> path as given
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            files = _dumps_under(path)
+            files = _files_under(path, wanted)
             if not files:
-                raise InputError(f"{path}: no trace dumps in this directory ({suffix_list()})")
+                raise InputError(f"{path}: no {what} in this directory ({expected})")
         elif path.exists():
-            if not any_file and dump_format(path) is None:
-                raise InputError(f"{path}: not a trace dump (expected {suffix_list()})")
+            if not any_file and not wanted(path):
+                one = "a trace dump" if wanted is dump_format else f"one of the {what}"
+                raise InputError(f"{path}: not {one} (expected {expected})")
             files = [path]
         elif glob.has_magic(str(given)):
             matches = sorted(Path(p) for p in glob.glob(str(given), recursive=True))
-            files = [f for m in matches for f in (_dumps_under(m) if m.is_dir() else [m])]
-            files = [f for f in files if f.is_file() and (any_file or dump_format(f))]
+            files = [f for m in matches for f in (_files_under(m, wanted) if m.is_dir() else [m])]
+            files = [f for f in files if f.is_file() and (any_file or wanted(f))]
             if not files:
-                raise InputError(f"{given}: no trace dumps match this pattern")
+                raise InputError(f"{given}: no {what} match this pattern")
         else:
             raise InputError(f"{path}: no such file or directory")
         for file in files:
             found.setdefault(file.resolve(), file)
     if not found:
-        raise InputError("no trace dumps given")
+        raise InputError(f"no {what} given")
     return list(found.values())
 
 
