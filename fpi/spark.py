@@ -451,7 +451,7 @@ def triage_with_rejects(
         partitions=partitions,
         max_line_bytes=max_line_bytes,
     )
-    return SparkTriage(rows.persist(StorageLevel.MEMORY_AND_DISK))
+    return SparkTriage(rows.persist(StorageLevel.DISK_ONLY))  # bounded heap, any size
 
 
 def triage(
@@ -515,6 +515,8 @@ def session(master: str | None = None, *, app_name: str = "fpi") -> SparkSession
         # driver and its web UI listen on loopback only (set SPARK_LOCAL_IP to open them)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # the driver is the only JVM in local mode; Spark's 1 GiB default is too small
+        builder = builder.config("spark.driver.memory", os.environ.get("FPI_SPARK_MEMORY", "4g"))
     return builder.getOrCreate()
 
 
