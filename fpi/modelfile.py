@@ -68,7 +68,28 @@ _TREE_KEYS = _TREE_REQUIRED | {"cat_boundaries", "cat_threshold"}
 _INTEGERS = re.compile(r"(-?\d{1,18}( -?\d{1,18})*)?")
 _NUMBER = r"(-?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?|-?inf|nan)"
 _NUMBERS = re.compile(f"({_NUMBER}( {_NUMBER})*)?")
-_OBJECTIVE = re.compile(r"[a-z_]+")
+#: The objective names LightGBM's loader knows (any other makes it refuse the text).
+_OBJECTIVES = frozenset(
+    {
+        "regression",
+        "regression_l1",
+        "huber",
+        "fair",
+        "poisson",
+        "quantile",
+        "mape",
+        "gamma",
+        "tweedie",
+        "binary",
+        "multiclass",
+        "multiclassova",
+        "cross_entropy",
+        "cross_entropy_lambda",
+        "lambdarank",
+        "rank_xendcg",
+        "custom",
+    }
+)
 _OPTION = re.compile(r"[a-z_]+:[-+.0-9a-zA-Z_]+")
 _MULTICLASS = ("multiclass", "multiclassova")
 _CATEGORICAL = 1
@@ -283,7 +304,7 @@ def _header(text: str, source: str) -> tuple[dict[str, str], set[str]]:
     }:
         raise ModelError(f"{source}: header monotone_constraints must be -1, 0 or 1 each")
     objective, *options = header["objective"].split() or [""]
-    if not _OBJECTIVE.fullmatch(objective) or not all(_OPTION.fullmatch(o) for o in options):
+    if objective not in _OBJECTIVES or not all(_OPTION.fullmatch(o) for o in options):
         raise ModelError(f"{source}: header objective {header['objective'][:40]!r} is malformed")
     if objective in _MULTICLASS and f"num_class:{header['num_class']}" not in options:
         raise ModelError(
