@@ -5,6 +5,8 @@ from __future__ import annotations
 import polars as pl
 from fpi.features.base import Feature
 from fpi.features.common import (
+    confidence_share,
+    content_words,
     dialogue_relative,
     entropy,
     jaccard,
@@ -25,6 +27,13 @@ _nbest_confidences = _nbest.list.eval(pl.element().struct.field("confidence"))
 _seconds = _asr.field("audio_ms") / 1000.0
 _alternative_words = words(
     _nbest.list.slice(1).list.eval(pl.element().struct.field("text")).list.join(" ")
+)
+
+_hypothesis_content = content_words(pl.element().struct.field("text"))
+_same_content = _hypothesis_content.list.sort().list.join(" ")
+_top_content = _hypothesis_content.first()
+_content_covered = (
+    _hypothesis_content.list.set_intersection(_top_content).list.len() / _top_content.list.len()
 )
 
 FEATURES: tuple[Feature, ...] = (
@@ -131,5 +140,35 @@ FEATURES: tuple[Feature, ...] = (
         description="Share of the top ASR text's words that no other n-best hypothesis has",
         reason="{value:.0%} of the recognised words appeared in no other ASR hypothesis",
         missing="ASR logged no alternative hypotheses",
+    ),
+    Feature(
+        name="asr__content_words",
+        stage=STAGE,
+        expr=content_words(_text).list.len(),
+        description="Content words in the recognised text (fillers and function words left out)",
+        reason="the recognised text had {value:.0f} content words",
+    ),
+    Feature(
+        name="asr__nbest_same_content_share",
+        stage=STAGE,
+        expr=pl.when(_nbest.list.len() > 1).then(
+            confidence_share(_nbest, _same_content == _same_content.first())
+        ),
+        description="Share of the ASR n-best's confidence on hypotheses with the top text's "
+        "content words",
+        reason="{value:.0%} of the ASR n-best's confidence said the same content words as the top",
+        missing="ASR logged no scored alternative hypotheses",
+    ),
+    Feature(
+        name="asr__nbest_content_support",
+        stage=STAGE,
+        expr=pl.when(_nbest.list.len() > 1).then(
+            _nbest.list.eval(_content_covered * pl.element().struct.field("confidence")).list.sum()
+            / _nbest_confidences.list.sum()
+        ),
+        description="Confidence-weighted share of the top text's content words that the ASR "
+        "n-best hypotheses also hold (how well the n-best supports the words)",
+        reason="the ASR n-best supported {value:.0%} of the recognised content words",
+        missing="ASR logged no scored alternatives, or the top text had no content words",
     ),
 )
