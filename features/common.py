@@ -22,15 +22,16 @@ def words(text: pl.Expr) -> pl.Expr:
 #: Fillers and English function words: what a recogniser may add or drop without changing what
 #: was asked ("the north please" and "north" say the same), and all that noise picked up as
 #: speech tends to come out as ("uh", "the", "a").
-FUNCTION_WORDS = (
+_FUNCTION_WORD_TEXT = (
     "uh um ah er erm hmm mm oh uhm huh a an the and or but so then please i i'm me my it it's "
     "its is am are was be to of in on at for with that this there some okay ok well"
-).split()
+)
+FUNCTION_WORDS = tuple(_FUNCTION_WORD_TEXT.split())
 
 
 def content_words(text: pl.Expr) -> pl.Expr:
     """The lower-cased words of a text without fillers and function words, as a list."""
-    return words(text).list.set_difference(pl.lit(FUNCTION_WORDS))
+    return words(text).list.set_difference(pl.lit(list(FUNCTION_WORDS)))
 
 
 def confidence_share(hypotheses: pl.Expr, agrees: pl.Expr) -> pl.Expr:
