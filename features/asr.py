@@ -29,7 +29,8 @@ _alternative_words = words(
     _nbest.list.slice(1).list.eval(pl.element().struct.field("text")).list.join(" ")
 )
 
-_hypothesis_content = content_words(pl.element().struct.field("text"))
+# a hypothesis without text has no words (and a null here trips polars' list.eval)
+_hypothesis_content = content_words(pl.element().struct.field("text").fill_null(""))
 _same_content = _hypothesis_content.list.sort().list.join(" ")
 _top_content = _hypothesis_content.first()
 _content_covered = (

@@ -56,7 +56,8 @@ _slot_text = _slots.list.eval(pl.element().struct.field("value")).list.join(" ")
 _slots_then_asr = pl.concat_list(
     pl.struct(text=_slot_text, confidence=pl.lit(0.0)), _asr.field("nbest")
 )
-_hypothesis_words = content_words(pl.element().struct.field("text"))
+# a hypothesis without text has no words (and a null here trips polars' list.eval)
+_hypothesis_words = content_words(pl.element().struct.field("text").fill_null(""))
 _holds_slot_words = (
     _hypothesis_words.list.set_intersection(_hypothesis_words.first()).list.len()
     == _hypothesis_words.first().list.len()
