@@ -6,6 +6,7 @@ import polars as pl
 from fpi.features.base import Feature
 from fpi.features.common import (
     confidence_share,
+    content_key,
     content_words,
     dialogue_relative,
     entropy,
@@ -29,13 +30,7 @@ _alternative_words = words(
     _nbest.list.slice(1).list.eval(pl.element().struct.field("text")).list.join(" ")
 )
 
-# a hypothesis without text has no words (and a null here trips polars' list.eval)
-_hypothesis_content = content_words(pl.element().struct.field("text").fill_null(""))
-_same_content = _hypothesis_content.list.sort().list.join(" ")
-_top_content = _hypothesis_content.first()
-_content_covered = (
-    _hypothesis_content.list.set_intersection(_top_content).list.len() / _top_content.list.len()
-)
+_hypothesis_key = content_key(pl.element().struct.field("text"))
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
@@ -153,23 +148,11 @@ FEATURES: tuple[Feature, ...] = (
         name="asr__nbest_same_content_share",
         stage=STAGE,
         expr=pl.when(_nbest.list.len() > 1).then(
-            confidence_share(_nbest, _same_content == _same_content.first())
+            confidence_share(_nbest, _hypothesis_key == _hypothesis_key.first())
         ),
         description="Share of the ASR n-best's confidence on hypotheses with the top text's "
         "content words",
         reason="{value:.0%} of the ASR n-best's confidence said the same content words as the top",
         missing="ASR logged no scored alternative hypotheses",
-    ),
-    Feature(
-        name="asr__nbest_content_support",
-        stage=STAGE,
-        expr=pl.when(_nbest.list.len() > 1).then(
-            _nbest.list.eval(_content_covered * pl.element().struct.field("confidence")).list.sum()
-            / _nbest_confidences.list.sum()
-        ),
-        description="Confidence-weighted share of the top text's content words that the ASR "
-        "n-best hypotheses also hold (how well the n-best supports the words)",
-        reason="the ASR n-best supported {value:.0%} of the recognised content words",
-        missing="ASR logged no scored alternatives, or the top text had no content words",
     ),
 )

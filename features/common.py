@@ -34,6 +34,23 @@ def content_words(text: pl.Expr) -> pl.Expr:
     return words(text).list.set_difference(pl.lit(list(FUNCTION_WORDS)))
 
 
+_FUNCTION_WORD_RUN = " (?:" + "|".join(FUNCTION_WORDS) + ") "
+
+
+def content_key(text: pl.Expr) -> pl.Expr:
+    """A text's content words in order, lower-cased and space-separated ("" for none): the
+    same key for two texts that differ only in fillers, function words and punctuation.
+    String-only, so it stays fast inside `list.eval` over an n-best."""
+    spaced = pl.concat_str(
+        pl.lit(" "),
+        text.fill_null("").str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}']+", " "),
+        pl.lit(" "),
+    )
+    # twice: neighbouring function words share the space between them
+    once = spaced.str.replace_all(_FUNCTION_WORD_RUN, " ")
+    return once.str.replace_all(_FUNCTION_WORD_RUN, " ").str.strip_chars()
+
+
 def confidence_share(hypotheses: pl.Expr, agrees: pl.Expr) -> pl.Expr:
     """The share of an n-best's confidence held by the hypotheses where `agrees` (an expression
     over `pl.element()`, which may compare with `.first()`, the top hypothesis) holds; NaN

@@ -50,18 +50,7 @@ _lacks_screen = _device.field("has_screen").not_() | _device.field("type").is_in
 )
 
 _interpretation_intent = pl.element().struct.field("intent")
-#: The ASR n-best behind a pseudo-hypothesis of the slot values' words (first, no confidence),
-#: so each hypothesis can be compared with them as `.first()`.
 _slot_text = _slots.list.eval(pl.element().struct.field("value")).list.join(" ")
-_slots_then_asr = pl.concat_list(
-    pl.struct(text=_slot_text, confidence=pl.lit(0.0)), _asr.field("nbest")
-)
-# a hypothesis without text has no words (and a null here trips polars' list.eval)
-_hypothesis_words = content_words(pl.element().struct.field("text").fill_null(""))
-_holds_slot_words = (
-    _hypothesis_words.list.set_intersection(_hypothesis_words.first()).list.len()
-    == _hypothesis_words.first().list.len()
-)
 _text = _asr.field("text")
 _polarity_disagrees = (
     _text.str.contains(NEGATION_PATTERN) != _intent.str.contains(NEGATING_INTENT)
@@ -216,17 +205,6 @@ FEATURES: tuple[Feature, ...] = (
         description="Share of the NLU n-best's confidence on reading no intent at all",
         reason="{value:.0%} of the NLU n-best's confidence said nothing was asked",
         missing="NLU logged no scored interpretations",
-    ),
-    Feature(
-        name="nlu__slot_words_nbest_support",
-        stage=STAGE,
-        expr=pl.when(content_words(_slot_text).list.len() > 0).then(
-            confidence_share(_slots_then_asr, _holds_slot_words)
-        ),
-        description="Share of the ASR n-best's confidence on hypotheses that hold every content "
-        "word of the slot values",
-        reason="{value:.0%} of the ASR n-best's confidence said the slot values",
-        missing="no slot value words, or no scored ASR n-best, to compare",
     ),
     Feature(
         name="nlu__polarity_disagrees",

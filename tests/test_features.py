@@ -467,30 +467,31 @@ def test_nbest_agreement_and_what_was_said():
             },
             {
                 "timestamp": "2026-11-02T10:00:05Z",
-                "asr": _asr(("uh the", 0.5), ("a", 0.5)),
+                "asr": _asr(("north please", 0.5), ("a", 0.5)),
                 "nlu": {"intent": "inform", "slots": [{"name": "food", "value": "thai"}]},
                 "result": {"response_text": "Sorry, what food?"},
             },
+            {"timestamp": "2026-11-02T10:00:09Z", "asr": _asr(("uh the", 0.5), ("a", 0.5))},
         )
     ).to_dicts()
-    north, noise = got
-    assert (north["asr__content_words"], noise["asr__content_words"]) == (1, 0)
+    north, thai, noise = got
+    assert [r["asr__content_words"] for r in got] == [1, 1, 0]
     # "north" (0.6) is the top's content; "north south" (0.3) and "south" (0.1) are not
     assert north["asr__nbest_same_content_share"] == pytest.approx(0.6)
-    # the top's one content word is in the first two hypotheses: 0.6 + 0.3
-    assert north["asr__nbest_content_support"] == pytest.approx(0.9)
-    assert noise["asr__nbest_content_support"] is None  # no content word to support
+    assert noise["asr__nbest_same_content_share"] == 1.0  # "uh the" and "a": no content
     assert north["nlu__top_intent_share"] == pytest.approx(0.9)
     assert north["nlu__no_intent_share"] == pytest.approx(0.1)
-    assert north["nlu__slot_words_nbest_support"] == pytest.approx(0.9)
-    # "thai" was in no ASR hypothesis: no n-best mass says it, and the reason names it
-    assert noise["nlu__slot_words_nbest_support"] == 0.0
-    reason = render_reason(BY_NAME["nlu__slot_words_nbest_support"], 0.0)
-    assert reason == "0% of the ASR n-best's confidence said the slot values"
     assert north["nlu__heard_words_unused_share"] == 0.0  # "north" went into a slot
+    # the slot says "thai", the user said "north": the heard word went unused, and the
+    # reason says so
+    assert thai["nlu__heard_words_unused_share"] == 1.0
+    reason = render_reason(BY_NAME["nlu__heard_words_unused_share"], 1.0)
+    assert reason == "NLU used none of 100% of the recognised content words in a slot"
     assert noise["nlu__heard_words_unused_share"] is None  # nothing heard to use
     assert north["result__heard_words_not_said_share"] == 0.0  # the response says "north"
-    assert north["context__next_repeats_content"] == 0.0
+    assert thai["result__heard_words_not_said_share"] == 1.0  # "Sorry, what food?"
+    assert north["context__next_repeats_content"] == 1.0  # "north" again
+    assert thai["context__next_repeats_content"] == 0.0
     assert noise["context__next_repeats_content"] is None  # the last turn
 
 
@@ -499,9 +500,12 @@ def test_no_nlu_nbest_or_slots_gives_nulls_not_zeros():
         _turns({"timestamp": "2026-11-02T10:00:00Z", "asr": _asr(("north", 0.9)),
                 "nlu": {"intent": "inform", "slots": []}})
     ).to_dicts()  # fmt: skip
-    for name in ("nlu__top_intent_share", "nlu__no_intent_share", "nlu__slot_words_nbest_support",
-                 "asr__nbest_same_content_share", "asr__nbest_content_support",
-                 "result__heard_words_not_said_share"):  # fmt: skip
+    for name in (
+        "nlu__top_intent_share",
+        "nlu__no_intent_share",
+        "asr__nbest_same_content_share",
+        "result__heard_words_not_said_share",
+    ):
         assert got[name] is None, name
     assert got["nlu__heard_words_unused_share"] == 1.0  # "north" went into no slot
 
