@@ -10,7 +10,6 @@ from fpi.features.common import (
     NEGATING_INTENT,
     NEGATION_PATTERN,
     confidence_share,
-    content_words,
     dialogue_relative,
     entropy,
     missing_words,
@@ -213,14 +212,5 @@ FEATURES: tuple[Feature, ...] = (
         description="The text says yes or no and the intent does not, or the other way round",
         reason="{value:the intent's yes/no disagreed with the words|the intent's yes/no matched}",
         missing="no recognised text or no intent to compare",
-    ),
-    Feature(
-        name="nlu__heard_words_unused_share",
-        stage=STAGE,
-        expr=share_missing(content_words(_text), _slot_words),
-        description="Share of the recognised content words that no slot value holds (what NLU "
-        "left unused)",
-        reason="NLU used none of {value:.0%} of the recognised content words in a slot",
-        missing="the recognised text had no content words",
     ),
 )

@@ -481,15 +481,12 @@ def test_nbest_agreement_and_what_was_said():
     assert noise["asr__nbest_same_content_share"] == 1.0  # "uh the" and "a": no content
     assert north["nlu__top_intent_share"] == pytest.approx(0.9)
     assert north["nlu__no_intent_share"] == pytest.approx(0.1)
-    assert north["nlu__heard_words_unused_share"] == 0.0  # "north" went into a slot
-    # the slot says "thai", the user said "north": the heard word went unused, and the
-    # reason says so
-    assert thai["nlu__heard_words_unused_share"] == 1.0
-    reason = render_reason(BY_NAME["nlu__heard_words_unused_share"], 1.0)
-    assert reason == "NLU used none of 100% of the recognised content words in a slot"
-    assert noise["nlu__heard_words_unused_share"] is None  # nothing heard to use
     assert north["result__heard_words_not_said_share"] == 0.0  # the response says "north"
-    assert thai["result__heard_words_not_said_share"] == 1.0  # "Sorry, what food?"
+    # the user said "north", the response asks about food: the heard word is left out, and
+    # the reason says so
+    assert thai["result__heard_words_not_said_share"] == 1.0
+    reason = render_reason(BY_NAME["result__heard_words_not_said_share"], 1.0)
+    assert reason == "the response left out 100% of the recognised content words"
     assert north["context__next_repeats_content"] == 1.0  # "north" again
     assert thai["context__next_repeats_content"] == 0.0
     assert noise["context__next_repeats_content"] is None  # the last turn
@@ -507,7 +504,6 @@ def test_no_nlu_nbest_or_slots_gives_nulls_not_zeros():
         "result__heard_words_not_said_share",
     ):
         assert got[name] is None, name
-    assert got["nlu__heard_words_unused_share"] == 1.0  # "north" went into no slot
 
 
 def test_yes_no_words_against_the_intent():
