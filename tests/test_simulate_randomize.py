@@ -159,19 +159,3 @@ def test_an_open_line_with_terse_responses():
     success = result.field("status") == "success"
     assert (result.field("response_text").filter(success) == TERSE_RESPONSE).all()
     assert (result.field("response_text").filter(~success) != TERSE_RESPONSE).all()
-
-
-def test_slot_values_logged_as_catalogue_ids():
-    plain = simulate_pipeline(300, PipelineConfig("p"), seed=3)
-    ids = simulate_pipeline(300, PipelineConfig("p", slot_values_as_ids=True), seed=3)
-    pairs = []
-    for said, logged, er in zip(
-        plain["nlu"].to_list(), ids["nlu"].to_list(), ids["er"].to_list(), strict=True
-    ):
-        resolved = {e["slot"]: e["resolved_id"] for e in (er or {}).get("entities", [])}
-        slots = ((said or {}).get("slots") or [], (logged or {}).get("slots") or [])
-        for a, b in zip(*slots, strict=True):
-            pairs.append((a["value"], b["value"], resolved.get(b["name"])))
-    assert pairs
-    assert all(b == (rid or a) for a, b, rid in pairs)
-    assert any(a != b for a, b, _ in pairs)

@@ -91,9 +91,6 @@ class PipelineConfig:
     open_line: bool = False
     # successful responses do not say back what was asked ("Okay.")
     terse_responses: bool = False
-    # NLU logs a slot's catalogue id, not the words said ("town-0026" for "mumbai"), as
-    # pipelines that normalise values do (DSTC2's SLU logs "dontcare" for "any", "addr")
-    slot_values_as_ids: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The configuration as plain JSON-able values (for benchmark tables and metadata)."""
@@ -141,10 +138,6 @@ class PipelineConfig:
                     hyp["confidence"] = (
                         self.nlu.apply(hyp["confidence"], z) if self.log_nlu_confidence else None
                     )
-            if self.slot_values_as_ids and er is not None:
-                ids = {e["slot"]: e["resolved_id"] for e in er["entities"] if e["resolved_id"]}
-                for slot in nlu["slots"] or ():
-                    slot["value"] = ids.get(slot["name"], slot["value"])
             for slot in nlu["slots"] or ():
                 slot["confidence"] = (
                     self.slots.apply(slot["confidence"], z) if self.log_slot_confidence else None
@@ -236,5 +229,4 @@ def draw_pipeline(rng: np.random.Generator, name: str) -> PipelineConfig:
         log_feedback=logs(0.5),
         open_line=logs(0.2),
         terse_responses=logs(0.3),
-        slot_values_as_ids=logs(0.25),
     )
