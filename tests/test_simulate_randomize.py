@@ -159,3 +159,24 @@ def test_an_open_line_with_terse_responses():
     success = result.field("status") == "success"
     assert (result.field("response_text").filter(success) == TERSE_RESPONSE).all()
     assert (result.field("response_text").filter(~success) != TERSE_RESPONSE).all()
+
+
+def test_typed_requests_have_no_wake_asr_or_tts_and_never_fail_there():
+    frame = simulate_pipeline(2000, PipelineConfig("chat", typed_share=0.6), seed=2)
+    typed = frame["asr"].is_null()
+    assert 0.4 < typed.mean() < 0.65
+    assert frame.filter(typed)["wake"].is_null().all()
+    assert frame.filter(typed)["tts"].is_null().all()
+    labels = frame["label"].struct.field("failure_point")
+    assert not labels.filter(typed).is_in(["asr", "false_wake"]).any()
+    assert labels.filter(~typed).is_in(["asr"]).any()
+    voice = simulate_pipeline(2000, PipelineConfig("chat"), seed=2)
+    assert voice["asr"].is_not_null().all()
+    assert voice["label"].equals(frame["label"])  # typing changes the logs, not the world
+
+
+def test_a_quarter_of_drawn_pipelines_take_typed_requests():
+    shares = [p.typed_share for p in randomized_pipelines(5, 200)]
+    typing = [s for s in shares if s > 0]
+    assert 0.15 < len(typing) / len(shares) < 0.35
+    assert all(0.2 <= s <= 1.0 for s in typing)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,18 +92,25 @@ class PipelineConfig:
     open_line: bool = False
     # successful responses do not say back what was asked ("Okay.")
     terse_responses: bool = False
+    # the share of requests typed (a chat window, a phone app): no wake word, no ASR, no TTS
+    typed_share: float = 0.0
 
     def describe(self) -> dict[str, Any]:
         """The configuration as plain JSON-able values (for benchmark tables and metadata)."""
         return asdict(self)
 
-    def observe(self, record: dict, z: float) -> dict:
+    def observe(self, record: dict, z: float, *, typed: bool = False) -> dict:
         """The turn `record` as this pipeline logs it (a new dict; `record` is not changed).
 
         `z` is one standard normal draw shared by all of the turn's confidences, so a stage's
-        n-best keeps its order after recalibration.
+        n-best keeps its order after recalibration; `typed` (see `is_typed`) logs the request
+        as typed.
         """
         out = copy.deepcopy(record)
+        if typed:
+            out["wake"] = out["asr"] = out["tts"] = None
+            if out["signals"] is not None:
+                out["signals"]["barge_in"] = out["signals"]["barge_in_ms"] = None
         wake, asr, nlu, er = out["wake"], out["asr"], out["nlu"], out["er"]
         result, signals = out["result"], out["signals"]
         if wake is not None and self.open_line:
@@ -174,6 +182,14 @@ class PipelineConfig:
                 out["signals"] = None
         return out
 
+    def is_typed(self, turn_id: str, failure_point: str) -> bool:
+        """Whether a turn was typed: a `typed_share` of turns, chosen by a hash of the turn id
+        (so the world's and the noise's draws stay untouched). A typed request has no wake
+        word and no recognition, so a turn that failed at the wake word or in ASR was spoken."""
+        if self.typed_share <= 0.0 or failure_point in ("false_wake", "asr"):
+            return False
+        return zlib.crc32(turn_id.encode()) % 10_000 < self.typed_share * 10_000
+
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
@@ -229,4 +245,13 @@ def draw_pipeline(rng: np.random.Generator, name: str) -> PipelineConfig:
         log_feedback=logs(0.5),
         open_line=logs(0.2),
         terse_responses=logs(0.3),
+        typed_share=_typed_share(name),
     )
+
+
+def _typed_share(name: str) -> float:
+    """A quarter of pipelines take typed requests too (20-100% of their turns). Drawn from a
+    stream of its own (seeded by the pipeline's name), so the other draws of every pipeline
+    stay as they were before typed input existed."""
+    rng = np.random.default_rng([zlib.crc32(name.encode()), 104729])
+    return round(float(rng.uniform(0.2, 1.0)), 3) if rng.random() < 0.25 else 0.0
