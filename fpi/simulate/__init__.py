@@ -169,8 +169,9 @@ def _simulate(
             record, turn_id = turn.record, f"{dialogue_id}/{index}"
             if observer is not None:
                 pipeline, noise = observer
-                typed = pipeline.is_typed(turn_id, turn.label)
-                record = pipeline.observe(record, noise.z(), typed=typed)
+                record = pipeline.observe(
+                    record, noise.z(), turn_id=turn_id, failure_point=turn.label
+                )
             rows["dialogue_id"].append(dialogue_id)
             rows["turn_index"].append(index)
             rows["turn_id"].append(turn_id)
