@@ -51,9 +51,9 @@ MAX_CATEGORIES = 60
 #: Training turns stored as bin codes, for the classifier-based shift score.
 SAMPLE_TURNS = 4000
 #: Training turns stored for a profile of several components, stratified by component ...
-MIXTURE_SAMPLE_TURNS = 12_000
+MIXTURE_SAMPLE_TURNS = 8_000
 #: ... and at least this many of each component (or all it has).
-COMPONENT_SAMPLE_TURNS = 200
+COMPONENT_SAMPLE_TURNS = 150
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 CONFIDENCE_BINS = 20
 MISSING_CODE = 0

@@ -15,6 +15,7 @@ from fpi.cli import app
 from fpi.profile import PROFILE_FILE, BinnedSample
 from fpi.shift import (
     FEATURE_MOVED,
+    MIXTURE_SHIFT_THRESHOLD,
     SHIFT_THRESHOLD,
     DumpSample,
     ShiftCheck,
@@ -139,6 +140,7 @@ def test_one_pipeline_of_a_mixture_fits_and_another_world_does_not():
     # against the whole mixture (one component) the same dump is told apart at once
     whole = compare(_mixture_profile(components=False), _dump(profile, ("a", 800)))
     assert whole.verdict == "shifted" and whole.reference_components == ()
+    assert report.threshold == MIXTURE_SHIFT_THRESHOLD and whole.threshold == SHIFT_THRESHOLD
     far = compare(profile, _dump(profile, ("neither", 800)))
     assert far.verdict == "shifted" and far.score > 0.95
     assert "does not look like the training pipelines" in far.warning()
@@ -154,6 +156,18 @@ def test_a_one_component_profile_scores_as_before():
     assert report.score == separability(profile.sample, dump, categorical)
     assert report.reference_components == ()
     assert report.sentence().startswith("The traffic looks like the model's training traffic")
+
+
+def test_fresh_base_traffic_fits_the_bundled_mixture_and_names_base():
+    # the bundled model trains on randomised pipelines and `base` blocks (fpi.models.rebuild)
+    from fpi.model import load_bundle
+
+    profile = load_bundle().profile
+    assert profile.is_mixture and "base" in [c.name for c in profile.components]
+    report = assess(_sampled(_fresh("base", 5, 3000)), profile)
+    assert report.verdict == "fits", report.sentence()
+    assert report.reference_components[0]["name"] == "base"
+    assert report.reference_components[0]["weight"] > 0.9
 
 
 def _fresh(scenario: str, seed: int, turns: int = 1500) -> pl.DataFrame:

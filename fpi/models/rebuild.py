@@ -1,9 +1,9 @@
 """Rebuild the bundled default model: `python -m fpi.models.rebuild` (the whole recipe).
 
-Trains on 100k simulated turns (`bundled_traffic`, seed 1): 84k domain-randomised turns
+Trains on 100k simulated turns (`bundled_traffic`, seed 1): 80k domain-randomised turns
 (`fpi.simulate.simulate_pipeline` on `fpi.simulate.randomized_pipelines`: a freshly drawn
 pipeline every 2,000 turns, with its own failure rates, confidence calibrations, logged fields,
-status meanings and user habits) and 16k turns of the simulator's `base` scenario, the one the
+status meanings and user habits) and 20k turns of the simulator's `base` scenario, the one the
 demo and the tests use, in 2,000-turn blocks of their own seeds (the `farfield`, `newdomain`
 and `drift` scenarios stay out, held out for transfer and shift). Default parameters; the
 softmax is calibrated on the validation split, and the decision offsets are chosen there on
@@ -34,7 +34,7 @@ from fpi.simulate import BLOCK_TURNS, randomized_pipelines, simulate, simulate_p
 BUNDLED_TURNS = 100_000
 BUNDLED_SEED = 1
 #: The share of the bundled training turns from the `base` scenario.
-BASE_SHARE = 0.16
+BASE_SHARE = 0.2
 #: The component name of the `base` scenario's turns.
 BASE_COMPONENT = "base"
 
