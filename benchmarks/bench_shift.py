@@ -5,8 +5,8 @@ One command, against whatever bundle is installed (re-run it after every rebuild
     python benchmarks/bench_shift.py [--turns 20000] [--dstc2 /work/data/dstc2-train.parquet]
 
 Dumps: fresh `base` traffic (the scenario the demo and the tests use, on seeds the bundled
-model never saw), a fresh whole mixture of the bundled recipe (`fpi.models.rebuild.
-bundled_traffic` on another seed: new drawn pipelines and new `base` blocks), single fresh
+model never saw), fresh whole mixtures of the bundled recipe (`fpi.models.rebuild.
+bundled_traffic` on other seeds: new drawn pipelines and new `base` blocks), single fresh
 randomised pipelines (never trained on), the held-out scenarios (`farfield`, `newdomain`,
 `drift`), and real DSTC2 calls (`--dstc2`: an imported dump, or the DSTC2 root to import).
 Each dump is sampled as `fpi shift` does; the table gives the separability AUC against the
@@ -39,9 +39,9 @@ from fpi.simulate import SCENARIOS, randomized_pipelines, simulate_pipeline, sim
 from fpi.triage import run_triage
 
 OTHER_SEED = 7
-#: Recipe seed of the fresh whole mixture, and seed of the fresh single pipelines (the bundle
-#: is built with recipe seed 1).
-MIXTURE_SEED = 11
+#: Recipe seeds of the fresh whole mixtures, and seed of the fresh single pipelines (the
+#: bundle is built with recipe seed 1).
+MIXTURE_SEEDS = [11, 12]
 PIPELINE_SEED = 21
 
 
@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--base-seeds", type=int, nargs="+", default=[2, 3, 4, 5])
     parser.add_argument(
         "--mixture-turns", type=int, default=100_000, help="turns of the fresh whole mixture"
+    )
+    parser.add_argument(
+        "--mixture-seeds", type=int, nargs="+", default=MIXTURE_SEEDS, help="recipe seeds"
     )
     parser.add_argument("--pipelines", type=int, default=4, help="fresh single pipelines")
     parser.add_argument(
@@ -73,10 +76,10 @@ def main() -> None:
             path = Path(tmp, f"base-{seed}.parquet")
             simulate_to_file(path, args.turns, seed=seed, scenario="base")
             dumps.append((f"base, seed {seed}", path))
-        if args.mixture_turns:
-            path = Path(tmp, "mixture.parquet")
-            write_traces(bundled_traffic(args.mixture_turns, seed=MIXTURE_SEED)[0], path)
-            dumps.append((f"bundled recipe, seed {MIXTURE_SEED} ({args.mixture_turns:,})", path))
+        for seed in args.mixture_seeds if args.mixture_turns else ():
+            path = Path(tmp, f"mixture-{seed}.parquet")
+            write_traces(bundled_traffic(args.mixture_turns, seed=seed)[0], path)
+            dumps.append((f"bundled recipe, seed {seed} ({args.mixture_turns:,} turns)", path))
         for pipeline in randomized_pipelines(PIPELINE_SEED, args.pipelines):
             path = Path(tmp, f"{pipeline.name}.parquet")
             write_traces(simulate_pipeline(args.turns, pipeline, seed=PIPELINE_SEED), path)

@@ -315,7 +315,7 @@ class ShiftReport:
         if not self.reference_components:
             return f"the {self.reference}"
         nearest = ", ".join(f"{c['name']} {c['weight']:.2f}" for c in self.reference_components)
-        return f"the training pipelines this dump most resembles ({nearest})"
+        return f"the training pipelines it most resembles ({nearest})"
 
     def sentence(self, subject: str = "The traffic") -> str:
         """One plain sentence for people (headlines, summaries) about `subject`."""
