@@ -52,7 +52,8 @@ def macro_f1(y_true, y_pred, classes) -> float:
 
 def score(bundle, test: pl.DataFrame, classes, *, per_class: bool = False):
     proba = bundle.predict_proba(bundle.matrix(extract_features(test)))
-    predicted = np.asarray(FAILURE_POINTS, dtype=object)[proba.argmax(axis=1)]
+    # the product's prediction path: calibration, then the bundle's decision rule
+    predicted = np.asarray(FAILURE_POINTS, dtype=object)[bundle.decide(proba)]
     if per_class:
         metrics = classification_metrics(gold(test).to_numpy(), predicted)["per_class"]
         return {c: round(metrics[c]["f1"], 2) for c in classes}

@@ -16,8 +16,8 @@ from fpi.schema import FAILURE_POINTS
 
 @pytest.fixture(autouse=True)
 def fewer_rounds(monkeypatch):
-    """Cross-validation over 60 rounds instead of 400: same code path, a faster suite."""
-    monkeypatch.setattr("fpi.adapt.MAX_ROUNDS", 60)
+    """60 rounds instead of 150: same code path, a faster suite."""
+    monkeypatch.setattr("fpi.adapt.ROUNDS", 60)
 
 
 @pytest.fixture(scope="module")
