@@ -116,7 +116,7 @@ def next_turns(
     traces: pl.DataFrame,
     bundle,
     *,
-    labelled: Collection[str] | Mapping[str, str],
+    labelled: Collection[str] | Mapping[str, str | None],
     n: int,
     strategy: str = "active",
     seed: int = 0,
@@ -124,8 +124,9 @@ def next_turns(
     """The next `n` unlabelled turns to label, in queue order (`QUEUE_SCHEMA`).
 
     `bundle` is the current model (`fpi.model.ModelBundle`); `labelled` the turn ids already
-    labelled (they never come back), or a mapping of them to their labels: then the active
-    queue also seats the turns nearest the labelled examples of the rarest classes."""
+    labelled (they never come back), or a mapping of them to their labels (None: excluded
+    without a label, e.g. skipped): then the active queue also seats the turns nearest the
+    labelled examples of the rarest classes."""
     from fpi.featurize import extract_features
 
     if strategy not in STRATEGIES:
@@ -181,7 +182,10 @@ def _random_dialogues(dialogues: np.ndarray, n: int, rng: np.random.Generator):
 
 
 def _nearest_to_labelled(
-    traces: pl.DataFrame, matrix: np.ndarray, open_mask: np.ndarray, classes: Mapping[str, str]
+    traces: pl.DataFrame,
+    matrix: np.ndarray,
+    open_mask: np.ndarray,
+    classes: Mapping[str, str | None],
 ) -> dict[int, np.ndarray]:
     """Per class with labelled examples: the open turns (indices among them) nearest to any of
     those examples in the standardised feature space, nearest first."""
