@@ -6,7 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fpi.queue import MAX_PER_DIALOGUE, QUEUE_SCHEMA, coverage_seats, kmeans, next_turns
+from fpi.queue import (
+    COVERAGE_ENOUGH,
+    MAX_PER_DIALOGUE,
+    QUEUE_SCHEMA,
+    coverage_seats,
+    kmeans,
+    next_turns,
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +62,11 @@ def test_rare_predicted_classes_get_seats(pool, small_bundle):
 
 def test_coverage_seats_favour_classes_with_few_labels():
     proba = np.full((10, 6), 0.25)
-    seats = coverage_seats(proba, {"correct": 400, "asr": 3}, 30)
-    assert seats[0] < seats[2]  # correct (400 labels) < asr (3)
+    seats = coverage_seats(proba, {"correct": 12, "asr": 3}, 30)
+    assert seats[0] < seats[2]  # correct (12 labels) < asr (3)
     assert list(seats)[-1] == 0  # the class with most labels is served last
+    enough = coverage_seats(proba, {"correct": COVERAGE_ENOUGH, "asr": 3}, 30)
+    assert 0 not in enough and enough.keys() == set(range(1, 6))
     assert coverage_seats(np.eye(6)[[0, 0, 0]] * 0.99 + 0.001, None, 12).keys() == {0}
 
 
@@ -117,7 +126,7 @@ def test_labelled_rare_turns_get_their_nearest_neighbours_seated(pool, small_bun
 def test_a_mapping_of_labels_counts_like_the_bundles_label_counts(pool, small_bundle):
     ids = pool.get_column("turn_id").to_list()
     # skipped turns (None) are excluded but count for no class
-    labels = dict.fromkeys(ids[:10]) | {t: "correct" for t in ids[10:20]}
+    labels = dict.fromkeys(ids[:10]) | {t: "correct" for t in ids[10:15]}
     queue = next_turns(pool, small_bundle, labelled=labels, n=30, seed=1)
-    assert queue.height == 30 and not set(queue.get_column("turn_id")) & set(ids[:20])
+    assert queue.height == 30 and not set(queue.get_column("turn_id")) & set(ids[:15])
     assert queue.get_column("why").str.contains("near labelled correct").any()
