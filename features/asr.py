@@ -5,6 +5,9 @@ from __future__ import annotations
 import polars as pl
 from fpi.features.base import Feature
 from fpi.features.common import (
+    confidence_share,
+    content_key,
+    content_words,
     dialogue_relative,
     entropy,
     jaccard,
@@ -26,6 +29,8 @@ _seconds = _asr.field("audio_ms") / 1000.0
 _alternative_words = words(
     _nbest.list.slice(1).list.eval(pl.element().struct.field("text")).list.join(" ")
 )
+
+_hypothesis_key = content_key(pl.element().struct.field("text"))
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
@@ -131,5 +136,23 @@ FEATURES: tuple[Feature, ...] = (
         description="Share of the top ASR text's words that no other n-best hypothesis has",
         reason="{value:.0%} of the recognised words appeared in no other ASR hypothesis",
         missing="ASR logged no alternative hypotheses",
+    ),
+    Feature(
+        name="asr__content_words",
+        stage=STAGE,
+        expr=content_words(_text).list.len(),
+        description="Content words in the recognised text (fillers and function words left out)",
+        reason="the recognised text had {value:.0f} content words",
+    ),
+    Feature(
+        name="asr__nbest_same_content_share",
+        stage=STAGE,
+        expr=pl.when(_nbest.list.len() > 1).then(
+            confidence_share(_nbest, _hypothesis_key == _hypothesis_key.first())
+        ),
+        description="Share of the ASR n-best's confidence on hypotheses with the top text's "
+        "content words",
+        reason="{value:.0%} of the ASR n-best's confidence said the same content words as the top",
+        missing="ASR logged no scored alternative hypotheses",
     ),
 )

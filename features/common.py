@@ -19,6 +19,47 @@ def words(text: pl.Expr) -> pl.Expr:
     return text.str.to_lowercase().str.extract_all(WORD_PATTERN)
 
 
+#: Fillers and English function words: what a recogniser may add or drop without changing what
+#: was asked ("the north please" and "north" say the same), and all that noise picked up as
+#: speech tends to come out as ("uh", "the", "a").
+_FUNCTION_WORD_TEXT = (
+    "uh um ah er erm hmm mm oh uhm huh a an the and or but so then please i i'm me my it it's "
+    "its is am are was be to of in on at for with that this there some okay ok well"
+)
+FUNCTION_WORDS = tuple(_FUNCTION_WORD_TEXT.split())
+
+
+def content_words(text: pl.Expr) -> pl.Expr:
+    """The lower-cased words of a text without fillers and function words, as a list."""
+    return words(text).list.set_difference(pl.lit(list(FUNCTION_WORDS)))
+
+
+_FUNCTION_WORD_RUN = " (?:" + "|".join(FUNCTION_WORDS) + ") "
+
+
+def content_key(text: pl.Expr) -> pl.Expr:
+    """A text's content words in order, lower-cased and space-separated ("" for none): the
+    same key for two texts that differ only in fillers, function words and punctuation.
+    String-only, so it stays fast inside `list.eval` over an n-best."""
+    spaced = pl.concat_str(
+        pl.lit(" "),
+        text.fill_null("").str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}']+", " "),
+        pl.lit(" "),
+    )
+    # twice: neighbouring function words share the space between them
+    once = spaced.str.replace_all(_FUNCTION_WORD_RUN, " ")
+    return once.str.replace_all(_FUNCTION_WORD_RUN, " ").str.strip_chars()
+
+
+def confidence_share(hypotheses: pl.Expr, agrees: pl.Expr) -> pl.Expr:
+    """The share of an n-best's confidence held by the hypotheses where `agrees` (an expression
+    over `pl.element()`, which may compare with `.first()`, the top hypothesis) holds; NaN
+    when the n-best has no confidence."""
+    confidence = pl.element().struct.field("confidence")
+    held = hypotheses.list.eval(pl.when(agrees).then(confidence).otherwise(0.0)).list.sum()
+    return held / hypotheses.list.eval(confidence).list.sum()
+
+
 def stems(word_list: pl.Expr, length: int = 4) -> pl.Expr:
     """Each word cut to its first `length` characters: a crude stem, so "addr" meets
     "address" and "postcode" meets "post code"."""

@@ -16,7 +16,9 @@ from fpi.features.common import (
     APOLOGY_PATTERN,
     NEGATING_INTENT,
     NEGATION_PATTERN,
+    content_words,
     jaccard,
+    share_missing,
     words,
 )
 
@@ -66,6 +68,16 @@ _busy_s = (
     )
     / 1000.0
 )
+
+#: From the start of the response to this turn, per word of the response: how far into a
+#: response (at any speaking rate) the turn began; without a played duration, a turn that
+#: starts before the response could have been said is noise or echo, not a reply.
+_response_start_us = _start_us + (
+    pl.sum_horizontal(pl.col("asr").struct.field("audio_ms"), _result.field("latency_ms")) * 1000
+)
+_response_word_count = words(
+    pl.coalesce(_result.field("response_text"), pl.col("tts").struct.field("text"))
+).list.len()
 
 _slot_names = _slots.list.eval(pl.element().struct.field("name"))
 _slot_pairs = _slots.list.eval(
@@ -246,5 +258,26 @@ FEATURES: tuple[Feature, ...] = (
         description="The assistant's previous response apologised or said it could not",
         reason="{value:the assistant had just apologised|the assistant had not apologised}",
         missing="no previous response",
+    ),
+    Feature(
+        name="context__next_repeats_content",
+        stage=STAGE,
+        expr=_with_next(1.0 - share_missing(content_words(_text), content_words(_next_text))),
+        description="Share of the turn's content words that the user's next turn says again",
+        reason="the user's next turn said {value:.0%} of this turn's content words again",
+        missing="no next turn, or this turn had no content words",
+    ),
+    Feature(
+        name="context__prev_response_s_per_word",
+        stage=STAGE,
+        expr=_with_previous(
+            pl.when(_response_word_count.shift(1) > 0).then(
+                (_start_us - _response_start_us.shift(1)) / 1e6 / _response_word_count.shift(1)
+            )
+        ),
+        description="Seconds from the start of the previous response to this turn, per word of "
+        "that response (small: the turn began before the response could be said)",
+        reason="this turn began {value:.2f} s per word after the previous response started",
+        missing="no previous response with words",
     ),
 )

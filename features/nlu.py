@@ -5,6 +5,12 @@ from __future__ import annotations
 import polars as pl
 from fpi.features.base import Feature
 from fpi.features.common import (
+    AFFIRMATION_PATTERN,
+    AFFIRMING_INTENT,
+    NEGATING_INTENT,
+    NEGATION_PATTERN,
+    confidence_share,
+    content_words,
     dialogue_relative,
     entropy,
     missing_words,
@@ -42,6 +48,13 @@ _needs_screen = pl.concat_str(_domain, _intent, separator=" ", ignore_nulls=True
 _lacks_screen = _device.field("has_screen").not_() | _device.field("type").is_in(
     SCREENLESS_DEVICE_TYPES
 )
+
+_interpretation_intent = pl.element().struct.field("intent")
+_slot_text = _slots.list.eval(pl.element().struct.field("value")).list.join(" ")
+_text = _asr.field("text")
+_polarity_disagrees = (
+    _text.str.contains(NEGATION_PATTERN) != _intent.str.contains(NEGATING_INTENT)
+) | (_text.str.contains(AFFIRMATION_PATTERN) != _intent.str.contains(AFFIRMING_INTENT))
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
@@ -176,5 +189,38 @@ FEATURES: tuple[Feature, ...] = (
         reason="NLU filled the slots {value}",
         categorical=True,
         missing="NLU filled no slots",
+    ),
+    Feature(
+        name="nlu__top_intent_share",
+        stage=STAGE,
+        expr=confidence_share(_nbest, _interpretation_intent == _interpretation_intent.first()),
+        description="Share of the NLU n-best's confidence behind the top interpretation's intent",
+        reason="{value:.0%} of the NLU n-best's confidence backed the chosen intent",
+        missing="NLU logged no scored interpretations",
+    ),
+    Feature(
+        name="nlu__no_intent_share",
+        stage=STAGE,
+        expr=confidence_share(_nbest, _interpretation_intent.is_null()),
+        description="Share of the NLU n-best's confidence on reading no intent at all",
+        reason="{value:.0%} of the NLU n-best's confidence said nothing was asked",
+        missing="NLU logged no scored interpretations",
+    ),
+    Feature(
+        name="nlu__polarity_disagrees",
+        stage=STAGE,
+        expr=_polarity_disagrees,
+        description="The text says yes or no and the intent does not, or the other way round",
+        reason="{value:the intent's yes/no disagreed with the words|the intent's yes/no matched}",
+        missing="no recognised text or no intent to compare",
+    ),
+    Feature(
+        name="nlu__heard_words_unused_share",
+        stage=STAGE,
+        expr=share_missing(content_words(_text), _slot_words),
+        description="Share of the recognised content words that no slot value holds (what NLU "
+        "left unused)",
+        reason="NLU used none of {value:.0%} of the recognised content words in a slot",
+        missing="the recognised text had no content words",
     ),
 )

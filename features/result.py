@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 from fpi.features.base import Feature
-from fpi.features.common import APOLOGY_PATTERN, missing_words, share_missing, stems, words
+from fpi.features.common import (
+    APOLOGY_PATTERN,
+    content_words,
+    missing_words,
+    share_missing,
+    stems,
+    words,
+)
 
 STAGE = "result"
 _result = pl.col("result").struct
@@ -122,5 +129,18 @@ FEATURES: tuple[Feature, ...] = (
         description="Share of the resolved entities' words that the response does not say",
         reason="the response left out {value:.0%} of the resolved entities' words",
         missing="no resolved entity or no response to compare",
+    ),
+    Feature(
+        name="result__heard_words_not_said_share",
+        stage=STAGE,
+        expr=pl.when(_response.is_not_null()).then(
+            share_missing(
+                stems(content_words(pl.col("asr").struct.field("text"))), stems(_response_words)
+            )
+        ),
+        description="Share of the recognised content words (by their first four letters) that "
+        "the response does not mention",
+        reason="the response left out {value:.0%} of the recognised content words",
+        missing="no recognised content words or no response to compare",
     ),
 )

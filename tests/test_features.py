@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -433,3 +434,112 @@ def _json_schema():
     from fpi.schema import TRACE_JSON_SCHEMA
 
     return TRACE_JSON_SCHEMA
+
+
+def _turns(*turns: dict) -> pl.DataFrame:
+    """A one-dialogue trace frame from partial records (index and dialogue id filled in)."""
+    records = [{"dialogue_id": "d", "turn_index": i, **turn} for i, turn in enumerate(turns)]
+    return as_traces(pl.DataFrame(records, schema=pl.Schema(_json_schema())))
+
+
+def _asr(*hypotheses: tuple[str, float]) -> dict:
+    text, confidence = hypotheses[0]
+    nbest = [{"text": t, "confidence": c} for t, c in hypotheses]
+    return {"text": text, "confidence": confidence, "nbest": nbest, "audio_ms": 1000.0}
+
+
+def test_nbest_agreement_and_what_was_said():
+    got = extract_features(
+        _turns(
+            {
+                "timestamp": "2026-11-02T10:00:00Z",
+                "asr": _asr(("the north please", 0.6), ("north south", 0.3), ("south", 0.1)),
+                "nlu": {
+                    "intent": "inform",
+                    "nbest": [
+                        {"intent": "inform", "confidence": 0.7},
+                        {"intent": "inform", "confidence": 0.2},
+                        {"intent": None, "confidence": 0.1},
+                    ],
+                    "slots": [{"name": "area", "value": "north"}],
+                },
+                "result": {"response_text": "North it is.", "latency_ms": 500.0},
+            },
+            {
+                "timestamp": "2026-11-02T10:00:05Z",
+                "asr": _asr(("north please", 0.5), ("a", 0.5)),
+                "nlu": {"intent": "inform", "slots": [{"name": "food", "value": "thai"}]},
+                "result": {"response_text": "Sorry, what food?"},
+            },
+            {"timestamp": "2026-11-02T10:00:09Z", "asr": _asr(("uh the", 0.5), ("a", 0.5))},
+        )
+    ).to_dicts()
+    north, thai, noise = got
+    assert [r["asr__content_words"] for r in got] == [1, 1, 0]
+    # "north" (0.6) is the top's content; "north south" (0.3) and "south" (0.1) are not
+    assert north["asr__nbest_same_content_share"] == pytest.approx(0.6)
+    assert noise["asr__nbest_same_content_share"] == 1.0  # "uh the" and "a": no content
+    assert north["nlu__top_intent_share"] == pytest.approx(0.9)
+    assert north["nlu__no_intent_share"] == pytest.approx(0.1)
+    assert north["nlu__heard_words_unused_share"] == 0.0  # "north" went into a slot
+    # the slot says "thai", the user said "north": the heard word went unused, and the
+    # reason says so
+    assert thai["nlu__heard_words_unused_share"] == 1.0
+    reason = render_reason(BY_NAME["nlu__heard_words_unused_share"], 1.0)
+    assert reason == "NLU used none of 100% of the recognised content words in a slot"
+    assert noise["nlu__heard_words_unused_share"] is None  # nothing heard to use
+    assert north["result__heard_words_not_said_share"] == 0.0  # the response says "north"
+    assert thai["result__heard_words_not_said_share"] == 1.0  # "Sorry, what food?"
+    assert north["context__next_repeats_content"] == 1.0  # "north" again
+    assert thai["context__next_repeats_content"] == 0.0
+    assert noise["context__next_repeats_content"] is None  # the last turn
+
+
+def test_no_nlu_nbest_or_slots_gives_nulls_not_zeros():
+    (got,) = extract_features(
+        _turns({"timestamp": "2026-11-02T10:00:00Z", "asr": _asr(("north", 0.9)),
+                "nlu": {"intent": "inform", "slots": []}})
+    ).to_dicts()  # fmt: skip
+    for name in (
+        "nlu__top_intent_share",
+        "nlu__no_intent_share",
+        "asr__nbest_same_content_share",
+        "result__heard_words_not_said_share",
+    ):
+        assert got[name] is None, name
+    assert got["nlu__heard_words_unused_share"] == 1.0  # "north" went into no slot
+
+
+def test_yes_no_words_against_the_intent():
+    got = extract_features(
+        _turns(*({"timestamp": f"2026-11-02T10:00:0{i}Z", "asr": _asr((text, 0.9)),
+                  "nlu": {"intent": intent}}
+                 for i, (text, intent) in enumerate(
+                     [("no not that", "negate"), ("yes please", "affirm"), ("yes", "negate"),
+                      ("the north", "affirm"), ("the north", "inform")])))
+    ).to_dicts()  # fmt: skip
+    assert [r["nlu__polarity_disagrees"] for r in got] == [0.0, 0.0, 1.0, 1.0, 0.0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    words_per_second=st.floats(0.5, 5.0),
+    response_words=st.integers(1, 30),
+    wait_per_word=st.floats(0.0, 2.0),
+)
+def test_turn_start_per_word_of_the_previous_response(
+    words_per_second: float, response_words: int, wait_per_word: float
+):
+    """The next turn begins `wait_per_word` s per response word after the response started
+    (after the speech and the latency), whatever the speech and latency."""
+    audio_s, latency_s = 2.0 / words_per_second, 0.4
+    start = audio_s + latency_s + wait_per_word * response_words
+    first = {"timestamp": "2026-11-02T10:00:00Z", "asr": {**_asr(("a b", 0.9)),
+             "audio_ms": audio_s * 1000},
+             "result": {"response_text": " ".join(["word"] * response_words),
+                        "latency_ms": latency_s * 1000}}  # fmt: skip
+    moment = datetime(2026, 11, 2, 10, tzinfo=UTC) + timedelta(seconds=start)
+    second = {"timestamp": moment.isoformat(timespec="microseconds").replace("+00:00", "Z")}
+    got = extract_features(_turns(first, second))["context__prev_response_s_per_word"]
+    assert got[0] is None
+    assert got[1] == pytest.approx(wait_per_word, abs=1e-5)
