@@ -38,6 +38,14 @@ def test_labelled_turns_never_come_back(pool, small_bundle):
         assert queue.height == 100
 
 
+def test_active_keeps_random_seats_for_exploration(pool, small_bundle):
+    from fpi.queue import EXPLORE_SHARE
+
+    queue = next_turns(pool, small_bundle, labelled=[], n=50, seed=0)
+    explored = queue.filter(pl.col("why").str.starts_with("random turn")).height
+    assert 0 < explored <= int(50 * EXPLORE_SHARE)
+
+
 def test_active_caps_turns_per_dialogue(pool, small_bundle):
     queue = next_turns(pool, small_bundle, labelled=[], n=60, seed=0)
     assert queue.group_by("dialogue_id").len().get_column("len").max() <= MAX_PER_DIALOGUE
