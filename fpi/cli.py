@@ -57,16 +57,6 @@ def print_error(message: str, *, label: str = "error") -> None:
     err_console.print(Text.assemble((f"{label}: ", "bold red"), message))
 
 
-@contextmanager
-def domain_errors() -> Iterator[None]:
-    """Turn a domain error into its message and exit code, never a traceback."""
-    try:
-        yield
-    except FpiError as exc:
-        print_error(str(exc))
-        raise typer.Exit(exc.exit_code) from None
-
-
 class ErrorBoundary(TyperGroup):
     """The one place a failure becomes an exit code: 0 ok, 1 invalid records, 2 unusable
     input, arguments, model or output path, 3 an internal error (traceback only with
@@ -80,10 +70,12 @@ class ErrorBoundary(TyperGroup):
 
     def invoke(self, ctx: typer.Context):
         try:
-            with domain_errors():
-                return super().invoke(ctx)
+            return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: typer prints them
             raise
+        except FpiError as exc:  # a domain error: its message and exit code, never a traceback
+            print_error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             print_error("interrupted", label="stopped")
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -368,7 +360,7 @@ def simulate_command(
 
     from fpi.simulate import simulate_to_file
 
-    with domain_errors(), console.status("simulating"):
+    with console.status("simulating"):
         _refuse_outputs([], out=out)
         summary = simulate_to_file(
             out,
@@ -401,8 +393,7 @@ def validate(
 
     from fpi.io import validate_dumps
 
-    with domain_errors():
-        report = validate_dumps(dumps, rejects_path=rejects, max_line_bytes=max_line_bytes)
+    report = validate_dumps(dumps, rejects_path=rejects, max_line_bytes=max_line_bytes)
     console.print(
         f"{len(report.files)} file(s): {report.read:,} records read = "
         f"{report.accepted:,} accepted + {report.rejected:,} rejected",
@@ -471,7 +462,7 @@ def features_command(
         raise typer.BadParameter("give at least one trace dump (or --list)", param_hint="DUMP")
     if out is None or not out.name.lower().endswith(".parquet"):
         raise typer.BadParameter("give the output as --out FILE.parquet", param_hint="--out")
-    with domain_errors(), _rejects_to(rejects, dumps, out=out) as sink:
+    with _rejects_to(rejects, dumps, out=out) as sink:
         matrix = write_features(dumps, out, rejects=sink, max_line_bytes=max_line_bytes)
     console.print(
         f"{matrix.height:,} turns x {matrix.width - 1} features written to {out}",
@@ -523,27 +514,26 @@ def train(
     from fpi.model import train as train_model
 
     overrides = _param_overrides(param)
-    with domain_errors():
-        check_params(overrides)
-        from fpi.io import check_output, resolve_inputs
+    check_params(overrides)
+    from fpi.io import check_output, resolve_inputs
 
-        check_output(out, resolve_inputs(dumps), directory=True)
-        with _rejects_to(rejects, dumps) as sink:
-            traces = read_traces(dumps, rejects=sink, max_line_bytes=max_line_bytes)
-        if labels is not None:
-            traces = _with_store_labels(traces, labels)
-        columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=err_console, transient=True) as bar:
-            task = bar.add_task("boosting", total=rounds)
-            bundle = train_model(
-                traces,
-                params=overrides,
-                rounds=rounds,
-                seed=seed,
-                without_stages=tuple(without_stage or ()),
-                on_iteration=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        bundle.save(out)
+    check_output(out, resolve_inputs(dumps), directory=True)
+    with _rejects_to(rejects, dumps) as sink:
+        traces = read_traces(dumps, rejects=sink, max_line_bytes=max_line_bytes)
+    if labels is not None:
+        traces = _with_store_labels(traces, labels)
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("boosting", total=rounds)
+        bundle = train_model(
+            traces,
+            params=overrides,
+            rounds=rounds,
+            seed=seed,
+            without_stages=tuple(without_stage or ()),
+            on_iteration=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    bundle.save(out)
     summary = bundle.metadata["training"]
     console.print(
         f"trained on {summary['turns']} turns ({summary['dialogues']} dialogues), "
@@ -585,22 +575,19 @@ def evaluate(
     from fpi.model import load_bundle
     from fpi.schema import FAILURE_POINTS
 
-    with domain_errors():
-        bundle = load_bundle(model)
-        check = _shift_check(bundle, model)
-        gold = _store_gold(labels)
+    bundle = load_bundle(model)
+    check = _shift_check(bundle, model)
+    gold = _store_gold(labels)
 
-        def scored(sink):
-            for batch in iter_trace_batches(
-                dumps, rejects_sink=sink, max_line_bytes=max_line_bytes
-            ):
-                check.offer(batch.traces)
-                yield gold(batch.traces, score_traces(batch.traces, bundle))
+    def scored(sink):
+        for batch in iter_trace_batches(dumps, rejects_sink=sink, max_line_bytes=max_line_bytes):
+            check.offer(batch.traces)
+            yield gold(batch.traces, score_traces(batch.traces, bundle))
 
-        with _rejects_to(rejects, dumps, json=json_out) as sink:
-            report = evaluation_report(scored(sink))
-        shift = check.report()
-        report["shift"] = shift.to_dict()
+    with _rejects_to(rejects, dumps, json=json_out) as sink:
+        report = evaluation_report(scored(sink))
+    shift = check.report()
+    report["shift"] = shift.to_dict()
     systems = {"model": report, **report["references"], "rule baseline": report["rule_baseline"]}
     table = Table("", *systems, title=f"failure-point isolation on {report['n']} labelled turns")
     table.add_row("accuracy", *(f"{m['accuracy']:.3f}" for m in systems.values()))
@@ -633,7 +620,7 @@ def evaluate(
     if json_out is not None:
         from fpi.io import atomic_output
 
-        with domain_errors(), atomic_output(json_out) as tmp:
+        with atomic_output(json_out) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"metrics written to {json_out}")
 
@@ -747,7 +734,7 @@ def triage(
         )
         return
     started = time.perf_counter()
-    with domain_errors(), _rejects_to(rejects, dumps, out=out) as sink:
+    with _rejects_to(rejects, dumps, out=out) as sink:
         bundle = load_bundle(model)
         transform = None
         if owners is not None:
@@ -832,27 +819,26 @@ def _triage_on_spark(
     from fpi.errors import InputError
 
     started = time.perf_counter()
-    with domain_errors():
-        try:
-            from fpi import spark
-        except ImportError:
-            raise InputError(
-                "--engine spark needs PySpark and Java 17: pip install 'fpi[spark]'"
-            ) from None
-        with _rejects_to(rejects, dumps) as sink:
-            session = spark.session(master)
-            session.sparkContext.setLogLevel("ERROR")
-            run = spark.run_triage(
-                session,
-                dumps,
-                out,
-                bundle=model,
-                top_k=top_k,
-                abstain_below=abstain_below,
-                keep=keep,
-                rejects_sink=sink,
-                max_line_bytes=max_line_bytes,
-            )
+    try:
+        from fpi import spark
+    except ImportError:
+        raise InputError(
+            "--engine spark needs PySpark and Java 17: pip install 'fpi[spark]'"
+        ) from None
+    with _rejects_to(rejects, dumps) as sink:
+        session = spark.session(master)
+        session.sparkContext.setLogLevel("ERROR")
+        run = spark.run_triage(
+            session,
+            dumps,
+            out,
+            bundle=model,
+            top_k=top_k,
+            abstain_below=abstain_below,
+            keep=keep,
+            rejects_sink=sink,
+            max_line_bytes=max_line_bytes,
+        )
     elapsed = time.perf_counter() - started
     console.print(
         f"read {run.read:,} turns = {run.triaged:,} triaged + {run.rejected:,} rejected; "
@@ -884,10 +870,9 @@ def explain(
     from fpi.model import load_bundle
     from fpi.predict import REASONS_EXPLAIN_RAW_SCORE
 
-    with domain_errors():
-        _refuse_outputs([dump], png=png)
-        bundle = load_bundle(model)
-        explanation = explain_turn(find_dialogue([dump], turn_id), turn_id, bundle)
+    _refuse_outputs([dump], png=png)
+    bundle = load_bundle(model)
+    explanation = explain_turn(find_dialogue([dump], turn_id), turn_id, bundle)
     for label, turn in (("this turn", explanation.turn), ("next turn", explanation.next_turn)):
         title = f"{label}: {turn['turn_id']}" if turn else label
         stages = Table("stage", "output", title=title)
@@ -923,7 +908,7 @@ def explain(
 
         ax = waterfall(waterfall_frame(explanation))
         ax.figure.tight_layout()
-        with domain_errors(), atomic_output(png) as tmp:
+        with atomic_output(png) as tmp:
             ax.figure.savefig(tmp, dpi=120, format=png.suffix.lstrip(".").lower() or "png")
         plt.close(ax.figure)
         console.print(f"waterfall written to {png}")
@@ -952,8 +937,7 @@ def route(
 
     from fpi.owners import route_file
 
-    with domain_errors():
-        routed = route_file(triage_output, owners, out)
+    routed = route_file(triage_output, owners, out)
     table = Table("owner", "turns", "file", title=f"routed to {out}")
     for row in routed.iter_rows(named=True):
         table.add_row(row["owner"], f"{row['turns']:,}", row["file"])
@@ -1005,7 +989,7 @@ def report(
     """Write the weekly defect-attribution report: report.html, report.md and charts."""
     from fpi.report import run_report
 
-    with domain_errors(), err_console.status("building the report"):
+    with err_console.status("building the report"):
         built, written = run_report(
             inputs,
             week=week,
@@ -1060,7 +1044,7 @@ def demo(
             param_hint="--turns-per-week",
         )
 
-    with domain_errors(), console.status("simulating, validating, triaging, reporting..."):
+    with console.status("simulating, validating, triaging, reporting..."):
         result = run_demo(
             out_dir=out,
             data_dir=data_dir,
@@ -1121,7 +1105,7 @@ def _import_progress(kind: str) -> Iterator:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     columns = (TextColumn(f"importing {kind}s"), BarColumn(), MofNCompleteColumn())
-    with domain_errors(), Progress(*columns, console=err_console, transient=True) as bar:
+    with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(kind, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -1247,8 +1231,7 @@ def collect_homeassistant_command(
     def report(new: int, total: int) -> None:
         err_console.print(f"{new} new run(s), {total} in {out}", highlight=False)
 
-    with domain_errors():
-        result = collect_runs(url, token_file, out, interval=interval, once=once, report=report)
+    result = collect_runs(url, token_file, out, interval=interval, once=once, report=report)
     console.print(
         f"collected {result.written} new run(s) in {result.polls} poll(s); "
         f"{result.total} run(s) in {out}",
@@ -1352,7 +1335,6 @@ def shift_command(
     from fpi.shift import assess, assess_against, confidence_shift, sample_dumps
 
     with (
-        domain_errors(),
         _rejects_to(rejects, [*dumps, *(against or [])], json=json_out) as sink,
         err_console.status("sampling and comparing"),
     ):
@@ -1367,7 +1349,7 @@ def shift_command(
     if json_out is not None:
         from fpi.io import atomic_output
 
-        with domain_errors(), atomic_output(json_out) as tmp:
+        with atomic_output(json_out) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         console.print(f"shift report written to {json_out}")
 
@@ -1407,7 +1389,7 @@ def labels_stats_command(db: LabelsArg) -> None:
     """Current labels per class and annotator."""
     from fpi.labels import LabelStore
 
-    with domain_errors(), LabelStore(db) as store:
+    with LabelStore(db) as store:
         stats = store.stats()
     console.print(
         _table_of_counts(
@@ -1429,7 +1411,7 @@ def labels_export_command(
     """Write the current labels (or the whole history) as JSON Lines or CSV."""
     from fpi.labels import LabelStore, export_labels
 
-    with domain_errors(), LabelStore(db) as store:
+    with LabelStore(db) as store:
         rows = export_labels(store, out, history=history)
     console.print(f"{rows} row(s) written to {out}")
 
@@ -1457,7 +1439,7 @@ def labels_import_command(
     from fpi.io import read_traces
     from fpi.labels import LabelStore, import_labels
 
-    with domain_errors(), LabelStore(db) as store:
+    with LabelStore(db) as store:
         traces = read_traces(dump) if dump else None
         result = import_labels(store, label_file, annotator=annotator, traces=traces)
     for line, reason in result.rejected[:20]:
@@ -1492,7 +1474,7 @@ def labels_agreement_command(
 
     from fpi.labels import LabelStore, agreement
 
-    with domain_errors(), LabelStore(db) as store:
+    with LabelStore(db) as store:
         report = agreement(store.current())
     console.print(
         f"{len(report['annotators'])} annotator(s); {report['shared_turns']} turn(s) "
@@ -1547,7 +1529,7 @@ def queue_command(
     from fpi.model import load_bundle
     from fpi.queue import next_turns
 
-    with domain_errors(), LabelStore(labels) as store:
+    with LabelStore(labels) as store:
         bundle = load_bundle(model)
         traces = read_traces(dumps)
         store.register_turns(turn_registry(traces))
@@ -1596,7 +1578,7 @@ def adapt_command(
     from fpi.io import read_traces
     from fpi.labels import LabelStore, match_labels
 
-    with domain_errors(), LabelStore(labels) as store:
+    with LabelStore(labels) as store:
         traces = read_traces(dumps)
         current = store.current()
         console.print(match_labels(current, traces).summary(), highlight=False)
@@ -1673,11 +1655,10 @@ def review_command(
     from fpi.review import ReviewServer, open_session, serve_until_interrupted
 
     err_console.print("fpi review: reading the dumps and ranking the first turns...", markup=False)
-    with domain_errors():
-        session = open_session(
-            dumps, labels, annotator=annotator, model_dir=model, refit_every=refit_every
-        )
-        server = ReviewServer(session, port=port)
+    session = open_session(
+        dumps, labels, annotator=annotator, model_dir=model, refit_every=refit_every
+    )
+    server = ReviewServer(session, port=port)
     console.print(f"fpi review: {server.url}  (Ctrl-C to stop)", markup=False, highlight=False)
     if not no_browser:
         webbrowser.open(server.url)

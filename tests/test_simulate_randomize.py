@@ -159,3 +159,65 @@ def test_an_open_line_with_terse_responses():
     success = result.field("status") == "success"
     assert (result.field("response_text").filter(success) == TERSE_RESPONSE).all()
     assert (result.field("response_text").filter(~success) != TERSE_RESPONSE).all()
+
+
+def test_typed_requests_have_no_wake_asr_or_tts_and_never_fail_there():
+    frame = simulate_pipeline(2000, PipelineConfig("chat", typed_share=0.6), seed=2)
+    typed = frame["asr"].is_null()
+    assert 0.4 < typed.mean() < 0.65
+    assert frame.filter(typed)["wake"].is_null().all()
+    assert frame.filter(typed)["tts"].is_null().all()
+    labels = frame["label"].struct.field("failure_point")
+    assert not labels.filter(typed).is_in(["asr", "false_wake"]).any()
+    assert labels.filter(~typed).is_in(["asr"]).any()
+    voice = simulate_pipeline(2000, PipelineConfig("chat"), seed=2)
+    assert voice["asr"].is_not_null().all()
+    assert voice["label"].equals(frame["label"])  # typing changes the logs, not the world
+
+
+def test_a_quarter_of_drawn_pipelines_take_typed_requests():
+    shares = [p.typed_share for p in randomized_pipelines(5, 200)]
+    typing = [s for s in shares if s > 0]
+    assert 0.15 < len(typing) / len(shares) < 0.35
+    assert all(0.2 <= s <= 1.0 for s in typing)
+
+
+def test_a_form_filling_pipeline_asks_what_is_next_after_its_answers():
+    from fpi.simulate.randomize import NEXT_QUESTIONS
+
+    plain = simulate_pipeline(800, PipelineConfig("form"), seed=4)
+    form = simulate_pipeline(800, PipelineConfig("form", asks_next_share=1.0), seed=4)
+    success = plain["result"].struct.field("status") == "success"
+    asked = form["result"].struct.field("response_text").filter(success)
+    before = plain["result"].struct.field("response_text").filter(success)
+    assert all(
+        a.startswith(b) and a.removeprefix(b).strip() in NEXT_QUESTIONS
+        for a, b in zip(asked, before, strict=True)
+    )
+    others = form["result"].struct.field("response_text").filter(~success & success.is_not_null())
+    assert others.equals(
+        plain["result"].struct.field("response_text").filter(~success & success.is_not_null())
+    )
+    assert form["label"].equals(plain["label"])
+
+
+def test_canonical_slots_log_catalogue_ids_instead_of_the_words_said():
+    frame = simulate_pipeline(600, PipelineConfig("ids", canonical_slots=True), seed=4)
+    for nlu, er in zip(frame["nlu"].to_list(), frame["er"].to_list(), strict=True):
+        ids = {e["slot"]: e["resolved_id"] for e in (er or {}).get("entities") or ()}
+        for slot in (nlu or {}).get("slots") or ():
+            if ids.get(slot["name"]):
+                assert slot["value"] == ids[slot["name"]]
+
+
+def test_users_asking_for_what_the_service_does_not_have_get_a_correct_not_found():
+    from fpi.simulate.pipeline import Scenario
+
+    def correct_not_found(share: float) -> int:
+        world = Scenario("shop", unavailable_share=share)
+        frame = simulate_pipeline(3000, PipelineConfig("shop", world=world), seed=4)
+        status = frame["result"].struct.field("status")
+        label = frame["label"].struct.field("failure_point")
+        return int(((status == "no_content") & (label == "correct")).sum())
+
+    assert correct_not_found(0.5) > 2 * max(correct_not_found(0.0), 1)

@@ -58,12 +58,17 @@ MAPPED: dict[str, Any] = {
     "missedUtterance": True,
     "bot": {"localeId": True, "name": True},
     "messages": [{"content": True}],
-    "transcriptions": [{"transcription": True, "transcriptionConfidence": True}],
     "interpretations": [{"nluConfidence": True, "intent": {"name": True, "slots": True}}],
     "sessionState": {
         "intent": {"name": True, "state": True, "slots": True},
         "dialogAction": {"type": True},
     },
+}
+#: What a Speech-mode entry maps besides: its transcriptions become the ASR block (Text-mode
+#: entries may carry them too, e.g. from Amazon Connect chats; they stay in pass-through there).
+MAPPED_SPEECH: dict[str, Any] = {
+    **MAPPED,
+    "transcriptions": [{"transcription": True, "transcriptionConfidence": True}],
 }
 
 
@@ -155,7 +160,8 @@ def convert_entry(entry: dict, dialogue_id: str, turn_index: int) -> dict:
     intent_name = text_or_none((top.get("intent") or {}).get("name"))
     slots = _slots(entry)
     asr = None
-    if entry.get("inputMode") == "Speech":
+    speech = entry.get("inputMode") == "Speech"
+    if speech:
         transcriptions = [t for t in entry.get("transcriptions") or [] if isinstance(t, dict)]
         nbest = [
             {
@@ -196,7 +202,7 @@ def convert_entry(entry: dict, dialogue_id: str, turn_index: int) -> dict:
         reported = Stage.CORRECT.value
     else:
         reported = None
-    passthrough = {"source": SOURCE, **(unmapped(entry, MAPPED) or {})}
+    passthrough = {"source": SOURCE, **(unmapped(entry, MAPPED_SPEECH if speech else MAPPED) or {})}
     record = {
         "dialogue_id": dialogue_id,
         "turn_index": turn_index,

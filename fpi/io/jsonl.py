@@ -3,7 +3,7 @@
 polars parses a whole block at once against `TRACE_JSON_SCHEMA`; a block that fails is split
 down to its bad lines. Lines polars would read wrongly are checked one by one in Python
 (`fpi.validate.check_record_json`): lines that are not UTF-8, longer than the cap, or flagged
-by `fpi.io.scan` (keys given twice, NUL, `\\u0000` and lone surrogate escapes) or by a pattern
+by `fpi.io.scan` (keys given twice, raw NUL bytes, lone surrogate escapes) or by a pattern
 (a string field holding another JSON type). Damage stays on its line: that line is a reject
 naming the field, the rest of the block is read as usual.
 """

@@ -166,12 +166,15 @@ def _simulate(
     for n, (_, _, dialogue) in enumerate(dialogues):
         dialogue_id = f"sim-{tag}-{n:07d}"
         for index, turn in enumerate(dialogue):
-            record = turn.record
+            record, turn_id = turn.record, f"{dialogue_id}/{index}"
             if observer is not None:
-                record = observer[0].observe(record, observer[1].z())
+                pipeline, noise = observer
+                record = pipeline.observe(
+                    record, noise.z(), turn_id=turn_id, failure_point=turn.label
+                )
             rows["dialogue_id"].append(dialogue_id)
             rows["turn_index"].append(index)
-            rows["turn_id"].append(f"{dialogue_id}/{index}")
+            rows["turn_id"].append(turn_id)
             timestamps.append(min(int(record["t"]), end_ms - 1) * 1000)
             for name in ("locale", "user_id", "device", "wake", "asr", "nlu", "er", "result",
                          "tts", "signals"):  # fmt: skip

@@ -70,6 +70,8 @@ class Scenario:
     barge_in_scale: float = 1.0  # how readily users interrupt
     feedback_scale: float = 1.0  # how readily users give explicit feedback
     retry_scale: float = 1.0  # how readily users retry (repeat, rephrase, fix) after a failure
+    # extra share of catalogue requests for something the service does not have (0: none)
+    unavailable_share: float = 0.0
 
 
 SCENARIO_SETTINGS: dict[str, Scenario] = {
@@ -147,6 +149,11 @@ class DialogueSimulator:
             if INTENT_BY_NAME[name].domain in domains
         }
         self.entity_cum = {k: cumulative([e.popularity for e in v]) for k, v in CATALOGUE.items()}
+        self.unavailable = {
+            k: missing
+            for k, v in CATALOGUE.items()
+            if (missing := [e for e in v if not e.available])
+        }
 
     # ---- requests --------------------------------------------------------------------
 
@@ -173,6 +180,12 @@ class DialogueSimulator:
                 values[slot] = d.pick(user.appliances)
             elif kind == "town" and d.chance(0.3):
                 values[slot] = user.home
+            elif (
+                self.scenario.unavailable_share
+                and kind in self.unavailable
+                and d.chance(self.scenario.unavailable_share)
+            ):
+                values[slot] = d.pick(self.unavailable[kind])
             else:
                 values[slot] = d.weighted(CATALOGUE[kind], self.entity_cum[kind])
         return values

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,6 +44,12 @@ STATUS_DIALECTS: dict[str, dict[str, str | None]] = {
 
 
 TERSE_RESPONSE = "Okay."
+NEXT_QUESTIONS = (
+    "Anything else?",
+    "What else can I do for you?",
+    "Is there anything else you need?",
+    "What would you like next?",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +98,33 @@ class PipelineConfig:
     open_line: bool = False
     # successful responses do not say back what was asked ("Okay.")
     terse_responses: bool = False
+    # the share of requests typed (a chat window, a phone app): no wake word, no ASR, no TTS
+    typed_share: float = 0.0
+    # the share of successful responses that go on to ask for what is next (form filling)
+    asks_next_share: float = 0.0
+    # NLU logs slot values as catalogue ids (canonical values), not the words said
+    canonical_slots: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The configuration as plain JSON-able values (for benchmark tables and metadata)."""
         return asdict(self)
 
-    def observe(self, record: dict, z: float) -> dict:
+    def observe(
+        self, record: dict, z: float, *, turn_id: str = "", failure_point: str = ""
+    ) -> dict:
         """The turn `record` as this pipeline logs it (a new dict; `record` is not changed).
 
         `z` is one standard normal draw shared by all of the turn's confidences, so a stage's
-        n-best keeps its order after recalibration.
+        n-best keeps its order after recalibration. Per-turn choices of how the turn is logged
+        (typed, a question after the answer) come from a hash of `turn_id`, so the world's and
+        the noise's draws stay untouched; `failure_point` keeps them possible (a typed request
+        never failed in ASR).
         """
         out = copy.deepcopy(record)
+        if self._typed(turn_id, failure_point):
+            out["wake"] = out["asr"] = out["tts"] = None
+            if out["signals"] is not None:
+                out["signals"]["barge_in"] = out["signals"]["barge_in_ms"] = None
         wake, asr, nlu, er = out["wake"], out["asr"], out["nlu"], out["er"]
         result, signals = out["result"], out["signals"]
         if wake is not None and self.open_line:
@@ -152,10 +174,18 @@ class PipelineConfig:
                     entity["score"] = self.er.apply(entity["score"], z)
                 else:
                     entity["score"] = entity["candidates"] = None
-        if result is not None and self.terse_responses and result["status"] == "success":
-            result["response_text"] = TERSE_RESPONSE
-            if out["tts"] is not None:
-                out["tts"]["text"] = TERSE_RESPONSE
+        if self.canonical_slots and nlu is not None:
+            ids = {e["slot"]: e["resolved_id"] for e in (er or {}).get("entities") or ()}
+            for slot in nlu["slots"] or ():
+                slot["value"] = ids.get(slot["name"]) or slot["value"]
+        if result is not None and result["status"] == "success":
+            response = TERSE_RESPONSE if self.terse_responses else result["response_text"]
+            if _hash_share(turn_id, "asks-next") < self.asks_next_share:
+                response = f"{response} {NEXT_QUESTIONS[zlib.crc32(turn_id.encode()) % 4]}"
+            if response != result["response_text"]:
+                result["response_text"] = response
+                if out["tts"] is not None:
+                    out["tts"]["text"] = response
         if result is not None:
             status = result["status"]
             result["status"] = STATUS_DIALECTS[self.status_dialect].get(status, status)
@@ -174,6 +204,18 @@ class PipelineConfig:
                 out["signals"] = None
         return out
 
+    def _typed(self, turn_id: str, failure_point: str) -> bool:
+        """Whether a turn was typed (a `typed_share` of turns). A typed request has no wake
+        word and no recognition, so a turn that failed at the wake word or in ASR was spoken."""
+        if failure_point in ("false_wake", "asr"):
+            return False
+        return _hash_share(turn_id, "typed") < self.typed_share
+
+
+def _hash_share(turn_id: str, salt: str) -> float:
+    """A uniform number in [0, 1) fixed by the turn id and the salt."""
+    return zlib.crc32(f"{salt}:{turn_id}".encode()) / 2**32
+
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
@@ -189,6 +231,7 @@ def _calibration(rng: np.random.Generator) -> Calibration:
 
 def draw_pipeline(rng: np.random.Generator, name: str) -> PipelineConfig:
     """A random pipeline: failure rates, user habits, calibrations, statuses and logged fields."""
+    habits = _channel_habits(name)
     world = Scenario(
         name,
         snr_shift=round(float(rng.uniform(-8.0, 4.0)), 2),
@@ -200,6 +243,7 @@ def draw_pipeline(rng: np.random.Generator, name: str) -> PipelineConfig:
         barge_in_scale=round(_log_uniform(rng, 0.3, 2.0), 3),
         feedback_scale=round(_log_uniform(rng, 0.2, 3.0), 3),
         retry_scale=round(_log_uniform(rng, 0.5, 1.5), 3),
+        unavailable_share=habits.pop("unavailable_share"),
     )
 
     def logs(p: float) -> bool:
@@ -229,4 +273,25 @@ def draw_pipeline(rng: np.random.Generator, name: str) -> PipelineConfig:
         log_feedback=logs(0.5),
         open_line=logs(0.2),
         terse_responses=logs(0.3),
+        **habits,
     )
+
+
+def _channel_habits(name: str) -> dict[str, Any]:
+    """Knobs added after the others, drawn from a stream of their own (seeded by the
+    pipeline's name) so every pipeline's other draws stay as they were: a quarter of pipelines
+    take typed requests too (20-100% of their turns); a third ask what is next after most
+    answers (form filling, as telephone and chat bots do); a quarter log slot values as
+    canonical ids; and a third of worlds have users asking for things the service does not
+    have (5-25% of catalogue requests, answered "couldn't find", correctly)."""
+    rng = np.random.default_rng([zlib.crc32(name.encode()), 104729])
+    typed = round(float(rng.uniform(0.2, 1.0)), 3) if rng.random() < 0.25 else 0.0
+    asks_next = round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < 0.33 else 0.0
+    canonical = bool(rng.random() < 0.25)
+    unavailable = round(float(rng.uniform(0.05, 0.25)), 3) if rng.random() < 0.33 else 0.0
+    return {
+        "typed_share": typed,
+        "asks_next_share": asks_next,
+        "canonical_slots": canonical,
+        "unavailable_share": unavailable,
+    }

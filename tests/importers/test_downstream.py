@@ -16,7 +16,7 @@ from tests.importers.helpers import FIXTURES, invoke, read_records
 SOURCES = [
     ("homeassistant", "homeassistant", 6, "2024-W18"),
     ("rasa", "rasa", 8, "2019-W10"),
-    ("lex", "lex", 5, "2024-W05"),
+    ("lex", "lex", 6, "2024-W05"),
 ]
 
 

@@ -40,6 +40,25 @@ def test_real_text_entry(tmp_path):
     assert turn["passthrough"]["sessionState"]["originatingRequestId"].startswith("e9c7")
 
 
+def test_real_fallback_entry_from_connect(tmp_path):
+    found = turns(tmp_path, LEX / "connect_fallback_entry.json")
+    turn = found["11b32b09-ec7b-4ceb-a4e5-a92cf2c283ac"]
+    assert turn["dialogue_id"] == "929e9aa7-155b-471b-b68d-45c8da484292"
+    # inputMode Text: Lex logs `transcriptions` anyway, but no speech was recognised
+    assert turn["asr"] is None
+    assert turn["passthrough"]["transcriptions"][0]["transcription"] == "hello"
+    assert turn["nlu"]["intent"] == "FallbackIntent"
+    assert turn["nlu"]["confidence"] is None  # Lex gives FallbackIntent no confidence
+    assert [(h["intent"], h["confidence"]) for h in turn["nlu"]["nbest"]] == [
+        ("FallbackIntent", None),
+        ("NewIntent", 0.63),
+    ]
+    assert turn["nlu"]["slots"] == []
+    assert turn["er"] is None  # no slots: no entity stage
+    assert turn["reference_labels"] == {"system_reported": "nlu"}  # missedUtterance
+    assert turn["passthrough"]["dialogEventLogs"][0]["dialogStepLabel"].startswith("Intent/")
+
+
 def test_speech_session_order_asr_and_states(tmp_path):
     found = turns(tmp_path, LEX / "speech_session.jsonl")
     assert [found[f"req-{i}"]["turn_index"] for i in range(1, 5)] == [0, 1, 2, 3]  # by time
@@ -81,4 +100,4 @@ def test_json_array_and_broken_entries(tmp_path):
 def test_cli_import_lex(tmp_path):
     code, output = invoke("import", "lex", str(LEX), "--out", str(tmp_path / "l.jsonl"))
     assert code == 0, output
-    assert "utterances read 5 = 5 imported + 0 skipped; turns written 5" in output
+    assert "utterances read 6 = 6 imported + 0 skipped; turns written 6" in output
