@@ -1253,6 +1253,8 @@ def _print_shift(report, *, top: int = 10) -> None:
             f"{report.turns:,} sampled turns)",
         )
     )
+    if report.reference_components:
+        console.print(f"reference: {report.reference_words}", highlight=False)
     if report.score is None:
         console.print(report.sentence(), highlight=False)
         return

@@ -384,6 +384,7 @@ def train(
     without_stages: Sequence[str] = (),
     on_iteration: Callable[[int, int], None] | None = None,
     tune_decision: bool = True,
+    components: pl.Series | Sequence[str] | None = None,
 ) -> ModelBundle:
     """Train the six-class model on labelled traces.
 
@@ -396,8 +397,12 @@ def train(
     `on_iteration(done, total)` is called after every boosting round (for progress displays).
     With `tune_decision`, per-class decision offsets are chosen on the validation split for
     macro-F1 (`fpi.decision`) and stored in the metadata; else the bundle decides by argmax.
+    `components` (one name per trace row: the pipeline it came from) profiles the training
+    traffic per pipeline (`fpi.profile`), for the shift check.
     """
     overrides = check_params(params or {})
+    if components is not None and len(components) != traces.height:
+        raise ModelError(f"{len(components)} component names for {traces.height} turns")
     fractions = dict(split_fractions or {"train": 0.8, "valid": 0.1, "test": 0.1})
     split = dialogue_split(traces.get_column("dialogue_id"), fractions, seed=seed)
     if not {"train", "valid"} <= set(split.unique().to_list()):
@@ -485,7 +490,9 @@ def train(
         for name in fractions
         if name != "train" and masks[name].any()
     }
-    bundle.profile = training_profile(bundle, traces, features, labels, masks, seed=seed)
+    bundle.profile = training_profile(
+        bundle, traces, features, labels, masks, seed=seed, components=components
+    )
     return bundle
 
 
@@ -514,10 +521,13 @@ def training_profile(
     masks: Mapping[str, np.ndarray],
     *,
     seed: int = 0,
+    components: pl.Series | Sequence[str] | None = None,
 ) -> Profile:
-    """The profile `train` stores: the training split's features and classes, and the
-    model's top-class confidence on the validation split."""
+    """The profile `train` stores: the training split's features, classes and components,
+    and the model's top-class confidence on the validation split."""
     train_rows = pl.Series(masks["train"])
+    if components is not None:
+        components = pl.Series(components, dtype=pl.String).filter(train_rows)
     return build_profile(
         features.filter(train_rows),
         labels=np.asarray(FAILURE_POINTS)[labels[masks["train"]]],
@@ -525,5 +535,6 @@ def training_profile(
             bundle.matrix(features.filter(pl.Series(masks["valid"])))
         ).max(axis=1),
         dialogue_ids=traces.get_column("dialogue_id").filter(train_rows),
+        components=components,
         seed=seed,
     )

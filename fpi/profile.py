@@ -11,7 +11,14 @@ its own) and the last code above the training maximum; for a categorical one 1 i
 outside the profile ("other") and 2.. its categories. Shift measures (PSI, the classifier)
 work on these codes, so a stored sample and a dump's turns compare on the same footing.
 
-profile = build_profile(features, labels=..., confidence=..., dialogue_ids=...)
+Training traffic drawn from several pipelines (the bundled model's domain-randomised mixture)
+is profiled per **component** (`components=`, one pipeline name per turn): each component's
+turn count and per-feature bin counts, and the stored sample stratified by component with
+every sampled turn's component, so `fpi.shift` can compare a dump with the training pipelines
+it most resembles rather than with the whole mixture. Such a profile is an `fpi-profile/2`
+document; a profile of one component is written as `fpi-profile/1`, as before.
+
+profile = build_profile(features, labels=..., confidence=..., dialogue_ids=..., components=...)
 profile.save(bundle_dir); load_profile(bundle_dir)   # profile.json, or None for old bundles
 """
 
@@ -35,12 +42,18 @@ from fpi.features import CATALOG
 
 PROFILE_FILE = "profile.json"
 PROFILE_FORMAT = "fpi-profile/1"
+#: The format of a profile with training components (`Component`).
+MIXTURE_PROFILE_FORMAT = "fpi-profile/2"
 #: Quantile bins per numeric feature (fewer when values repeat, e.g. 0/1 flags).
 NUMERIC_BINS = 20
 #: Categories kept per categorical feature (the most frequent); the rest count as "other".
 MAX_CATEGORIES = 60
 #: Training turns stored as bin codes, for the classifier-based shift score.
 SAMPLE_TURNS = 4000
+#: Training turns stored for a profile of several components, stratified by component ...
+MIXTURE_SAMPLE_TURNS = 8_000
+#: ... and at least this many of each component (or all it has).
+COMPONENT_SAMPLE_TURNS = 150
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 CONFIDENCE_BINS = 20
 MISSING_CODE = 0
@@ -129,10 +142,12 @@ class FeatureProfile:
 @dataclass(frozen=True)
 class BinnedSample:
     """Turns as profile codes: `codes[i, j]` is turn i's code of feature j; `groups[i]` its
-    dialogue (an integer), so cross-validation can keep a dialogue's turns together."""
+    dialogue (an integer), so cross-validation can keep a dialogue's turns together;
+    `components[i]`, in a profile's stored sample, the index of its training component."""
 
     codes: np.ndarray  # (turns, features) uint8
     groups: np.ndarray  # (turns,) int64
+    components: np.ndarray | None = None  # (turns,) int64
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -145,25 +160,46 @@ class BinnedSample:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        entry = {
             "turns": len(self),
             "features": int(self.codes.shape[1]),
             "codes": _pack(np.ascontiguousarray(self.codes.T).astype(np.uint8)),
             "groups": _pack(self.groups.astype("<i8")),
         }
+        if self.components is not None:
+            entry["components"] = _pack(self.components.astype("<u2"))
+        return entry
 
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any]) -> BinnedSample:
         turns, width = int(entry["turns"]), int(entry["features"])
         codes = np.frombuffer(_unpack(entry["codes"]), dtype=np.uint8)
         groups = np.frombuffer(_unpack(entry["groups"]), dtype="<i8").astype(np.int64)
-        if codes.size != turns * width or groups.size != turns:
+        components = None
+        if "components" in entry:
+            components = np.frombuffer(_unpack(entry["components"]), dtype="<u2")
+            components = components.astype(np.int64)
+        if (
+            codes.size != turns * width
+            or groups.size != turns
+            or (components is not None and components.size != turns)
+        ):
             raise ValueError("sample sizes do not match its declared turns and features")
-        return cls(codes.reshape(width, turns).T.copy(), groups)
+        return cls(codes.reshape(width, turns).T.copy(), groups, components)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One training component (a pipeline the training traffic came from): its turns and,
+    feature by feature, its turns per code on the profile's bins."""
+
+    name: str
+    turns: int
+    counts: tuple[np.ndarray, ...]
 
 
 def _pack(array: np.ndarray) -> str:
-    return base64.b64encode(zlib.compress(array.tobytes(), 6)).decode("ascii")
+    return base64.b64encode(zlib.compress(array.tobytes(), 9)).decode("ascii")
 
 
 def _unpack(text: str) -> bytes:
@@ -188,10 +224,18 @@ class Profile:
     sample: BinnedSample
     class_mix: dict[str, int]
     confidence: dict[str, Any] | None = None
+    #: The training components (pipelines), when the profile was built with them; the stored
+    #: sample's `components` then index this tuple.
+    components: tuple[Component, ...] = ()
 
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def is_mixture(self) -> bool:
+        """Whether the training traffic came from more than one component."""
+        return len(self.components) > 1
 
     @cached_property
     def fingerprint(self) -> str:
@@ -226,8 +270,8 @@ class Profile:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile_format": PROFILE_FORMAT,
+        document = {
+            "profile_format": MIXTURE_PROFILE_FORMAT if self.components else PROFILE_FORMAT,
             "fingerprint": self.fingerprint,
             "turns": self.turns,
             "class_mix": self.class_mix,
@@ -235,27 +279,60 @@ class Profile:
             "features": [f.to_dict() for f in self.features],
             "sample": self.sample.to_dict(),
         }
+        if self.components:
+            counts = np.array([np.concatenate(c.counts) for c in self.components])
+            document["components"] = {
+                "names": [c.name for c in self.components],
+                "turns": [c.turns for c in self.components],
+                "counts": _pack(counts.astype("<i4")),  # (components, codes of every feature)
+            }
+        return document
 
     @classmethod
     def from_dict(cls, document: Mapping[str, Any]) -> Profile:
-        if document.get("profile_format") != PROFILE_FORMAT:
-            raise ValueError(f"not an {PROFILE_FORMAT} document")
+        kind = document.get("profile_format")
+        if kind not in (PROFILE_FORMAT, MIXTURE_PROFILE_FORMAT):
+            raise ValueError(f"not an {PROFILE_FORMAT} or {MIXTURE_PROFILE_FORMAT} document")
         features = tuple(FeatureProfile.from_dict(e) for e in document["features"])
         sample = BinnedSample.from_dict(document["sample"])
         if sample.codes.shape[1] != len(features):
             raise ValueError("the sample's features do not match the profiled features")
+        components: tuple[Component, ...] = ()
+        if kind == MIXTURE_PROFILE_FORMAT:
+            components = _components_from_dict(document["components"], features)
+            if sample.components is None or (
+                len(sample) and sample.components.max() >= len(components)
+            ):
+                raise ValueError("the sample's components do not match the profile's")
         return cls(
             features=features,
             turns=int(document["turns"]),
             sample=sample,
             class_mix=dict(document.get("class_mix") or {}),
             confidence=document.get("confidence"),
+            components=components,
         )
 
     def save(self, model_dir: Path | str) -> Path:
         path = Path(model_dir) / PROFILE_FILE
         path.write_text(self.document + "\n")
         return path
+
+
+def _components_from_dict(
+    entry: Mapping[str, Any], features: Sequence[FeatureProfile]
+) -> tuple[Component, ...]:
+    names, turns = list(entry["names"]), [int(t) for t in entry["turns"]]
+    widths = [f.n_codes for f in features]
+    counts = np.frombuffer(_unpack(entry["counts"]), dtype="<i4").astype(np.int64)
+    if len(names) != len(turns) or counts.size != len(names) * sum(widths):
+        raise ValueError("component sizes do not match the profiled features")
+    rows = counts.reshape(len(names), sum(widths))
+    bounds = np.cumsum([0, *widths])
+    return tuple(
+        Component(name, n, tuple(np.split(row, bounds[1:-1])))
+        for name, n, row in zip(names, turns, rows, strict=True)
+    )
 
 
 def load_profile(model_dir: Path | str) -> Profile | None:
@@ -322,7 +399,8 @@ def build_profile(
     labels: Sequence[str] | pl.Series | None = None,
     confidence: np.ndarray | None = None,
     dialogue_ids: pl.Series | Sequence[str] | None = None,
-    sample_turns: int = SAMPLE_TURNS,
+    components: pl.Series | Sequence[str] | None = None,
+    sample_turns: int | None = None,
     seed: int = 0,
 ) -> Profile:
     """The profile of the turns in `features` (an `extract_features` frame: one row per turn,
@@ -330,8 +408,10 @@ def build_profile(
 
     `labels` (failure points of the same turns) gives the class mix; `confidence` (the model's
     top-class probability on validation turns) its confidence distribution; `dialogue_ids`
-    (one per row) groups the stored sample's turns by dialogue. At most `sample_turns` turns,
-    drawn at random with `seed`, are stored as codes.
+    (one per row) groups the stored sample's turns by dialogue; `components` (one name per
+    row: the pipeline a turn came from) profiles each component too. At most `sample_turns`
+    turns (`SAMPLE_TURNS`, or `MIXTURE_SAMPLE_TURNS` with several components, stratified by
+    component), drawn at random with `seed`, are stored as codes.
     """
     profiled = []
     for feature in CATALOG:
@@ -344,9 +424,31 @@ def build_profile(
         raise ModelError("no catalogue feature in the frame: nothing to profile")
     groups = _group_codes(dialogue_ids, len(features))
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.permutation(len(features))[:sample_turns])
     partial = Profile(tuple(profiled), len(features), BinnedSample(np.empty((0, 0)), groups), {})
+    names, index = _component_index(components, len(features))
+    if names:
+        total = MIXTURE_SAMPLE_TURNS if sample_turns is None else sample_turns
+        rows = _stratified_rows(index, len(names), total, rng)
+    else:
+        total = SAMPLE_TURNS if sample_turns is None else sample_turns
+        rows = np.sort(rng.permutation(len(features))[:total])
     sample = partial.bin(features[rows])
+    stored = BinnedSample(sample.codes, groups[rows], index[rows] if names else None)
+    profile_components: tuple[Component, ...] = ()
+    if names:
+        whole = partial.bin(features).codes
+        widths = [f.n_codes for f in profiled]
+        profile_components = tuple(
+            Component(
+                name,
+                int((index == k).sum()),
+                tuple(
+                    np.bincount(column, minlength=n).astype(np.int64)
+                    for column, n in zip(whole[index == k].T, widths, strict=True)
+                ),
+            )
+            for k, name in enumerate(names)
+        )
     class_mix = {}
     if labels is not None:
         label_series = pl.Series(labels, dtype=pl.String).drop_nulls()
@@ -354,7 +456,40 @@ def build_profile(
     return Profile(
         features=tuple(profiled),
         turns=len(features),
-        sample=BinnedSample(sample.codes, groups[rows]),
+        sample=stored,
         class_mix=class_mix,
         confidence=confidence_summary(confidence) if confidence is not None else None,
+        components=profile_components,
     )
+
+
+def _component_index(
+    components: pl.Series | Sequence[str] | None, n: int
+) -> tuple[list[str], np.ndarray]:
+    """Component names (sorted) and every row's index into them; no names for one component."""
+    if components is None:
+        return [], np.zeros(n, dtype=np.int64)
+    series = pl.Series(components, dtype=pl.String)
+    if len(series) != n:
+        raise ValueError(f"{len(series)} component names for {n} turns")
+    if series.null_count():
+        raise ValueError("a turn without a component name")
+    names = sorted(series.unique().to_list())
+    if len(names) < 2:
+        return [], np.zeros(n, dtype=np.int64)
+    index = series.replace_strict({name: i for i, name in enumerate(names)}, return_dtype=pl.Int64)
+    return names, index.to_numpy()
+
+
+def _stratified_rows(
+    index: np.ndarray, n_components: int, total: int, rng: np.random.Generator
+) -> np.ndarray:
+    """About `total` rows, each component's share in proportion to its turns but at least
+    `COMPONENT_SAMPLE_TURNS` (or all it has), drawn at random within the component."""
+    sizes = np.bincount(index, minlength=n_components)
+    wanted = np.maximum(np.round(total * sizes / max(sizes.sum(), 1)), COMPONENT_SAMPLE_TURNS)
+    rows = [
+        rng.permutation(np.flatnonzero(index == k))[: int(min(wanted[k], sizes[k]))]
+        for k in range(n_components)
+    ]
+    return np.sort(np.concatenate(rows))

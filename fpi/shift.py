@@ -10,6 +10,17 @@ Two measures, both on the training profile's bins (`fpi.profile`):
   to tell the reference's sampled turns from the dump's (4 folds grouped by dialogue).
   0.5 means indistinguishable; the dump counts as shifted at `SHIFT_THRESHOLD` or above.
 
+When the training traffic came from several pipelines (the bundled model's domain-randomised
+mixture; `fpi.profile` components), the reference is not the whole mixture, which no single
+pipeline resembles, but the training pipelines the dump most resembles: the dump's
+composition is estimated as a mixture of the training components (`mixture_weights`: EM on
+per-turn naive-Bayes likelihoods over the binned features, Saerens et al. 2002), and the
+stored training turns are reweighted so each component carries its estimated weight (PSI
+likewise against the weighted mixture of the components' histograms). The classifier is then
+additive (stumps), so it measures how far the dump's feature distributions are from that
+mixture's, not the joint structure that tells any one pipeline from its neighbours, and the
+dump counts as shifted from `MIXTURE_SHIFT_THRESHOLD`.
+
 The dump side is a sample taken while reading (`DumpSample`: whole dialogues, the same ones
 whatever the batch size), so triage, evaluate and report pay for a few thousand turns only.
 """
@@ -25,7 +36,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from fpi.profile import MISSING_CODE, BinnedSample, Profile, build_profile, confidence_summary
+from fpi.profile import (
+    MISSING_CODE,
+    BinnedSample,
+    Component,
+    Profile,
+    build_profile,
+    confidence_summary,
+)
 
 if TYPE_CHECKING:
     from fpi.model import ModelBundle
@@ -36,6 +54,10 @@ TRAINING = "model's training traffic"
 #: fresh simulated `base` traffic (0.536-0.561 over four seeds) against other scenarios and a
 #: real pipeline (newdomain 0.651, farfield 0.882, DSTC2 1.000): benchmarks/bench_shift.py.
 SHIFT_THRESHOLD = 0.6
+#: The same against a training mixture (a profile of several components), where the score is
+#: the additive classifier's (`MIXTURE_CLASSIFIER_LEAVES`); chosen with the bundled model:
+#: benchmarks/bench_shift.py and the README's "Does the model fit the traffic?".
+MIXTURE_SHIFT_THRESHOLD = 0.75
 #: PSI from which one feature counts as moved (the usual "moderate shift" mark).
 FEATURE_MOVED = 0.1
 FEATURE_MOVED_A_LOT = 0.25
@@ -59,6 +81,25 @@ CLASSIFIER_PARAMS: dict[str, Any] = {
     "verbosity": -1,
 }
 CLASSIFIER_ROUNDS = 30
+#: Against a training mixture the classifier is additive (stumps): it weighs how far each
+#: feature's distribution is from the estimated mixture's, not the joint structure by which
+#: any one pipeline is told from its neighbours.
+MIXTURE_CLASSIFIER_LEAVES = 2
+#: The naive-Bayes log-likelihood of a turn is divided by this in the mixture estimate: the
+#: features are far from independent, and untempered the product over ~80 of them lets an
+#: unusual turn of a known pipeline claim weight for another (measured: fresh `base` traffic
+#: put 0.90 on `base`, 0.97 tempered by 3).
+NAIVE_BAYES_TEMPERATURE = 3.0
+#: Pseudo-turns of the pooled training shares added to each component's bin counts, so a
+#: bin a component never saw is rare there rather than impossible.
+COMPONENT_SMOOTHING = 5.0
+EM_ITERATIONS = 500
+EM_TOLERANCE = 1e-6
+#: Components named in a report: the heaviest ones, down to this weight.
+REPORTED_COMPONENTS = 5
+#: Components below this estimated weight are left out of the reference.
+REFERENCE_MIN_WEIGHT = 0.001
+REPORTED_WEIGHT = 0.01
 NEXT_STEPS = (
     "review a sample of its turns with `fpi review` and adapt the model to them with `fpi adapt`"
 )
@@ -74,14 +115,63 @@ def psi(reference: np.ndarray, current: np.ndarray, *, floor: float = PSI_FLOOR)
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half)."""
+def auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); with `weights`, every
+    pair of a positive and a negative counts with the product of their weights."""
     labels = np.asarray(labels, bool)
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if not positives or not negatives:
         raise ValueError("AUC needs both classes")
-    ranks = pl.Series(np.asarray(scores, float)).rank("average").to_numpy()
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    if weights is None:
+        ranks = pl.Series(np.asarray(scores, float)).rank("average").to_numpy()
+        return float(
+            (ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+        )
+    weights = np.asarray(weights, float)
+    values, which = np.unique(np.asarray(scores, float), return_inverse=True)
+    positive = np.bincount(which, weights=np.where(labels, weights, 0.0), minlength=len(values))
+    negative = np.bincount(which, weights=np.where(labels, 0.0, weights), minlength=len(values))
+    below = np.cumsum(negative) - negative
+    total = positive.sum() * negative.sum()
+    if total <= 0:
+        raise ValueError("AUC needs weight on both classes")
+    return float(np.sum(positive * (below + 0.5 * negative)) / total)
+
+
+def component_log_shares(components: Sequence[Component]) -> list[np.ndarray]:
+    """Per feature, a (components, codes) table of each component's log share of turns per
+    code, smoothed towards the pooled shares (`COMPONENT_SMOOTHING` pseudo-turns)."""
+    tables = []
+    for j in range(len(components[0].counts)):
+        counts = np.array([c.counts[j] for c in components], dtype=np.float64)
+        pooled = (counts.sum(axis=0) + 0.5) / (counts.sum() + 0.5 * counts.shape[1])
+        smoothed = counts + COMPONENT_SMOOTHING * pooled
+        tables.append(np.log(smoothed / smoothed.sum(axis=1, keepdims=True)))
+    return tables
+
+
+def mixture_weights(components: Sequence[Component], current: BinnedSample) -> np.ndarray:
+    """The dump's composition as a mixture of training components: EM on the per-turn
+    naive-Bayes likelihood of each component (the product over features of its smoothed bin
+    shares, tempered by `NAIVE_BAYES_TEMPERATURE`), updating only the mixture weights
+    (Saerens et al. 2002); the weights are the mean posteriors. Sums to 1."""
+    tables = component_log_shares(components)
+    loglik = np.zeros((len(current), len(components)))
+    for j, table in enumerate(tables):
+        loglik += table[:, current.codes[:, j]].T
+    loglik /= NAIVE_BAYES_TEMPERATURE
+    loglik -= loglik.max(axis=1, keepdims=True)
+    likelihood = np.exp(loglik)
+    weights = np.full(len(components), 1.0 / len(components))
+    for _ in range(EM_ITERATIONS):
+        posterior = likelihood * weights
+        posterior /= posterior.sum(axis=1, keepdims=True)
+        updated = posterior.mean(axis=0)
+        done = np.abs(updated - weights).max() < EM_TOLERANCE
+        weights = updated
+        if done:
+            break
+    return weights
 
 
 def separability(
@@ -91,15 +181,26 @@ def separability(
     *,
     folds: int = FOLDS,
     seed: int = 0,
+    reference_weights: np.ndarray | None = None,
+    additive: bool = False,
 ) -> float:
     """Out-of-fold AUC of a small classifier separating `current` turns from `reference`
-    turns; folds keep each dialogue whole and the two sides get equal total weight."""
+    turns; folds keep each dialogue whole and the two sides get equal total weight.
+    `reference_weights` (one per reference turn) weigh the reference turns within their side
+    (default: equally), and the AUC counts them so; `additive` makes the classifier stumps."""
     import lightgbm as lgb
 
+    uniform = reference_weights is None
+    if reference_weights is None:
+        reference_weights = np.ones(len(reference))
+    reference_weights = np.asarray(reference_weights, dtype=np.float64)
+    keep = reference_weights > 0
+    reference = BinnedSample(reference.codes[keep], reference.groups[keep])
+    reference_weights = reference_weights[keep]
     codes = np.vstack([reference.codes, current.codes]).astype(np.float64)
     target = np.r_[np.zeros(len(reference)), np.ones(len(current))]
     weight = np.r_[
-        np.full(len(reference), 0.5 / max(len(reference), 1)),
+        0.5 * reference_weights / max(reference_weights.sum(), 1e-300),
         np.full(len(current), 0.5 / max(len(current), 1)),
     ] * len(target)
     groups = np.r_[reference.groups, current.groups + reference.groups.max(initial=0) + 1]
@@ -108,6 +209,9 @@ def separability(
     fold = fold_of[np.searchsorted(unique, groups)]
     categorical_columns = [j for j, c in enumerate(categorical) if c]
     scores = np.zeros(len(target))
+    params = {**CLASSIFIER_PARAMS, "seed": seed}
+    if additive:
+        params["num_leaves"] = MIXTURE_CLASSIFIER_LEAVES
     for k in range(folds):
         test = fold == k
         if not test.any() or test.all():
@@ -119,9 +223,11 @@ def separability(
             categorical_feature=categorical_columns,
             free_raw_data=True,
         )
-        booster = lgb.train({**CLASSIFIER_PARAMS, "seed": seed}, train_set, CLASSIFIER_ROUNDS)
+        booster = lgb.train(params, train_set, CLASSIFIER_ROUNDS)
         scores[test] = booster.predict(codes[test])
-    return auc(target.astype(bool), scores)
+    if uniform:
+        return auc(target.astype(bool), scores)
+    return auc(target.astype(bool), scores, weight)
 
 
 @dataclass(frozen=True)
@@ -140,6 +246,9 @@ class ShiftReport:
     note: str = ""
     #: The model's top-class confidence on validation turns against on the dump's turns.
     confidence: dict[str, Any] | None = None
+    #: Against a training mixture: the components the reference was made of, heaviest first,
+    #: as `{"name", "weight"}` (the heaviest `REPORTED_COMPONENTS`); empty otherwise.
+    reference_components: tuple[dict[str, Any], ...] = ()
 
     @property
     def shifted(self) -> bool | None:
@@ -178,6 +287,7 @@ class ShiftReport:
             "turns": self.turns,
             "reference": self.reference,
             "note": self.note,
+            "reference_components": list(self.reference_components),
             "confidence": self.confidence,
             "features": [
                 {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
@@ -195,7 +305,17 @@ class ShiftReport:
             reference=document.get("reference", TRAINING),
             note=document.get("note", ""),
             confidence=document.get("confidence"),
+            reference_components=tuple(document.get("reference_components") or ()),
         )
+
+    @property
+    def reference_words(self) -> str:
+        """What the reference was, in words: the training pipelines the dump most resembles
+        with their weights, or the reference's name."""
+        if not self.reference_components:
+            return f"the {self.reference}"
+        nearest = ", ".join(f"{c['name']} {c['weight']:.2f}" for c in self.reference_components)
+        return f"the training pipelines it most resembles ({nearest})"
 
     def sentence(self, subject: str = "The traffic") -> str:
         """One plain sentence for people (headlines, summaries) about `subject`."""
@@ -205,7 +325,7 @@ class ShiftReport:
             return f"Input shift not judged: only {self.turns} turns sampled (need {MIN_TURNS})."
         if not self.shifted:
             return (
-                f"{subject} looks like the {self.reference} "
+                f"{subject} looks like {self.reference_words} "
                 f"(separability {self.score:.2f}, shifted from {self.threshold:.2f})."
             )
         features = ", ".join(
@@ -213,7 +333,7 @@ class ShiftReport:
         )
         where = f" in {', '.join(self.stages()[:3])}: {features}" if features else ""
         return (
-            f"{subject} does not look like the {self.reference} (separability "
+            f"{subject} does not look like {self.reference_words} (separability "
             f"{self.score:.2f} >= {self.threshold:.2f}); it moved most{where}."
         )
 
@@ -243,30 +363,72 @@ def compare(
     profile: Profile,
     current: BinnedSample,
     *,
-    threshold: float = SHIFT_THRESHOLD,
+    threshold: float | None = None,
     reference: str = TRAINING,
     seed: int = 0,
 ) -> ShiftReport:
-    """The shift of `current` (binned on `profile`) from the profile's reference traffic."""
+    """The shift of `current` (binned on `profile`) from the profile's reference traffic: the
+    whole of it, or for a profile of several components the mixture of them that the dump most
+    resembles (`mixture_weights`), scored by the additive classifier. `threshold` defaults to
+    `SHIFT_THRESHOLD`, or `MIXTURE_SHIFT_THRESHOLD` against a mixture."""
+    if threshold is None:
+        threshold = MIXTURE_SHIFT_THRESHOLD if profile.is_mixture else SHIFT_THRESHOLD
     counts = current.counts([f.n_codes for f in profile.features])
+    references = [f.counts for f in profile.features]
+    sample_weights, nearest = None, ()
+    if profile.is_mixture and len(current):
+        weights = mixture_weights(profile.components, current)
+        weights = np.where(weights >= REFERENCE_MIN_WEIGHT, weights, 0.0)
+        weights /= weights.sum()
+        references = [
+            sum(
+                w * c.counts[j] / max(c.turns, 1)
+                for w, c in zip(weights, profile.components, strict=True)
+            )
+            for j in range(len(profile.features))
+        ]
+        sampled = np.bincount(profile.sample.components, minlength=len(weights))
+        sample_weights = (weights / np.maximum(sampled, 1))[profile.sample.components]
+        nearest = tuple(
+            {"name": profile.components[k].name, "weight": round(float(weights[k]), 4)}
+            for k in np.argsort(-weights, kind="stable")[:REPORTED_COMPONENTS]
+            if weights[k] >= REPORTED_WEIGHT
+        )
     rows = []
-    for feature, dump_counts in zip(profile.features, counts, strict=True):
-        total = dump_counts.sum()
+    for feature, reference_counts, dump_counts in zip(
+        profile.features, references, counts, strict=True
+    ):
+        total, seen = dump_counts.sum(), np.sum(reference_counts)
         rows.append(
             {
                 "name": feature.name,
                 "stage": feature.stage,
-                "shift": psi(feature.counts, dump_counts),
-                "missing_rate_train": feature.missing_rate,
+                "shift": psi(reference_counts, dump_counts),
+                "missing_rate_train": float(reference_counts[MISSING_CODE] / seen) if seen else 0.0,
                 "missing_rate_dump": float(dump_counts[MISSING_CODE] / total) if total else 0.0,
             }
         )
     score = None
     if len(current) >= 2 and len(profile.sample) >= 2:
         categorical = [f.categorical for f in profile.features]
-        score = separability(profile.sample, current, categorical, seed=seed)
+        score = separability(
+            profile.sample,
+            current,
+            categorical,
+            seed=seed,
+            reference_weights=sample_weights,
+            additive=profile.is_mixture,
+        )
     note = "" if score is not None else "no turns to compare"
-    return ShiftReport(score, threshold, _feature_frame(rows), len(current), reference, note)
+    return ShiftReport(
+        score,
+        threshold,
+        _feature_frame(rows),
+        len(current),
+        reference,
+        note,
+        reference_components=nearest,
+    )
 
 
 def no_profile(source: str) -> ShiftReport:

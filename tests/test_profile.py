@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -131,3 +132,69 @@ def test_the_bundled_model_carries_a_profile():
 
     assert load_bundle().profile is not None
     assert (default_model_dir() / PROFILE_FILE).stat().st_size < 400_000
+
+
+def _two_pipelines(n: int = 600) -> tuple[pl.DataFrame, list[str]]:
+    a, b = _frame(n, seed=3), _frame(n, seed=4).with_columns(pl.col("asr__confidence") + 0.5)
+    return pl.concat([a, b]), ["pipe-a"] * n + ["pipe-b"] * n
+
+
+def test_components_round_trip_through_save_and_load(tmp_path):
+    frame, components = _two_pipelines()
+    profile = build_profile(frame, components=components, sample_turns=300)
+    assert [c.name for c in profile.components] == ["pipe-a", "pipe-b"] and profile.is_mixture
+    for component in profile.components:  # each component's counts, on the profile's bins
+        assert component.turns == 600
+        assert [len(c) for c in component.counts] == [f.n_codes for f in profile.features]
+        assert all(c.sum() == 600 for c in component.counts)
+    for j, feature in enumerate(profile.features):
+        assert np.array_equal(sum(c.counts[j] for c in profile.components), feature.counts)
+    sampled = np.bincount(profile.sample.components)
+    assert sampled.tolist() == [150, 150]  # stratified, at least COMPONENT_SAMPLE_TURNS each
+    profile.save(tmp_path)
+    document = json.loads((tmp_path / PROFILE_FILE).read_text())
+    assert document["profile_format"] == "fpi-profile/2"
+    loaded = load_profile(tmp_path)
+    assert np.array_equal(loaded.sample.components, profile.sample.components)
+    assert np.array_equal(loaded.sample.codes, profile.sample.codes)
+    for a, b in zip(loaded.components, profile.components, strict=True):
+        assert (a.name, a.turns) == (b.name, b.turns)
+        assert all(np.array_equal(x, y) for x, y in zip(a.counts, b.counts, strict=True))
+
+
+def test_a_one_component_profile_is_written_as_before(tmp_path):
+    frame = _frame()
+    plain = build_profile(frame)
+    named = build_profile(frame, components=["only"] * len(frame))
+    assert not named.components and not named.is_mixture
+    assert named.document == plain.document
+    assert len(plain.sample) == 400  # all of them: fewer than SAMPLE_TURNS
+    document = json.loads(plain.document)
+    assert document["profile_format"] == "fpi-profile/1"
+    assert set(document) == {
+        "profile_format", "fingerprint", "turns", "class_mix", "confidence", "features", "sample"
+    }  # fmt: skip
+    assert set(document["sample"]) == {"turns", "features", "codes", "groups"}
+
+
+def test_old_profile_files_still_load(tmp_path):
+    # written by the fpi-profile/1 code before components existed (60 turns, 3 features)
+    shutil.copy(Path(__file__).parent / "fixtures" / "profile-v1.json", tmp_path / PROFILE_FILE)
+    loaded = load_profile(tmp_path)
+    assert loaded.components == () and loaded.sample.components is None and not loaded.is_mixture
+    assert loaded.fingerprint == "afd16831b3d81b50" and loaded.turns == 60
+    assert loaded.names == ["asr__confidence", "asr__empty_text", "nlu__domain"]
+    assert len(loaded.sample) == 60 and loaded.class_mix == {"asr": 20, "correct": 40}
+
+
+def test_mixture_documents_are_checked(tmp_path):
+    frame, components = _two_pipelines(300)
+    document = build_profile(frame, components=components).to_dict()
+    broken = {**document, "components": {**document["components"], "names": ["pipe-a"]}}
+    (tmp_path / PROFILE_FILE).write_text(json.dumps(broken))
+    with pytest.raises(ModelError, match="unreadable training profile"):
+        load_profile(tmp_path)
+    # an fpi-profile/1 reader refuses an fpi-profile/2 document instead of misreading it
+    assert document["profile_format"] != "fpi-profile/1"
+    with pytest.raises(ValueError, match="component names for"):
+        build_profile(frame, components=components[:-1])

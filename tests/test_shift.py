@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from fpi.cli import app
 from fpi.profile import PROFILE_FILE, BinnedSample
 from fpi.shift import (
+    FEATURE_MOVED,
+    MIXTURE_SHIFT_THRESHOLD,
     SHIFT_THRESHOLD,
     DumpSample,
     ShiftCheck,
@@ -63,6 +65,109 @@ def test_separability_is_a_half_for_one_distribution_and_one_when_apart():
         _binned(rng.integers(2, 5, (600, 3))), _binned(rng.integers(6, 9, (600, 3))), [False] * 3
     )
     assert apart > 0.99
+
+
+def test_weighted_auc_counts_pairs_by_weight():
+    rng = np.random.default_rng(2)
+    labels, scores = rng.integers(0, 2, 300), rng.integers(0, 20, 300).astype(float)
+    assert auc(labels, scores, np.full(300, 3.0)) == pytest.approx(auc(labels, scores))
+    # a negative of weight 0 is no negative at all
+    labels, scores = np.array([0, 0, 1]), np.array([0.9, 0.1, 0.5])
+    assert auc(labels, scores, np.array([0.0, 1.0, 1.0])) == 1.0
+    assert auc(labels, scores) == 0.5
+
+
+# ---- a profile of several training pipelines -----------------------------------------------
+
+
+def _pipeline_turns(kind: str, n: int, seed: int) -> pl.DataFrame:
+    """Turns of one of three made-up pipelines, on a few catalogue features."""
+    rng = np.random.default_rng([seed, len(kind), ord(kind[0])])
+    low, high, snr, domains = {
+        "a": (0.2, 0.7, 20.0, ["music", "weather"]),
+        "b": (0.5, 0.95, 10.0, ["timer", "weather"]),
+        "neither": (0.0, 0.3, 35.0, ["news", "sports"]),
+    }[kind]
+    return pl.DataFrame(
+        {
+            "asr__confidence": rng.uniform(low, high, n),
+            "asr__snr_db": rng.normal(snr, 3.0, n),
+            "nlu__confidence": rng.uniform(1 - high, 1 - low, n),
+            "nlu__domain": rng.choice(domains, n).tolist(),
+        }
+    )
+
+
+def _mixture_profile(components: bool = True):
+    from fpi.profile import build_profile
+
+    frame = pl.concat([_pipeline_turns("a", 2000, 0), _pipeline_turns("b", 2000, 0)])
+    names = ["pipe-a"] * 2000 + ["pipe-b"] * 2000
+    return build_profile(
+        frame,
+        dialogue_ids=[f"d{i // 4}" for i in range(4000)],
+        components=names if components else None,
+        sample_turns=1600,
+    )
+
+
+def _dump(profile, *parts: tuple[str, int]) -> BinnedSample:
+    frame = pl.concat([_pipeline_turns(kind, n, seed=1) for kind, n in parts])
+    return profile.bin(frame, [f"x{i // 4}" for i in range(len(frame))])
+
+
+def test_em_recovers_the_mixture_weights_of_a_dump():
+    from fpi.shift import mixture_weights
+
+    profile = _mixture_profile()
+    weights = mixture_weights(profile.components, _dump(profile, ("a", 300), ("b", 700)))
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights == pytest.approx([0.3, 0.7], abs=0.03)
+    only_b = mixture_weights(profile.components, _dump(profile, ("b", 500)))
+    assert only_b[1] > 0.98
+
+
+def test_one_pipeline_of_a_mixture_fits_and_another_world_does_not():
+    profile = _mixture_profile()
+    report = compare(profile, _dump(profile, ("a", 800)))
+    assert abs(report.score - 0.5) < 0.07 and report.verdict == "fits"
+    assert report.reference_components[0]["name"] == "pipe-a"
+    assert report.reference_components[0]["weight"] > 0.98
+    assert "pipe-a" in report.sentence() and "most resembles" in report.sentence()
+    assert report.features.get_column("shift").max() < FEATURE_MOVED  # PSI on pipe-a's bins
+    back = ShiftReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert back.reference_components == report.reference_components
+    # against the whole mixture (one component) the same dump is told apart at once
+    whole = compare(_mixture_profile(components=False), _dump(profile, ("a", 800)))
+    assert whole.verdict == "shifted" and whole.reference_components == ()
+    assert report.threshold == MIXTURE_SHIFT_THRESHOLD and whole.threshold == SHIFT_THRESHOLD
+    far = compare(profile, _dump(profile, ("neither", 800)))
+    assert far.verdict == "shifted" and far.score > 0.95
+    assert "does not look like the training pipelines" in far.warning()
+
+
+def test_a_one_component_profile_scores_as_before():
+    from fpi.shift import separability
+
+    profile = _mixture_profile(components=False)
+    dump = _dump(profile, ("a", 300), ("b", 300))
+    categorical = [f.categorical for f in profile.features]
+    report = compare(profile, dump)
+    assert report.score == separability(profile.sample, dump, categorical)
+    assert report.reference_components == ()
+    assert report.sentence().startswith("The traffic looks like the model's training traffic")
+
+
+def test_fresh_base_traffic_fits_the_bundled_mixture_and_names_base():
+    # the bundled model trains on randomised pipelines and `base` blocks (fpi.models.rebuild)
+    from fpi.model import load_bundle
+
+    profile = load_bundle().profile
+    assert profile.is_mixture and "base" in [c.name for c in profile.components]
+    report = assess(_sampled(_fresh("base", 5, 3000)), profile)
+    assert report.verdict == "fits", report.sentence()
+    assert report.reference_components[0]["name"] == "base"
+    assert report.reference_components[0]["weight"] > 0.9
 
 
 def _fresh(scenario: str, seed: int, turns: int = 1500) -> pl.DataFrame:

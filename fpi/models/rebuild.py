@@ -1,10 +1,15 @@
 """Rebuild the bundled default model: `python -m fpi.models.rebuild` (the whole recipe).
 
-Trains on 100k domain-randomised simulated turns (`fpi.simulate.simulate_randomized`, seed
-1: a freshly drawn pipeline every 2,000 turns, with its own failure rates, confidence
-calibrations, logged fields, status meanings and user habits) with the default parameters;
-the softmax is calibrated on the validation split, and the decision offsets are chosen there
-on the calibrated probabilities. Writes the bundle (model.txt; metadata.json with the
+Trains on 100k simulated turns (`bundled_traffic`, seed 1): 80k domain-randomised turns
+(`fpi.simulate.simulate_pipeline` on `fpi.simulate.randomized_pipelines`: a freshly drawn
+pipeline every 2,000 turns, with its own failure rates, confidence calibrations, logged fields,
+status meanings and user habits) and 20k turns of the simulator's `base` scenario, the one the
+demo and the tests use, in 2,000-turn blocks of their own seeds (the `farfield`, `newdomain`
+and `drift` scenarios stay out, held out for transfer and shift). Default parameters; the
+softmax is calibrated on the validation split, and the decision offsets are chosen there on
+the calibrated probabilities. Every turn's pipeline (a drawn pipeline's name, or `base`) is
+its training profile component (`fpi.profile`), so the shift check compares a dump with the
+training pipelines it most resembles. Writes the bundle (model.txt; metadata.json with the
 calibration, the decision rule and the model's SHA-256; profile.json) into the package,
 replacing the old one. Run it whenever the feature catalogue changes (a test fails until you
 do).
@@ -21,19 +26,56 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import time
 from pathlib import Path
 
+import polars as pl
+
 from fpi.model import ModelBundle, default_model_dir, train
-from fpi.simulate import BLOCK_TURNS, simulate_randomized
+from fpi.simulate import BLOCK_TURNS, randomized_pipelines, simulate, simulate_pipeline
 
 BUNDLED_TURNS = 100_000
 BUNDLED_SEED = 1
+#: The share of the bundled training turns from the `base` scenario.
+BASE_SHARE = 0.2
+#: The component name of the `base` scenario's turns.
+BASE_COMPONENT = "base"
+
+
+def base_seeds(seed: int, blocks: int) -> list[int]:
+    """The simulation seeds of the `base` blocks of recipe `seed` (seeds the demo, the tests
+    and the benchmarks do not use)."""
+    return [1000 * seed + i for i in range(blocks)]
+
+
+def bundled_traffic(
+    turns: int = BUNDLED_TURNS, *, seed: int = BUNDLED_SEED
+) -> tuple[pl.DataFrame, pl.Series]:
+    """The recipe's training traces and every turn's pipeline name (its profile component):
+    `BASE_SHARE` of the turns in `base` blocks, the rest in randomly drawn pipelines, a block
+    of `BLOCK_TURNS` turns each (the last of each kind shorter when `turns` asks so)."""
+    base_turns = round(turns * BASE_SHARE)
+    random_turns = turns - base_turns
+    blocks: list[tuple[str, pl.DataFrame]] = []
+    for i, pipeline in enumerate(randomized_pipelines(seed, -(-random_turns // BLOCK_TURNS))):
+        size = min(BLOCK_TURNS, random_turns - i * BLOCK_TURNS)
+        blocks.append((pipeline.name, simulate_pipeline(size, pipeline, seed=seed)))
+    for i, base_seed in enumerate(base_seeds(seed, -(-base_turns // BLOCK_TURNS))):
+        size = min(BLOCK_TURNS, base_turns - i * BLOCK_TURNS)
+        blocks.append((BASE_COMPONENT, simulate(size, seed=base_seed, scenario="base")))
+    traces = pl.concat([frame for _, frame in blocks]).with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_line")
+    )
+    components = pl.Series(
+        "component", [name for name, frame in blocks for _ in range(frame.height)], pl.String
+    )
+    return traces, components
 
 
 def train_bundled(turns: int = BUNDLED_TURNS, *, seed: int = BUNDLED_SEED) -> ModelBundle:
-    """The bundled model's recipe on `turns` randomised turns (not saved)."""
-    traces = simulate_randomized(turns, seed=seed, block_turns=BLOCK_TURNS)
-    bundle = train(traces, seed=0)
+    """The bundled model's recipe on `turns` turns (not saved)."""
+    traces, components = bundled_traffic(turns, seed=seed)
+    bundle = train(traces, seed=0, components=components)
     bundle.metadata["training"]["recipe"] = (
-        f"fpi.simulate.simulate_randomized({turns}, seed={seed}, block_turns={BLOCK_TURNS})"
+        f"fpi.models.rebuild.bundled_traffic({turns}, seed={seed}): {1 - BASE_SHARE:.0%} "
+        f"randomised pipelines (block_turns={BLOCK_TURNS}), {BASE_SHARE:.0%} base scenario"
     )
     return bundle
 
@@ -53,4 +95,6 @@ if __name__ == "__main__":
             f"{split}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
             f"ECE {metrics['ece_uncalibrated']:.4f} uncalibrated -> {metrics['ece']:.4f}"
         )
+    profile = model.profile
+    print(f"profile: {len(profile.components)} components, {len(profile.document):,} bytes")
     print(f"rebuilt in {time.perf_counter() - started:.0f} s")
