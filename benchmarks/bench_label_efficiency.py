@@ -12,11 +12,12 @@ Data: DSTC2's 1,612 training calls split by call (80% pool / 20% held out), head
 over correct, false_wake, asr, nlu and result; and the simulator's `newdomain` scenario (the
 bundled model was trained on `base`), 6-class macro-F1.
 
-    python benchmarks/bench_label_efficiency.py --data dstc2 --dstc2 /tmp/dstc2_train.parquet
+    python benchmarks/bench_label_efficiency.py --data dstc2 --seeds 0 1 2
     python benchmarks/bench_label_efficiency.py --data newdomain --seeds 0 1 2
     python benchmarks/bench_label_efficiency.py --data dstc2 --compare-methods --budget 500
 
-(`fpi import dstc2 /work/dstc2 --flist train --out /tmp/dstc2_train.parquet` makes the dump.)
+(`fpi import dstc2 /work/dstc2 --flist train --out /work/data/dstc2-train.parquet` makes the
+dump `--dstc2` reads by default.)
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ ROUND = 100
 #: What --compare-methods measures: the adapt methods, stacking and EM priors.
 COMPARED = (*METHODS, "stacked", "em")
 DSTC2_CLASSES = ("correct", "false_wake", "asr", "nlu", "result")
+#: Rare classes whose discovery the benchmark counts per budget.
+RARE = ("false_wake", "result")
 
 
 def gold(traces: pl.DataFrame) -> pl.Series:
@@ -52,7 +55,8 @@ def macro_f1(y_true, y_pred, classes) -> float:
 
 def score(bundle, test: pl.DataFrame, classes, *, per_class: bool = False):
     proba = bundle.predict_proba(bundle.matrix(extract_features(test)))
-    predicted = np.asarray(FAILURE_POINTS, dtype=object)[proba.argmax(axis=1)]
+    # the product's prediction path: calibration, then the bundle's decision rule
+    predicted = np.asarray(FAILURE_POINTS, dtype=object)[bundle.decide(proba)]
     if per_class:
         metrics = classification_metrics(gold(test).to_numpy(), predicted)["per_class"]
         return {c: round(metrics[c]["f1"], 2) for c in classes}
@@ -76,33 +80,38 @@ def load_data(name: str, dstc2_path: str, split_seed: int) -> tuple[pl.DataFrame
 
 def learning_curve(
     pool: pl.DataFrame, test: pl.DataFrame, strategy: str, seed: int, classes, *, method: str
-) -> tuple[dict[int, float], dict[int, dict[str, int]], float]:
-    """macro-F1 at each budget; per-budget class counts of the labels; seconds spent."""
+) -> tuple[dict[int, float], dict[int, dict], float]:
+    """macro-F1 at each budget; per budget the class counts of the labels and the per-class
+    F1; seconds spent."""
     started = time.perf_counter()
     start = load_bundle()
     model = start
     answers = dict(zip(pool.get_column("turn_id"), gold(pool), strict=True))
-    labelled: list[str] = []
+    labelled: dict[str, str] = {}  # what the queue is told: turn -> its label
     curve, mix = {}, {}
     for budget in BUDGETS:
         while len(labelled) < budget:
             n = min(ROUND, budget - len(labelled))
             batch = next_turns(pool, model, labelled=labelled, n=n, strategy=strategy, seed=seed)
-            labelled.extend(batch.get_column("turn_id").to_list())
+            labelled.update((t, answers[t]) for t in batch.get_column("turn_id"))
             if strategy == "active":  # the queue's next round uses the refitted model
-                model = adapt(
-                    pool, _labels(labelled, answers), start=start, seed=seed, method=method
-                )
+                model = adapt(pool, _labels(labelled), start=start, seed=seed, method=method)
         if strategy != "active":
-            model = adapt(pool, _labels(labelled, answers), start=start, seed=seed, method=method)
+            model = adapt(pool, _labels(labelled), start=start, seed=seed, method=method)
         curve[budget] = score(model, test, classes)
-        mix[budget] = dict(pl.Series([answers[t] for t in labelled]).value_counts().iter_rows())
-        mix[budget] = {"labels": mix[budget], "F1": score(model, test, classes, per_class=True)}
+        counts = pl.Series(list(labelled.values()), dtype=pl.String).value_counts()
+        mix[budget] = {
+            "labels": dict(counts.iter_rows()),
+            "F1": score(model, test, classes, per_class=True),
+        }
     return curve, mix, time.perf_counter() - started
 
 
-def _labels(turn_ids: list[str], answers: dict[str, str]) -> pl.DataFrame:
-    return pl.DataFrame({"turn_id": turn_ids, "failure_point": [answers[t] for t in turn_ids]})
+def _labels(labelled: dict[str, str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"turn_id": list(labelled), "failure_point": list(labelled.values())},
+        schema={"turn_id": pl.String, "failure_point": pl.String},
+    )
 
 
 def compare_methods(pool, test, classes, *, budget: int, seed: int, methods=COMPARED) -> None:
@@ -114,15 +123,15 @@ def compare_methods(pool, test, classes, *, budget: int, seed: int, methods=COMP
     print("|---|---|---|")
     label_sets = {}
     for strategy in ("random", "active"):
-        labelled: list[str] = []
+        labelled: dict[str, str] = {}
         model = start
         while len(labelled) < budget:
             n = min(ROUND, budget - len(labelled))
             batch = next_turns(pool, model, labelled=labelled, n=n, strategy=strategy, seed=seed)
-            labelled.extend(batch.get_column("turn_id").to_list())
+            labelled.update((t, answers[t]) for t in batch.get_column("turn_id"))
             if strategy == "active":
-                model = adapt(pool, _labels(labelled, answers), start=start, seed=seed)
-        label_sets[strategy] = _labels(labelled, answers)
+                model = adapt(pool, _labels(labelled), start=start, seed=seed)
+        label_sets[strategy] = _labels(labelled)
     print(f"| start model, no labels | {score(start, test, classes):.3f} | |")
     for method in [m for m in methods if m in METHODS]:
         cells = []
@@ -154,7 +163,7 @@ def _stacked(pool, test, labels, start, seed, classes) -> float:
     """A fresh model whose features include the start model's class probabilities."""
     import lightgbm as lgb
 
-    from fpi.adapt import SMALL_DATA_PARAMS, balanced_weights, feature_metadata_from
+    from fpi.adapt import ROUNDS, SMALL_DATA_PARAMS, balanced_weights, feature_metadata_from
     from fpi.model import encode_features
 
     features = extract_features(pool)
@@ -182,7 +191,7 @@ def _stacked(pool, test, labels, start, seed, classes) -> float:
             categorical_feature=categorical,
             params={"min_data_in_bin": 1},
         ),
-        num_boost_round=150,
+        num_boost_round=ROUNDS,
     )
     proba = booster.predict(matrix(extract_features(test)))
     predicted = np.asarray(FAILURE_POINTS, dtype=object)[proba.argmax(axis=1)]
@@ -226,7 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=["dstc2", "newdomain", "farfield"], default="dstc2")
     parser.add_argument(
-        "--dstc2", default="/tmp/dstc2_train.parquet", help="imported DSTC2 train dump"
+        "--dstc2", default="/work/data/dstc2-train.parquet", help="imported DSTC2 train dump"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--strategies", nargs="+", default=["active", "random", "dialogues"])
@@ -246,6 +255,10 @@ def main() -> None:
         )
         return
     results: dict[str, list[dict[int, float]]] = {s: [] for s in args.strategies}
+    found: dict[str, list[dict[int, dict]]] = {s: [] for s in args.strategies}
+    zero: list[tuple[float, float]] = []
+    rare = [c for c in RARE if c in classes]
+    began = time.perf_counter()
     for seed in args.seeds:
         pool, test = load_data(args.data, args.dstc2, split_seed=seed)
         print(
@@ -253,29 +266,59 @@ def main() -> None:
             f"({test.get_column('dialogue_id').n_unique():,} dialogues)",
             flush=True,
         )
+        start = load_bundle()
+        empty = pl.DataFrame(schema={"turn_id": pl.String, "failure_point": pl.String})
+        zero.append(
+            (score(start, test, classes), score(adapt(pool, empty, start=start), test, classes))
+        )
+        print(f"  0 labels: start model {zero[-1][0]:.3f}, adapt {zero[-1][1]:.3f}", flush=True)
         for strategy in args.strategies:
             curve, mix, seconds = learning_curve(
                 pool, test, strategy, seed, classes, method=args.method
             )
             results[strategy].append(curve)
+            found[strategy].append({b: m["labels"] for b, m in mix.items()})
             print(
                 f"  {strategy:9s} {seconds:6.1f} s  "
                 + "  ".join(f"{b}:{v:.3f}" for b, v in curve.items()),
                 flush=True,
             )
             for budget, counts in mix.items():
-                print(f"            label mix at {budget}: {counts}", flush=True)
+                print(f"            at {budget}: {counts}", flush=True)
     names = ", ".join(classes)
-    print(f"\n### {args.data}: held-out macro-F1 ({names}); mean over seeds {args.seeds}\n")
+    minutes = (time.perf_counter() - began) / 60
+    print(
+        f"\n### {args.data}: held-out macro-F1 ({names}); mean ± standard deviation over "
+        f"seeds {args.seeds} ({minutes:.1f} min)\n"
+    )
+    print("| strategy | 0 labels | " + " | ".join(f"{b} labels" for b in BUDGETS) + " |")
+    print("|---" * (len(BUDGETS) + 2) + "|")
+    start_mean, adapt_mean = np.mean(zero, axis=0)
+    print(f"| start model / `adapt` with 0 labels | {start_mean:.3f} / {adapt_mean:.3f} |")
+    for strategy, curves in results.items():
+        cells = [_spread([c[b] for c in curves]) for b in BUDGETS]
+        print(f"| {strategy} | | " + " | ".join(cells) + " |")
+    print(f"\n{', '.join(rare)} turns among the labels (mean over seeds; in the pool: ", end="")
+    print(", ".join(f"{c} {_pool_share(args, c):.2%}" for c in rare) + ")\n")
     print("| strategy | " + " | ".join(f"{b} labels" for b in BUDGETS) + " |")
     print("|---" * (len(BUDGETS) + 1) + "|")
-    for strategy, curves in results.items():
-        cells = []
-        for b in BUDGETS:
-            values = [c[b] for c in curves]
-            spread = f" ± {np.std(values):.3f}" if len(values) > 1 else ""
-            cells.append(f"{np.mean(values):.3f}{spread}")
+    for strategy, per_seed in found.items():
+        cells = [
+            " / ".join(f"{np.mean([m[b].get(c, 0) for m in per_seed]):.1f}" for c in rare)
+            for b in BUDGETS
+        ]
         print(f"| {strategy} | " + " | ".join(cells) + " |")
+
+
+def _spread(values: list[float]) -> str:
+    return (
+        f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+    )
+
+
+def _pool_share(args, name: str) -> float:
+    pool, _ = load_data(args.data, args.dstc2, split_seed=args.seeds[0])
+    return float((gold(pool) == name).mean())
 
 
 if __name__ == "__main__":

@@ -1535,9 +1535,11 @@ def queue_command(
         bundle = load_bundle(model)
         traces = read_traces(dumps)
         store.register_turns(turn_registry(traces))
-        labelled = match_labels(store.current(), traces).matched.get_column("turn_id")
+        matched = match_labels(store.current(), traces).matched
+        labelled = matched.get_column("turn_id")
+        classes = dict(matched.select("turn_id", "failure_point").iter_rows())
         queue = next_turns(
-            traces, bundle, labelled=set(labelled), n=n, strategy=strategy.value, seed=seed
+            traces, bundle, labelled=classes, n=n, strategy=strategy.value, seed=seed
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(f".{out.name}.partial")

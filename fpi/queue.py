@@ -6,9 +6,14 @@
 - diversity: at most `MAX_PER_DIALOGUE` turns of one dialogue, and the batch is spread over
   clusters of feature space (k-means over the most uncertain candidates, taken round-robin),
   so one batch is never twenty copies of the same confusion;
-- class coverage: `COVERAGE_SHARE` of the batch goes to the turns most likely to be of each
-  class, most seats to the classes with the fewest labels so far, so rare failure points are
-  found at all (uncertainty alone rarely meets a 0.5% class).
+- class coverage: `COVERAGE_SHARE` of the batch goes to the classes with the fewest labels so
+  far, so rare failure points are found at all (uncertainty alone rarely meets a 0.5% class).
+  A class's seats go half to the unlabelled turns nearest its labelled examples (standardised
+  feature space: on DSTC2, the 50 turns nearest two labelled `result` turns are 69% `result`,
+  75x its base rate) and half to the turns the model thinks most likely of it; before a class
+  has a label, all of its seats go by the model's probability;
+- exploration: `EXPLORE_SHARE` of the batch are random unlabelled turns, so the model also
+  sees typical turns of each class, not only the borders between them.
 `random` draws unlabelled turns uniformly and `dialogues` draws whole random dialogues (the
 baselines of the label-efficiency benchmark). Every strategy is deterministic for a seed and
 never returns an already-labelled turn.
@@ -16,7 +21,7 @@ never returns an already-labelled turn.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import polars as pl
@@ -28,13 +33,23 @@ STRATEGIES = ("active", "random", "dialogues")
 MAX_PER_DIALOGUE = 2
 #: Share of the batch reserved for class coverage, split evenly over the predicted classes.
 COVERAGE_SHARE = 0.3
+#: A class with this many labels gets no more coverage seats: on DSTC2 `result` reaches F1
+#: ~0.9 with ~15 labels, and seats beyond that starved the uncertain turns (active queue at
+#: 250 labels, 3 splits: macro-F1 0.574 with the cap, 0.530 without).
+COVERAGE_ENOUGH = 20
 #: A class gets coverage seats only if some turn is at least this likely to be of it.
 COVERAGE_MIN_PROBABILITY = 0.2
+#: Share of the batch drawn at random from all unlabelled turns: uncertain turns alone teach
+#: the borders and starve the typical turns (DSTC2, active queue, 3 splits: macro-F1 0.585 at
+#: 250 labels and 0.618 at 500 with 20% random seats, 0.552 and 0.595 without).
+EXPLORE_SHARE = 0.2
 #: Candidates clustered per seat: the most uncertain `CANDIDATES_PER_SEAT * n` turns.
 CANDIDATES_PER_SEAT = 8
 #: Dimensions the feature space is reduced to before clustering.
 CLUSTER_DIMENSIONS = 12
 KMEANS_ITERATIONS = 15
+#: Labelled examples of a class its neighbours are searched around (the first ones).
+MAX_NEIGHBOUR_EXAMPLES = 200
 
 QUEUE_SCHEMA = pl.Schema(
     {
@@ -57,18 +72,24 @@ def uncertainty(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return 0.5 * (1.0 - margin) + 0.5 * entropy, margin, entropy
 
 
-def embedding(matrix: np.ndarray, proba: np.ndarray, *, dimensions: int) -> np.ndarray:
-    """A small dense space for clustering: numeric features standardised (missing = mean,
-    plus whether it was missing), projected on their top principal components, next to the
-    model's log-probabilities."""
+def standardised(matrix: np.ndarray) -> np.ndarray:
+    """Features as a dense space: each column standardised (missing = the column's mean, plus
+    whether it was missing); constant columns dropped."""
     missing = np.isnan(matrix)
-    means = np.where(missing.all(axis=0), 0.0, np.nanmean(np.where(missing, np.nan, matrix), 0))
-    filled = np.where(missing, means, matrix)
-    dense = np.hstack([filled, missing.astype(np.float64)])
+    present = ~missing.all(axis=0)
+    means = np.zeros(matrix.shape[1])
+    means[present] = np.nanmean(matrix[:, present], axis=0)
+    dense = np.hstack([np.where(missing, means, matrix), missing.astype(np.float64)])
     dense = dense[:, dense.std(axis=0) > 0]
+    return (dense - dense.mean(axis=0)) / dense.std(axis=0) if dense.shape[1] else dense
+
+
+def embedding(matrix: np.ndarray, proba: np.ndarray, *, dimensions: int) -> np.ndarray:
+    """A small dense space for clustering: the standardised features projected on their top
+    principal components, next to the model's log-probabilities."""
+    dense = standardised(matrix)
     if dense.shape[1] == 0:
         return np.log(np.clip(proba, 1e-6, 1.0))
-    dense = (dense - dense.mean(axis=0)) / dense.std(axis=0)
     _, _, vt = np.linalg.svd(dense, full_matrices=False)
     projected = dense @ vt[:dimensions].T
     projected /= max(float(projected.std()), 1e-9)
@@ -105,7 +126,7 @@ def next_turns(
     traces: pl.DataFrame,
     bundle,
     *,
-    labelled: Collection[str],
+    labelled: Collection[str] | Mapping[str, str | None],
     n: int,
     strategy: str = "active",
     seed: int = 0,
@@ -113,18 +134,22 @@ def next_turns(
     """The next `n` unlabelled turns to label, in queue order (`QUEUE_SCHEMA`).
 
     `bundle` is the current model (`fpi.model.ModelBundle`); `labelled` the turn ids already
-    labelled (they never come back)."""
+    labelled (they never come back), or a mapping of them to their labels (None: excluded
+    without a label, e.g. skipped): then the active queue also seats the turns nearest the
+    labelled examples of the rarest classes."""
     from fpi.featurize import extract_features
 
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown queue strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
+    classes = dict(labelled) if isinstance(labelled, Mapping) else None
     labelled = set(labelled)
     open_mask = ~traces.get_column("turn_id").is_in(list(labelled)).to_numpy()
     candidates = traces.filter(pl.Series(open_mask))
     if candidates.is_empty() or n <= 0:
         return pl.DataFrame(schema=QUEUE_SCHEMA)
     # features need whole dialogues for context, so extract on all traces and select after
-    matrix = bundle.matrix(extract_features(traces))[open_mask]
+    everything = bundle.matrix(extract_features(traces))
+    matrix = everything[open_mask]
     proba = bundle.predict_proba(matrix)
     predicted = proba.argmax(axis=1)
     score, margin, _ = uncertainty(proba)
@@ -136,9 +161,15 @@ def next_turns(
     elif strategy == "dialogues":
         order, why = _random_dialogues(dialogues, n, rng)
     else:
-        # an adapted bundle knows how many labels of each class it was fitted on
-        counts = bundle.metadata.get("adaptation", {}).get("label_counts")
-        order, why = _active(matrix, proba, predicted, score, margin, dialogues, n, seed, counts)
+        if classes is None:  # an adapted bundle knows how many labels of each class it saw
+            counts = bundle.metadata.get("adaptation", {}).get("label_counts")
+            near = {}
+        else:
+            counts = {c: sum(v == c for v in classes.values()) for c in FAILURE_POINTS}
+            near = _nearest_to_labelled(traces, everything, open_mask, classes)
+        order, why = _active(
+            matrix, proba, predicted, score, margin, dialogues, n, seed, counts, near
+        )
     order = np.asarray(order, dtype=np.int64)
     return pl.DataFrame(
         {
@@ -160,14 +191,49 @@ def _random_dialogues(dialogues: np.ndarray, n: int, rng: np.random.Generator):
     return order, ["random dialogue"] * len(order)
 
 
+def _nearest_to_labelled(
+    traces: pl.DataFrame,
+    matrix: np.ndarray,
+    open_mask: np.ndarray,
+    classes: Mapping[str, str | None],
+) -> dict[int, np.ndarray]:
+    """Per class with labelled examples: the open turns (indices among them) nearest to any of
+    those examples in the standardised feature space, nearest first."""
+    space = standardised(matrix)
+    label_of = np.array([classes.get(t) for t in traces.get_column("turn_id")], dtype=object)
+    open_space = space[open_mask]
+    nearest = {}
+    for c, name in enumerate(FAILURE_POINTS):
+        examples = space[(label_of == name) & ~open_mask][:MAX_NEIGHBOUR_EXAMPLES]
+        if len(examples) == 0 or len(open_space) == 0:
+            continue
+        squared = (
+            (open_space**2).sum(1)[:, None]
+            - 2 * open_space @ examples.T
+            + (examples**2).sum(1)[None]
+        )
+        nearest[c] = np.argsort(squared.min(axis=1), kind="stable")
+    return nearest
+
+
 def coverage_seats(
-    proba: np.ndarray, labelled_counts: dict[str, int] | None, total: int
+    proba: np.ndarray,
+    labelled_counts: dict[str, int] | None,
+    total: int,
+    *,
+    with_examples: Collection[int] = (),
 ) -> dict[int, int]:
     """Seats per class for coverage: classes with fewer labels so far get more (weight
-    1 / sqrt(1 + labels)); a class no candidate is at least `COVERAGE_MIN_PROBABILITY` likely
-    to be gets none. Rarest-labelled first."""
+    1 / sqrt(1 + labels)); a class gets none once it has `COVERAGE_ENOUGH` labels, or if no
+    candidate is at least `COVERAGE_MIN_PROBABILITY` likely to be of it and it has no
+    labelled example to find neighbours of (`with_examples`). Rarest-labelled first."""
     counts = labelled_counts or {}
-    possible = [c for c in range(proba.shape[1]) if (proba[:, c] >= COVERAGE_MIN_PROBABILITY).any()]
+    possible = [
+        c
+        for c in range(proba.shape[1])
+        if counts.get(FAILURE_POINTS[c], 0) < COVERAGE_ENOUGH
+        and (c in with_examples or (proba[:, c] >= COVERAGE_MIN_PROBABILITY).any())
+    ]
     if not possible or total <= 0:
         return {}
     need = {c: 1.0 / np.sqrt(1.0 + counts.get(FAILURE_POINTS[c], 0)) for c in possible}
@@ -176,8 +242,10 @@ def coverage_seats(
     return {c: max(1, round(need[c] * scale)) for c in ordered}
 
 
-def _active(matrix, proba, predicted, score, margin, dialogues, n, seed, labelled_counts):
-    """Seats for class coverage first, then the rest spread over clusters of the uncertain."""
+def _active(matrix, proba, predicted, score, margin, dialogues, n, seed, labelled_counts, near):
+    """Seats for class coverage first (half of a class's seats to the nearest neighbours of
+    its labelled examples, `near`, when it has some), then the rest spread over clusters of
+    the uncertain."""
     rng = np.random.default_rng(seed)
     # tiny seeded jitter breaks ties without favouring input order
     ranking = np.lexsort((rng.random(len(score)), -score))
@@ -200,12 +268,27 @@ def _active(matrix, proba, predicted, score, margin, dialogues, n, seed, labelle
         )
         return True
 
-    for cls, seats in coverage_seats(proba, labelled_counts, int(n * COVERAGE_SHARE)).items():
+    seats_of = coverage_seats(
+        proba, labelled_counts, int(n * COVERAGE_SHARE), with_examples=near.keys()
+    )
+    for cls, seats in seats_of.items():
+        name = FAILURE_POINTS[cls]
         got = 0
+        if cls in near:  # half (rounded up) to neighbours of its labelled examples
+            for i in near[cls]:
+                if len(chosen) >= n or got >= (seats + 1) // 2:
+                    break
+                got += take(int(i), f"class coverage: near labelled {name} turns")
         for i in np.argsort(-proba[:, cls], kind="stable"):
             if len(chosen) >= n or got >= seats or proba[i, cls] < COVERAGE_MIN_PROBABILITY:
                 break
-            got += take(int(i), f"class coverage: p({FAILURE_POINTS[cls]}) = {proba[i, cls]:.2f}")
+            got += take(int(i), f"class coverage: p({name}) = {proba[i, cls]:.2f}")
+        for i in near.get(cls, ()):  # seats the probability left empty: more neighbours
+            if len(chosen) >= n or got >= seats:
+                break
+            got += take(int(i), f"class coverage: near labelled {name} turns")
+    for i in rng.permutation(len(score))[: int(n * EXPLORE_SHARE)]:
+        take(int(i), "random turn (exploration)")
     remaining = n - len(chosen)
     if remaining > 0:
         pool = [i for i in ranking[: CANDIDATES_PER_SEAT * n * 2] if not taken[i]]

@@ -16,8 +16,8 @@ from fpi.schema import FAILURE_POINTS
 
 @pytest.fixture(autouse=True)
 def fewer_rounds(monkeypatch):
-    """Cross-validation over 60 rounds instead of 400: same code path, a faster suite."""
-    monkeypatch.setattr("fpi.adapt.MAX_ROUNDS", 60)
+    """60 rounds instead of 150: same code path, a faster suite."""
+    monkeypatch.setattr("fpi.adapt.ROUNDS", 60)
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,33 @@ def test_a_new_fit_is_calibrated_and_profiled(new_pipeline, tmp_path):
     out = adapted.save(tmp_path / "adapted")
     assert load_profile(out) is not None
     assert load_bundle(out).calibration.method == adapted.calibration.method
+
+
+def test_no_labels_returns_the_start_models_trees_exactly(new_pipeline, small_bundle):
+    adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 0), start=small_bundle)
+    assert adapted.booster.model_to_string() == small_bundle.booster.model_to_string()
+    assert adapted.metadata["calibration"] == small_bundle.metadata["calibration"]
+    assert adapted.metadata.get("decision") == small_bundle.metadata.get("decision")
+
+
+def test_a_new_fit_uses_the_small_data_settings(new_pipeline):
+    from fpi.adapt import ROUNDS, SMALL_DATA_PARAMS
+    from fpi.model import train
+
+    weak = train(new_pipeline.tail(800), rounds=3, without_stages=("asr", "nlu", "er", "result"))
+    assert "decision" in weak.metadata  # offsets chosen for the start model's traffic ...
+    adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 400), start=weak)
+    assert "decision" not in adapted.metadata  # ... are not carried into the new fit
+    params = adapted.metadata["params"]
+    assert params["max_cat_to_onehot"] == SMALL_DATA_PARAMS["max_cat_to_onehot"] >= 16
+    assert params["min_data_in_leaf"] == SMALL_DATA_PARAMS["min_data_in_leaf"] <= 5
+    assert adapted.booster.current_iteration() == ROUNDS == adapted.metadata["adaptation"]["rounds"]
+
+
+def test_balanced_weights_give_every_labelled_class_the_same_total():
+    from fpi.adapt import balanced_weights
+
+    codes = np.array([0] * 90 + [2] * 9 + [5])
+    weights = balanced_weights(codes)
+    totals = [weights[codes == c].sum() for c in (0, 2, 5)]
+    assert np.allclose(totals, totals[0]) and weights.sum() == pytest.approx(len(codes))

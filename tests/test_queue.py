@@ -6,7 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fpi.queue import MAX_PER_DIALOGUE, QUEUE_SCHEMA, coverage_seats, kmeans, next_turns
+from fpi.queue import (
+    COVERAGE_ENOUGH,
+    MAX_PER_DIALOGUE,
+    QUEUE_SCHEMA,
+    coverage_seats,
+    kmeans,
+    next_turns,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +36,14 @@ def test_labelled_turns_never_come_back(pool, small_bundle):
         queue = next_turns(pool, small_bundle, labelled=labelled, n=100, strategy=strategy)
         assert not set(queue.get_column("turn_id")) & labelled
         assert queue.height == 100
+
+
+def test_active_keeps_random_seats_for_exploration(pool, small_bundle):
+    from fpi.queue import EXPLORE_SHARE
+
+    queue = next_turns(pool, small_bundle, labelled=[], n=50, seed=0)
+    explored = queue.filter(pl.col("why").str.starts_with("random turn")).height
+    assert 0 < explored <= int(50 * EXPLORE_SHARE)
 
 
 def test_active_caps_turns_per_dialogue(pool, small_bundle):
@@ -55,9 +70,11 @@ def test_rare_predicted_classes_get_seats(pool, small_bundle):
 
 def test_coverage_seats_favour_classes_with_few_labels():
     proba = np.full((10, 6), 0.25)
-    seats = coverage_seats(proba, {"correct": 400, "asr": 3}, 30)
-    assert seats[0] < seats[2]  # correct (400 labels) < asr (3)
+    seats = coverage_seats(proba, {"correct": 12, "asr": 3}, 30)
+    assert seats[0] < seats[2]  # correct (12 labels) < asr (3)
     assert list(seats)[-1] == 0  # the class with most labels is served last
+    enough = coverage_seats(proba, {"correct": COVERAGE_ENOUGH, "asr": 3}, 30)
+    assert 0 not in enough and enough.keys() == set(range(1, 6))
     assert coverage_seats(np.eye(6)[[0, 0, 0]] * 0.99 + 0.001, None, 12).keys() == {0}
 
 
@@ -83,3 +100,41 @@ def test_kmeans_separates_obvious_clusters():
     points = np.vstack([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2))])
     labels = kmeans(points, 2, seed=0)
     assert len(set(labels[:20])) == 1 and len(set(labels[20:])) == 1 and labels[0] != labels[-1]
+
+
+def _gold(traces: pl.DataFrame) -> np.ndarray:
+    return traces.get_column("label").struct.field("failure_point").to_numpy()
+
+
+def test_labelled_rare_turns_get_their_nearest_neighbours_seated(pool, small_bundle):
+    from fpi.featurize import extract_features
+    from fpi.queue import standardised
+
+    gold = _gold(pool)
+    ids = pool.get_column("turn_id").to_numpy()
+    counts = {c: int((gold == c).sum()) for c in np.unique(gold)}
+    rare = min(counts, key=counts.get)
+    examples = np.flatnonzero(gold == rare)[:3]
+    common = np.flatnonzero(gold == "correct")[:30]
+    labels = {ids[i]: gold[i] for i in [*examples, *common]}
+    queue = next_turns(pool, small_bundle, labelled=labels, n=100, seed=0)
+    near = queue.filter(pl.col("why").str.starts_with(f"class coverage: near labelled {rare}"))
+    assert near.height >= 2 and not set(queue.get_column("turn_id")) & set(labels)
+    # they are the open turns nearest the labelled examples (none of a dialogue already full)
+    space = standardised(small_bundle.matrix(extract_features(pool)))
+    distance = ((space[:, None, :] - space[None, examples, :]) ** 2).sum(-1).min(axis=1)
+    distance[[*examples, *common]] = np.inf
+    nearest = set(ids[np.argsort(distance, kind="stable")[: 3 * near.height]])
+    assert set(near.get_column("turn_id")) <= nearest
+    # without the labels' classes the queue has no neighbours to look for
+    plain = next_turns(pool, small_bundle, labelled=set(labels), n=100, seed=0)
+    assert not plain.get_column("why").str.contains("near labelled").any()
+
+
+def test_a_mapping_of_labels_counts_like_the_bundles_label_counts(pool, small_bundle):
+    ids = pool.get_column("turn_id").to_list()
+    # skipped turns (None) are excluded but count for no class
+    labels = dict.fromkeys(ids[:10]) | {t: "correct" for t in ids[10:15]}
+    queue = next_turns(pool, small_bundle, labelled=labels, n=30, seed=1)
+    assert queue.height == 30 and not set(queue.get_column("turn_id")) & set(ids[:15])
+    assert queue.get_column("why").str.contains("near labelled correct").any()

@@ -347,7 +347,8 @@ class ReviewSession:
 
     def _fill_queue(self) -> None:
         """Refill an empty queue from the current model; skipped turns come back last."""
-        labelled = self._labelled()
+        here = self._current_here()
+        labelled = self._labelled(here)
         excluded = labelled | self._skipped
         if len(excluded) >= len(self._row):
             if not self._skipped:
@@ -356,13 +357,22 @@ class ReviewSession:
             excluded = labelled
             if len(excluded) >= len(self._row):
                 return
-        self._queue = self._ranked(self._bundle, excluded)
+        self._queue = self._ranked(self._bundle, excluded, here)
         missing = self._queue_dialogues(self._queue) - set(self._predictions)
         self._predictions.update(self._triage(self._bundle, missing))
 
-    def _ranked(self, bundle: ModelBundle, excluded: set[str]) -> list[QueuedTurn]:
+    def _ranked(
+        self, bundle: ModelBundle, excluded: set[str], labels: pl.DataFrame
+    ) -> list[QueuedTurn]:
+        """The queue without `excluded` turns; `labels` (current store rows) let the queue
+        look for turns like the labelled ones of rare classes."""
+        classes = dict.fromkeys(excluded) | {
+            t: label
+            for t, label in labels.select("turn_id", "failure_point").iter_rows()
+            if t in excluded
+        }
         chosen = next_turns(
-            self.traces, bundle, labelled=excluded, n=self.batch, strategy="active", seed=self.seed
+            self.traces, bundle, labelled=classes, n=self.batch, strategy="active", seed=self.seed
         )
         return [
             QueuedTurn(t, why)
@@ -388,7 +398,7 @@ class ReviewSession:
             bundle = adapt(self.traces, labels, start=self.start, seed=self.seed)
             with self._lock:
                 excluded = self._labelled() | self._skipped
-            queue = self._ranked(bundle, excluded)
+            queue = self._ranked(bundle, excluded, labels)
             predictions = self._triage(bundle, self._queue_dialogues(queue))
         except KeyboardInterrupt:  # Ctrl-C reaches polars queries in any thread: stop quietly
             return
