@@ -275,6 +275,16 @@ MaxLineOption = Annotated[
     ),
 ]
 MAX_LINE_DEFAULT = 16 << 20  # = fpi.io.MAX_LINE_BYTES (not imported: --help stays fast)
+DumpOutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        dir_okay=False,
+        callback=_output_path,
+        help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
+        show_default=False,
+    ),
+]
 
 
 def _refuse_outputs(dumps: list[Path], **outputs: Path | None) -> None:
@@ -318,16 +328,7 @@ class ScenarioChoice(StrEnum):
 
 @app.command("simulate")
 def simulate_command(
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            dir_okay=False,
-            callback=_output_path,
-            help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
-            show_default=False,
-        ),
-    ],
+    out: DumpOutOption,
     turns: Annotated[
         int, typer.Option(min=1, max=MAX_TURNS, help="Turns to simulate (exactly).")
     ] = 10_000,
@@ -1075,16 +1076,6 @@ import_app = typer.Typer(
 )
 app.add_typer(import_app, name="import")
 
-ImportOutOption = Annotated[
-    Path,
-    typer.Option(
-        "--out",
-        dir_okay=False,
-        callback=_output_path,
-        help="Output dump: .jsonl, .jsonl.gz, .jsonl.zst or .parquet.",
-        show_default=False,
-    ),
-]
 ImportRejectsOption = Annotated[
     Path | None,
     typer.Option(
@@ -1141,7 +1132,7 @@ def import_dstc2_command(
         Path,
         typer.Argument(help="DSTC2 root: holds data/ and scripts/config/.", show_default=False),
     ],
-    out: ImportOutOption,
+    out: DumpOutOption,
     flist: Annotated[
         str,
         typer.Option("--flist", help="Calls to import: train, dev, or the path of an flist file."),
@@ -1164,7 +1155,7 @@ def _import_logs(source, paths: list[Path], out: Path, rejects: Path | None) -> 
 
 @import_app.command("homeassistant")
 def import_homeassistant_command(
-    paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
+    paths: LogArgs, out: DumpOutOption, rejects: ImportRejectsOption = None
 ) -> None:
     """Import Home Assistant Assist pipeline runs (pipeline_debug/get JSON, or runs JSONL)."""
     from fpi.importers.homeassistant import SOURCE_SPEC
@@ -1174,7 +1165,7 @@ def import_homeassistant_command(
 
 @import_app.command("rasa")
 def import_rasa_command(
-    paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
+    paths: LogArgs, out: DumpOutOption, rejects: ImportRejectsOption = None
 ) -> None:
     """Import Rasa conversations (tracker JSON, rasa_event.log, SQLite tracker store)."""
     from fpi.importers.rasa import SOURCE_SPEC
@@ -1184,7 +1175,7 @@ def import_rasa_command(
 
 @import_app.command("lex")
 def import_lex_command(
-    paths: LogArgs, out: ImportOutOption, rejects: ImportRejectsOption = None
+    paths: LogArgs, out: DumpOutOption, rejects: ImportRejectsOption = None
 ) -> None:
     """Import Amazon Lex V2 conversation text logs (JSON Lines or a JSON array)."""
     from fpi.importers.lex import SOURCE_SPEC
