@@ -181,7 +181,8 @@ class PipelineConfig:
         if result is not None and result["status"] == "success":
             response = TERSE_RESPONSE if self.terse_responses else result["response_text"]
             if _hash_share(turn_id, "asks-next") < self.asks_next_share:
-                response = f"{response} {NEXT_QUESTIONS[zlib.crc32(turn_id.encode()) % 4]}"
+                question = NEXT_QUESTIONS[zlib.crc32(turn_id.encode()) % len(NEXT_QUESTIONS)]
+                response = f"{response} {question}"
             if response != result["response_text"]:
                 result["response_text"] = response
                 if out["tts"] is not None:
