@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import sys
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,6 +79,12 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("fpi.models").joinpath("default")))
 
 
+def _unit_hash(data: bytes, key: bytes) -> float:
+    """A keyed hash of `data` as a number in [0, 1)."""
+    digest = hashlib.blake2b(data, digest_size=8, key=key).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def dialogue_split(
     dialogue_ids: pl.Series, fractions: Mapping[str, float], *, seed: int = 0
 ) -> pl.Series:
@@ -87,11 +92,14 @@ def dialogue_split(
 
     `fractions` maps split names to shares summing to 1, e.g. {"train": .8, "valid": .1, ...}.
     The assignment depends only on the dialogue id and the seed, so it is reproducible across
-    runs, machines and library versions.
+    runs, machines and library versions. Splits with different seeds are independent (a
+    keyed BLAKE2b hash: a seeded CRC-32 is linear, and nested CRC splits of the same ids,
+    such as cross-validation folds inside a training part, were strongly correlated).
     """
     unique = dialogue_ids.unique(maintain_order=True)
+    key = str(seed).encode()
     points = np.fromiter(
-        (zlib.crc32(f"{seed}:{d}".encode()) / 2**32 for d in unique.to_list()),
+        (_unit_hash(str(d).encode(), key) for d in unique.to_list()),
         dtype=np.float64,
         count=len(unique),
     )
@@ -108,8 +116,7 @@ def dialogue_split(
 
 def dialogue_halves(dialogue_ids: pl.Series) -> np.ndarray:
     """Two halves of a split's turns, by dialogue (True for one half), from a hash that is
-    independent of `dialogue_split`'s (CRC-32 is linear: two CRC splits of the same ids
-    would be correlated)."""
+    independent of `dialogue_split`'s (unkeyed, where every split is keyed by its seed)."""
     unique = dialogue_ids.unique(maintain_order=True)
     first = [hashlib.blake2b(str(d).encode(), digest_size=1).digest()[0] % 2 == 1 for d in unique]
     lookup = pl.DataFrame({"dialogue_id": unique, "half": pl.Series(first, dtype=pl.Boolean)})

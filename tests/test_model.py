@@ -31,6 +31,16 @@ def test_split_is_by_dialogue_and_reproducible(small_traces):
     assert split.to_list() != dialogue_split(ids, fractions, seed=6).to_list()
 
 
+def test_splits_with_different_seeds_are_independent():
+    # ids of one length, as real logs have: a seeded CRC-32 split them in lockstep
+    ids = pl.Series([f"voip-{i:010x}-20130402" for i in range(4000)])
+    outer = dialogue_split(ids, {"train": 0.8, "test": 0.2}, seed=7)
+    inner = dialogue_split(ids, {"train": 0.85, "valid": 0.15}, seed=0)
+    for part in ("train", "test"):
+        share = (inner.filter(outer == part) == "valid").mean()
+        assert 0.12 < share < 0.18, (part, share)
+
+
 def test_class_weights_favour_rare_classes():
     labels = np.array([0] * 90 + [1] * 10)
     weights = class_weights(labels, 6)
