@@ -37,6 +37,7 @@ from fpi.evaluate import classification_metrics, rule_baseline, score_traces
 from fpi.featurize import extract_features
 from fpi.io import read_traces
 from fpi.model import ModelBundle, dialogue_split, label_codes, train
+from fpi.predict import decide
 from fpi.schema import FAILURE_POINTS
 
 #: DSTC2's headline classes (entity errors barely exist there).
@@ -65,7 +66,9 @@ CANDIDATES: dict[str, tuple[dict[str, float], str, int | None]] = {
 MAX_ROUNDS = 2000
 
 
-def fit_candidate(traces: pl.DataFrame, candidate: tuple[dict, str, int | None]) -> ModelBundle:
+def fit_candidate(
+    traces: pl.DataFrame, candidate: tuple[dict, str, int | None], *, tune_decision: bool = True
+) -> ModelBundle:
     params, weighting, rounds = candidate
     return train(
         traces,
@@ -74,6 +77,7 @@ def fit_candidate(traces: pl.DataFrame, candidate: tuple[dict, str, int | None])
         rounds=rounds or MAX_ROUNDS,
         early_stopping=rounds is None,
         split_fractions={"train": 0.85, "valid": 0.15},
+        tune_decision=tune_decision,
     )
 
 
@@ -104,21 +108,24 @@ def import_train(root: Path, out: Path) -> pl.DataFrame:
 def grouped_cv(
     traces: pl.DataFrame, candidate: tuple[dict, str, int | None], folds: int
 ) -> tuple[float, np.ndarray]:
-    """5-class macro-F1 of out-of-fold predictions (folds by call), and the out-of-fold class
-    probabilities in the rows' order."""
+    """The 5-class macro-F1 of out-of-fold decisions (folds by call) and their decision
+    offsets, chosen on all the out-of-fold class probabilities: every candidate is scored
+    the same way, one rule over all folds, not each fold's own offsets from its small
+    validation split."""
     fold = dialogue_split(
         traces["dialogue_id"], {str(k): 1.0 / folds for k in range(folds)}, seed=SPLIT_SEED + 1
     ).to_numpy()
     proba = np.zeros((traces.height, len(FAILURE_POINTS)))
-    predicted = np.empty(traces.height, dtype=object)
     for k in range(folds):
         held = fold == str(k)
-        bundle = fit_candidate(traces.filter(~held), candidate)
+        bundle = fit_candidate(traces.filter(~held), candidate, tune_decision=False)
         part = traces.filter(held)
         proba[held] = bundle.predict_proba(bundle.matrix(extract_features(part)))
-        predicted[held] = score_traces(part, bundle)["model"].to_numpy()
-    gold = traces["label"].struct.field("failure_point").to_list()
-    return five_class(classification_metrics(gold, predicted)), proba
+    codes = label_codes(traces)
+    offsets = choose_offsets(proba, codes)
+    decided = decide(proba, decision_metadata(offsets, FAILURE_POINTS))
+    names = np.asarray(FAILURE_POINTS)
+    return five_class(classification_metrics(names[codes], names[decided])), offsets
 
 
 def call_bootstrap(
@@ -149,17 +156,16 @@ def fit_chosen(train_part: pl.DataFrame, folds: int, say=print) -> tuple[ModelBu
     with decision offsets from that candidate's out-of-fold predictions (every call of the
     training part is validation data there: steadier than one small validation split)."""
     say(f"grouped {folds}-fold CV on the training calls (5-class macro-F1):\n")
-    scores, out_of_fold = {}, {}
+    scores, offsets = {}, {}
     for name, candidate in CANDIDATES.items():
         started = time.perf_counter()
-        scores[name], out_of_fold[name] = grouped_cv(train_part, candidate, folds)
+        scores[name], offsets[name] = grouped_cv(train_part, candidate, folds)
         took = time.perf_counter() - started
         say(f"- {name} {candidate}: {scores[name]:.3f} ({took:.0f} s)")
     chosen = max(scores, key=scores.get)
-    bundle = fit_candidate(train_part, CANDIDATES[chosen])
-    offsets = choose_offsets(out_of_fold[chosen], label_codes(train_part))
+    bundle = fit_candidate(train_part, CANDIDATES[chosen], tune_decision=False)
     bundle.metadata[DECISION_KEY] = decision_metadata(
-        offsets, FAILURE_POINTS, chosen_on=f"grouped {folds}-fold out-of-fold predictions"
+        offsets[chosen], FAILURE_POINTS, chosen_on=f"grouped {folds}-fold out-of-fold predictions"
     )
     say(f"\nchosen: {chosen}; decision offsets {bundle.metadata[DECISION_KEY]['offsets']}\n")
     return bundle, chosen
