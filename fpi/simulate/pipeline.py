@@ -78,6 +78,9 @@ class Scenario:
     # share of requests with slots whose search legitimately finds nothing (a valid query
     # whose constraints nothing in the backend meets): "not found" is the right answer
     empty_result_share: float = 0.0
+    # how far a harmful misrecognition lowers the recogniser's own confidence (a multiplier:
+    # recognisers differ in how well their confidence tracks their errors)
+    asr_error_confidence_drop: float = 1.0
     # how sure NLU is of misrecognised text: 0 unsure (garbled text), 1 as sure as of what was
     # said (NLU sees only the text, and a fluent mishearing reads as well as the truth)
     nlu_sure_of_misheard: float = 0.0
@@ -319,7 +322,8 @@ class DialogueSimulator:
         else:
             heard, heard_roles, benign, harm = self._recognise(words, roles, base_logit)
         text = " ".join(heard)
-        confidence = d.logit_normal(2.5 - 0.55 * difficulty - 0.4 * benign - 1.3 * bool(harm), 0.85)
+        drop = 1.3 * sc.asr_error_confidence_drop * bool(harm)
+        confidence = d.logit_normal(2.5 - 0.55 * difficulty - 0.4 * benign - drop, 0.85)
         asr = {
             "text": text,
             "confidence": round(confidence, 4),

@@ -313,7 +313,9 @@ def _world_habits(name: str) -> dict[str, float]:
     contrast = round(float(rng.uniform(0.0, 1.0)), 3)
     scale = round(_log_uniform(rng, 0.5, 2.0), 3)
     noise = round(float(rng.uniform(0.3, 1.0)), 3) if rng.random() < 0.5 else 0.0
+    drop = round(_log_uniform(rng, 0.5, 3.0), 3)
     return {
+        "asr_error_confidence_drop": drop,
         "empty_result_share": empty,
         "nlu_sure_of_misheard": sure,
         "pace_contrast": contrast,
