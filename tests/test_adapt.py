@@ -149,3 +149,38 @@ def test_balanced_weights_give_every_labelled_class_the_same_total():
     weights = balanced_weights(codes)
     totals = [weights[codes == c].sum() for c in (0, 2, 5)]
     assert np.allclose(totals, totals[0]) and weights.sum() == pytest.approx(len(codes))
+
+
+def test_the_start_model_is_judged_on_the_labels_the_model_did_not_choose(
+    new_pipeline, small_bundle
+):
+    # an active queue seats the turns the start model gets wrong; judged on those it loses,
+    # judged on the random seats (the start model knows farfield better) it is kept
+    proba = small_bundle.predict_proba(small_bundle.matrix(extract_features(new_pipeline)))
+    gold = new_pipeline.get_column("label").struct.field("failure_point").to_numpy()
+    wrong = np.asarray(FAILURE_POINTS)[small_bundle.decide(proba)] != gold
+    chosen = np.flatnonzero(wrong)[:100]
+    random = np.setdiff1d(np.arange(len(gold)), chosen)[:60]
+    rows = np.concatenate([chosen, random])
+    labels = pl.DataFrame(
+        {
+            "turn_id": new_pipeline.get_column("turn_id").to_numpy()[rows],
+            "failure_point": gold[rows],
+            "seat": ["model"] * len(chosen) + ["random"] * len(random),
+        }
+    )
+    judged_fairly = adapt(new_pipeline, labels, start=small_bundle)
+    meta = judged_fairly.metadata["adaptation"]
+    assert meta["judged_on"] == "60 labels the model did not choose"
+    assert meta["method"].startswith("start model kept")
+    unseated = adapt(new_pipeline, labels.drop("seat"), start=small_bundle)
+    assert unseated.metadata["adaptation"]["judged_on"] == "all 160 labels"
+    assert unseated.metadata["adaptation"]["method"] == "fresh"
+
+
+def test_too_few_labels_the_model_did_not_choose_judge_on_all(new_pipeline, small_bundle):
+    labels = _gold_labels(new_pipeline, 150).with_columns(
+        pl.Series("seat", ["random"] * 10 + ["model"] * 140)
+    )
+    meta = adapt(new_pipeline, labels, start=small_bundle).metadata["adaptation"]
+    assert meta["judged_on"] == "all 150 labels"
