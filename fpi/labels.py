@@ -9,6 +9,10 @@ crash or Ctrl-C loses at most the row being written.
 Every label carries the hash of the turn's `fpi-trace/1` record (`record_hash`), so a label never
 silently attaches to a different turn that reuses the id: `match_labels` sets such labels aside
 as stale, and every consumer (queue, adapt, train, evaluate) uses only the matching ones.
+
+The `seats` table remembers how the queue chose each turn it offered (`record_seats`,
+`fpi.queue.SEATS`), so `fpi adapt` can judge models on the labels the model did not choose
+(`seated`); a database written before it existed gains the empty table when opened.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ from fpi.schema import FAILURE_POINTS
 
 @pytest.fixture(autouse=True)
 def fewer_rounds(monkeypatch):
-    """60 rounds instead of 150: same code path, a faster suite."""
+    """60 rounds and a bag of 2 instead of 150 and 5: same code path, a faster suite."""
     monkeypatch.setattr("fpi.adapt.ROUNDS", 60)
+    monkeypatch.setattr("fpi.adapt.BAG", 2)
 
 
 @pytest.fixture(scope="module")
@@ -129,17 +130,50 @@ def test_no_labels_returns_the_start_models_trees_exactly(new_pipeline, small_bu
 
 
 def test_a_new_fit_uses_the_small_data_settings(new_pipeline):
-    from fpi.adapt import ROUNDS, SMALL_DATA_PARAMS
+    from fpi.adapt import BAG, ROUNDS, SMALL_DATA_PARAMS
     from fpi.model import train
 
     weak = train(new_pipeline.tail(800), rounds=3, without_stages=("asr", "nlu", "er", "result"))
-    assert "decision" in weak.metadata  # offsets chosen for the start model's traffic ...
+    assert weak.metadata["decision"]["chosen_on"] == "valid"  # for the start model's traffic
     adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 400), start=weak)
-    assert "decision" not in adapted.metadata  # ... are not carried into the new fit
+    # the new fit's own offsets, chosen on its out-of-fold scores
+    assert adapted.metadata["decision"]["chosen_on"] == "out-of-fold labels"
     params = adapted.metadata["params"]
     assert params["max_cat_to_onehot"] == SMALL_DATA_PARAMS["max_cat_to_onehot"] >= 16
     assert params["min_data_in_leaf"] == SMALL_DATA_PARAMS["min_data_in_leaf"] <= 5
-    assert adapted.booster.current_iteration() == ROUNDS == adapted.metadata["adaptation"]["rounds"]
+    meta = adapted.metadata["adaptation"]
+    assert meta["rounds"] == ROUNDS and meta["bag"] == BAG > 1
+    assert adapted.booster.current_iteration() == ROUNDS * BAG  # the members side by side
+
+
+def test_average_of_boosters_scores_their_mean():
+    import lightgbm as lgb
+
+    from fpi.adapt import average_of
+
+    matrix = np.random.default_rng(0).random((300, 4))
+    matrix[:, 3] = np.arange(300) % 5
+    labels = (np.arange(300) * 7) % 3
+    boosters = [
+        lgb.train(
+            {
+                "objective": "multiclass",
+                "num_class": 3,
+                "num_leaves": 4,
+                "verbosity": -1,
+                "feature_fraction": 0.7,
+                "min_data_in_leaf": 3,
+                "seed": seed,
+            },
+            lgb.Dataset(matrix, labels, categorical_feature=[3]),
+            num_boost_round=8,
+        )
+        for seed in range(3)
+    ]
+    mean = np.mean([b.predict(matrix, raw_score=True) for b in boosters], axis=0)
+    merged = average_of(boosters)
+    assert merged.num_trees() == 3 * 8 * 3
+    assert np.allclose(merged.predict(matrix, raw_score=True), mean)
 
 
 def test_balanced_weights_give_every_labelled_class_the_same_total():
