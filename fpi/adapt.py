@@ -182,33 +182,18 @@ def fit_small(
     weights: np.ndarray,
     dialogues: np.ndarray,
     *,
-    categorical: list[int],
-    names: list[str],
     seed: int,
-    init_model: lgb.Booster | None = None,
-    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-    out_of_fold: bool = True,
     bag: int = 1,
+    **options: Any,
 ) -> tuple[lgb.Booster, np.ndarray | None]:
     """A small-data booster of `ROUNDS` rounds, and the out-of-fold raw scores of the labelled
     rows from cross-validation over dialogues (None with too few labels or dialogues, or
-    `out_of_fold=False`). `extra` = (matrix, codes, weights) of additional turns used in every
-    training fold. With `bag` > 1, the average (`average_of`) of that many fits with seeds
-    `seed`, `seed + 1000`, ..., each with its own folds; the out-of-fold scores are averaged
-    too (each member's are out of fold, so their mean is)."""
+    `out_of_fold=False`); `options` are `_fit_one`'s. With `bag` > 1, the average
+    (`average_of`) of that many fits with seeds `seed`, `seed + 1000`, ..., each with its own
+    folds; the out-of-fold scores are averaged too (each member's are out of fold, so their
+    mean is)."""
     members = [
-        _fit_small(
-            matrix,
-            codes,
-            weights,
-            dialogues,
-            seed=seed + 1000 * k,
-            init_model=init_model,
-            extra=extra,
-            out_of_fold=out_of_fold,
-            categorical=categorical,
-            names=names,
-        )
+        _fit_one(matrix, codes, weights, dialogues, seed=seed + 1000 * k, **options)
         for k in range(bag)
     ]
     scores = [s for _, s in members if s is not None]
@@ -242,7 +227,7 @@ def average_of(boosters: list[lgb.Booster]) -> lgb.Booster:
     return lgb.Booster(model_str=lgb.Booster(model_str=merged).model_to_string())
 
 
-def _fit_small(
+def _fit_one(
     matrix: np.ndarray,
     codes: np.ndarray,
     weights: np.ndarray,
@@ -251,10 +236,12 @@ def _fit_small(
     categorical: list[int],
     names: list[str],
     seed: int,
-    init_model: lgb.Booster | None,
-    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    out_of_fold: bool,
+    init_model: lgb.Booster | None = None,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    out_of_fold: bool = True,
 ) -> tuple[lgb.Booster, np.ndarray | None]:
+    """One fit of `fit_small`. `extra` = (matrix, codes, weights) of additional turns used in
+    every training fold."""
     params = {**SMALL_DATA_PARAMS, "num_class": len(FAILURE_POINTS), "seed": seed}
 
     def fitted(rows: np.ndarray | slice) -> lgb.Booster:
