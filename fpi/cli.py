@@ -470,6 +470,14 @@ def features_command(
     )
 
 
+class ClassWeighting(StrEnum):
+    """`fpi.model.CLASS_WEIGHTINGS` (kept in step by a test)."""
+
+    sqrt = "sqrt"
+    inverse = "inverse"
+    none = "none"
+
+
 @app.command()
 def train(
     dumps: DumpArgs,
@@ -483,8 +491,16 @@ def train(
         int, typer.Option(min=0, max=MAX_SEED, help="Seed for the dialogue split and LightGBM.")
     ] = 0,
     rounds: Annotated[
-        int, typer.Option(min=1, help="Maximum boosting rounds (early stopping).")
+        int,
+        typer.Option(min=1, help="Maximum boosting rounds (all of them without early stopping)."),
     ] = 400,
+    early_stopping: Annotated[
+        bool,
+        typer.Option(
+            help="Stop when the validation log-loss stops improving; --no-early-stopping "
+            "boosts exactly --rounds (choose them by grouped cross-validation)."
+        ),
+    ] = True,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -506,6 +522,13 @@ def train(
         Path | None,
         typer.Option("--labels", help="Label database whose labels override the dump's."),
     ] = None,
+    class_weights: Annotated[
+        ClassWeighting,
+        typer.Option(
+            help="Weigh classes by inverse frequency: sqrt (tempered), inverse (every class "
+            "the same total weight; for rare classes of a few dozen turns) or none."
+        ),
+    ] = ClassWeighting.sqrt,
 ) -> None:
     """Train the six-class failure-point model on labelled traces."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -533,6 +556,8 @@ def train(
             seed=seed,
             without_stages=tuple(without_stage or ()),
             on_iteration=lambda done, total: bar.update(task, completed=done, total=total),
+            class_weighting=class_weights.value,
+            early_stopping=early_stopping,
         )
     bundle.save(out)
     summary = bundle.metadata["training"]

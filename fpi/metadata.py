@@ -72,6 +72,8 @@ PARAMS_SCHEMA: tuple[Key, ...] = (
     Key("num_class", int, required=False),
     Key("rounds", int, required=False),
     Key("best_iteration", int, required=False),
+    Key("class_weighting", str, required=False, doc="how classes were weighed in training"),
+    Key("early_stopping", bool, required=False, doc="rounds stopped by validation log-loss"),
 )
 
 

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from fpi.model import ModelBundle
 
 SHIFT_FORMAT = "fpi-shift/1"
+#: Decimals a report keeps of its scores (`ShiftReport.to_dict`).
+DECIMALS = 4
 TRAINING = "model's training traffic"
 #: The separability AUC from which a dump counts as shifted. Chosen with the bundled model on
 #: fresh simulated `base` traffic (0.536-0.561 over four seeds) against other scenarios and a
@@ -280,7 +282,7 @@ class ShiftReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": SHIFT_FORMAT,
-            "score": None if self.score is None else round(self.score, 4),
+            "score": None if self.score is None else round(self.score, DECIMALS),
             "shifted": self.shifted,
             "threshold": self.threshold,
             "verdict": self.verdict,
@@ -290,7 +292,7 @@ class ShiftReport:
             "reference_components": list(self.reference_components),
             "confidence": self.confidence,
             "features": [
-                {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                {k: (round(v, DECIMALS) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in self.features.iter_rows(named=True)
             ],
         }
@@ -356,7 +358,10 @@ def _feature_frame(rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
         "missing_rate_dump": pl.Float64,
     }
     frame = pl.DataFrame(list(rows), schema=schema, orient="row")
-    return frame.sort(["shift", "name"], descending=[True, False], nulls_last=True)
+    # by the shift as stored, so that a report read back from its dict keeps its order
+    return frame.sort(
+        [pl.col("shift").round(DECIMALS), "name"], descending=[True, False], nulls_last=True
+    )
 
 
 def compare(

@@ -23,6 +23,26 @@ def test_train_writes_a_bundle(small_dump, tmp_path):
     assert "trained on 4000 turns" in result.output
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["params"]["num_leaves"] == 7 and meta["params"]["rounds"] == 8
+    assert meta["params"]["class_weighting"] == "sqrt"
+
+
+def test_train_weighs_classes_and_boosts_as_asked(small_dump, tmp_path):
+    out = tmp_path / "model"
+    args = ["train", str(small_dump), "--out", str(out), "--rounds", "4"]
+    result = runner.invoke(app, [*args, "--class-weights", "inverse", "--no-early-stopping"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((out / "metadata.json").read_text())["params"]
+    assert params["class_weighting"] == "inverse"
+    assert params["early_stopping"] is False and params["best_iteration"] == 4
+    refused = runner.invoke(app, [*args, "--class-weights", "cube"])
+    assert refused.exit_code == 2 and "cube" in refused.output
+
+
+def test_class_weighting_choices_match_the_model():
+    from fpi.cli import ClassWeighting
+    from fpi.model import CLASS_WEIGHTINGS
+
+    assert tuple(c.value for c in ClassWeighting) == tuple(CLASS_WEIGHTINGS)
 
 
 def test_train_rejects_a_malformed_param(small_dump, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fpi.errors import ModelError
+from fpi.errors import ConfigError, ModelError
 from fpi.featurize import CATALOG, extract_features
 from fpi.metadata import check_metadata
 from fpi.model import (
@@ -31,10 +31,29 @@ def test_split_is_by_dialogue_and_reproducible(small_traces):
     assert split.to_list() != dialogue_split(ids, fractions, seed=6).to_list()
 
 
+def test_splits_with_different_seeds_are_independent():
+    # ids of one length, as real logs have: a seeded CRC-32 split them in lockstep
+    ids = pl.Series([f"voip-{i:010x}-20130402" for i in range(4000)])
+    outer = dialogue_split(ids, {"train": 0.8, "test": 0.2}, seed=7)
+    inner = dialogue_split(ids, {"train": 0.85, "valid": 0.15}, seed=0)
+    for part in ("train", "test"):
+        share = (inner.filter(outer == part) == "valid").mean()
+        assert 0.12 < share < 0.18, (part, share)
+
+
 def test_class_weights_favour_rare_classes():
     labels = np.array([0] * 90 + [1] * 10)
     weights = class_weights(labels, 6)
     assert weights[-1] / weights[0] == pytest.approx(3.0)
+    inverse = class_weights(labels, 6, "inverse")
+    assert inverse[-1] / inverse[0] == pytest.approx(9.0)
+    assert inverse[labels == 0].sum() == pytest.approx(inverse[labels == 1].sum())
+    assert np.all(class_weights(labels, 6, "none") == 1.0)
+
+
+def test_an_unknown_class_weighting_is_refused():
+    with pytest.raises(ConfigError, match="unknown class weighting 'cube'"):
+        class_weights(np.array([0, 1]), 6, "cube")
 
 
 def test_bundle_round_trip_and_metadata(small_bundle, small_model_dir, small_traces):
@@ -58,6 +77,17 @@ def test_training_is_deterministic_for_a_seed(small_traces):
     first = train(small_traces, rounds=5, seed=1)
     second = train(small_traces, rounds=5, seed=1)
     assert first.booster.model_to_string() == second.booster.model_to_string()
+
+
+def test_without_early_stopping_every_round_is_kept(small_traces):
+    # a learning rate this high overfits within a few rounds: early stopping ends sooner
+    fast = {"learning_rate": 1.0, "min_data_in_leaf": 2}
+    stopped = train(small_traces, rounds=120, params=fast)
+    kept = train(small_traces, rounds=120, params=fast, early_stopping=False)
+    assert stopped.booster.current_iteration() < 120
+    assert kept.booster.current_iteration() == 120
+    assert kept.metadata["params"]["early_stopping"] is False
+    assert check_metadata(kept.metadata, "kept") is None
 
 
 def test_unseen_categories_become_missing(small_bundle):
