@@ -221,3 +221,76 @@ def test_users_asking_for_what_the_service_does_not_have_get_a_correct_not_found
         return int(((status == "no_content") & (label == "correct")).sum())
 
     assert correct_not_found(0.5) > 2 * max(correct_not_found(0.0), 1)
+
+
+def _world(name: str, **knobs) -> pl.DataFrame:
+    from fpi.simulate.pipeline import Scenario
+
+    return simulate_pipeline(3000, PipelineConfig(name, world=Scenario(name, **knobs)), seed=4)
+
+
+def _labels(frame: pl.DataFrame) -> pl.Series:
+    return frame["label"].struct.field("failure_point")
+
+
+def test_valid_searches_that_find_nothing_are_answered_not_found_correctly():
+    def resolved_yet_not_found(frame: pl.DataFrame) -> int:
+        """Correct turns answered "not found" although every entity resolved."""
+        status = frame["result"].struct.field("status")
+        found = frame.filter((status == "no_content") & (_labels(frame) == "correct"))
+        return sum(
+            all(e["status"] == "resolved" for e in (er or {}).get("entities") or ())
+            for er in found["er"].to_list()
+        )
+
+    assert resolved_yet_not_found(_world("search")) == 0
+    assert resolved_yet_not_found(_world("search", empty_result_share=0.3)) > 100
+
+
+def test_an_nlu_sure_of_misheard_text_and_a_recogniser_whose_confidence_drops_on_errors():
+    def median_confidence(frame: pl.DataFrame, stage: str, label: str) -> float:
+        return frame[stage].struct.field("confidence").filter(_labels(frame) == label).median()
+
+    unsure, sure = _world("nlu"), _world("nlu", nlu_sure_of_misheard=1.0)
+    assert median_confidence(unsure, "nlu", "asr") < 0.6 < median_confidence(sure, "nlu", "asr")
+    assert median_confidence(sure, "nlu", "correct") == pytest.approx(
+        median_confidence(unsure, "nlu", "correct"), abs=0.05
+    )
+    mild, steep = _world("asr"), _world("asr", asr_error_confidence_drop=3.0)
+    assert median_confidence(steep, "asr", "asr") < median_confidence(mild, "asr", "asr") - 0.2
+    assert median_confidence(steep, "asr", "correct") == pytest.approx(
+        median_confidence(mild, "asr", "correct"), abs=0.02
+    )
+
+
+def test_pace_contrast_makes_the_pause_before_a_retry_like_any_other():
+    from fpi.featurize import extract_features
+
+    def pause_ratio(frame: pl.DataFrame) -> float:
+        gap = extract_features(frame)["context__next_gap_s"]
+        labels = _labels(frame)
+        return gap.filter(labels == "correct").median() / gap.filter(labels == "asr").median()
+
+    assert pause_ratio(_world("pace")) > 2.0
+    assert pause_ratio(_world("pace", pace_contrast=0.0)) < 1.5
+
+
+def test_noise_burst_false_wakes_are_heard_as_a_word_or_two():
+    from fpi.simulate.catalog import NOISE_HEARD_AS
+
+    def false_wake_texts(frame: pl.DataFrame) -> list[str]:
+        return frame["asr"].struct.field("text").filter(_labels(frame) == "false_wake").to_list()
+
+    noise = false_wake_texts(_world("line", noise_false_wake_share=1.0))
+    assert noise and all(text in NOISE_HEARD_AS for text in noise)
+    assert not set(false_wake_texts(_world("line"))) <= set(NOISE_HEARD_AS)
+
+
+def test_drawn_worlds_vary_the_new_knobs():
+    worlds = [p.world for p in randomized_pipelines(5, 200)]
+    empty = [w.empty_result_share for w in worlds]
+    assert 0.3 < sum(e > 0 for e in empty) / len(empty) < 0.5
+    assert all(0.0 <= w.nlu_sure_of_misheard <= 1.0 for w in worlds)
+    assert all(0.0 <= w.pace_contrast <= 1.0 and 0.5 <= w.pace_scale <= 2.0 for w in worlds)
+    assert all(0.5 <= w.asr_error_confidence_drop <= 3.0 for w in worlds)
+    assert 0.35 < sum(w.noise_false_wake_share > 0 for w in worlds) / len(worlds) < 0.65

@@ -796,6 +796,23 @@ BACKGROUND_SPEECH: tuple[str, ...] = (
     "hmm",
     "so",
 )
+#: What a recogniser makes of a noise burst (a cough, a door, line noise): a short word or two.
+NOISE_HEARD_AS: tuple[str, ...] = (
+    "yes",
+    "no",
+    "yeah",
+    "okay",
+    "the",
+    "and",
+    "hello",
+    "right",
+    "hi",
+    "what",
+    "oh no",
+    "yes please",
+    "thank you",
+    "i",
+)
 #: Domain and intent NLU tends to give background speech that happens to sound like a request.
 BACKGROUND_GUESSES: tuple[str, ...] = (
     "QuestionIntent",

@@ -27,6 +27,7 @@ from fpi.simulate.catalog import (
     LITERALS,
     NEW_DOMAINS,
     NLU_CONFUSIONS,
+    NOISE_HEARD_AS,
     PLAY_INTENTS,
     SOUND_ALIKE,
     STOP_INTENT,
@@ -40,6 +41,8 @@ from fpi.simulate.users import Device, User
 CORRECT, FALSE_WAKE, ASR, NLU, ER, RESULT = (s.value for s in Stage)
 
 FOLLOW_UP_WINDOW_MS = 8_000
+#: The typical pause before the next turn that `Scenario.pace_contrast` pulls pauses towards.
+TYPICAL_PAUSE_MS = 2_500.0
 MEDIA_ACTIONS = frozenset({"PlaySong", "PlayVideo", "PlayAudiobook", "PlayEpisode"})
 #: How a device type is usually used for a "play <title>" request.
 PLAY_PRIOR = {
@@ -72,6 +75,22 @@ class Scenario:
     retry_scale: float = 1.0  # how readily users retry (repeat, rephrase, fix) after a failure
     # extra share of catalogue requests for something the service does not have (0: none)
     unavailable_share: float = 0.0
+    # share of requests with slots whose search legitimately finds nothing (a valid query
+    # whose constraints nothing in the backend meets): "not found" is the right answer
+    empty_result_share: float = 0.0
+    # how far a harmful misrecognition lowers the recogniser's own confidence (a multiplier:
+    # recognisers differ in how well their confidence tracks their errors)
+    asr_error_confidence_drop: float = 1.0
+    # how sure NLU is of misrecognised text: 0 unsure (garbled text), 1 as sure as of what was
+    # said (NLU sees only the text, and a fluent mishearing reads as well as the truth)
+    nlu_sure_of_misheard: float = 0.0
+    # how much the user's pause before the next turn depends on how this one went (1: a retry
+    # comes quicker than a new request; 0: the same pause whatever happened, as when the
+    # system prompts for the next thing every time), and a multiplier on every pause
+    pace_contrast: float = 1.0
+    pace_scale: float = 1.0
+    # share of false wakes that are a noise burst heard as a word or two, not overheard speech
+    noise_false_wake_share: float = 0.0
 
 
 SCENARIO_SETTINGS: dict[str, Scenario] = {
@@ -303,7 +322,8 @@ class DialogueSimulator:
         else:
             heard, heard_roles, benign, harm = self._recognise(words, roles, base_logit)
         text = " ".join(heard)
-        confidence = d.logit_normal(2.5 - 0.55 * difficulty - 0.4 * benign - 1.3 * bool(harm), 0.85)
+        drop = 1.3 * sc.asr_error_confidence_drop * bool(harm)
+        confidence = d.logit_normal(2.5 - 0.55 * difficulty - 0.4 * benign - drop, 0.85)
         asr = {
             "text": text,
             "confidence": round(confidence, 4),
@@ -347,8 +367,11 @@ class DialogueSimulator:
                 intent, slots = self._nlu_mistake(request, device, slots)
         upstream = ASR if harm else (NLU if nlu_error else CORRECT)
         wrong = upstream != CORRECT
-        # Garbled text leaves NLU less sure than a fluent sentence it misreads.
-        mean = 0.0 if harm else (0.6 if nlu_error else 2.1 - 0.15 * intent.ambiguity)
+        # Garbled text leaves NLU less sure than a fluent sentence it misreads (how much less
+        # is the pipeline's: `Scenario.nlu_sure_of_misheard`).
+        clean = 2.1 - 0.15 * intent.ambiguity
+        mean = sc.nlu_sure_of_misheard * clean if harm else (0.6 if nlu_error else clean)
+        misheard_slot = 0.9 + sc.nlu_sure_of_misheard * 1.3 if harm else 0.9
         nlu_conf = d.logit_normal(mean, 0.9)
         while not wrong and nlu_conf < 0.3:  # a right reading below the reprompt threshold
             nlu_conf = d.logit_normal(mean, 0.9)
@@ -362,7 +385,8 @@ class DialogueSimulator:
                     "name": name,
                     "value": mention,
                     "confidence": round(
-                        d.logit_normal(0.9 if (wrong and meant is None) else 2.2, 0.9), 4
+                        d.logit_normal(misheard_slot if (wrong and meant is None) else 2.2, 0.9),
+                        4,
                     ),
                 }
                 for name, (_, mention, meant) in slots.items()
@@ -683,6 +707,12 @@ class DialogueSimulator:
             return Handled(
                 "clarification", h, "Elicit", f"What {missing[0]} would you like?", latency
             )
+        if (
+            self.scenario.empty_result_share
+            and intent.slots
+            and d.chance(self.scenario.empty_result_share)
+        ):  # a valid search that nothing meets: the right answer is "not found"
+            return Handled("no_content", h, a, f"Sorry, I couldn't find {what}.", latency)
         media = a in MEDIA_ACTIONS
         response = intent.response.format(**resolved)
         rate = (
@@ -726,9 +756,13 @@ class DialogueSimulator:
         """The device woke on TV or room conversation; nobody was talking to it."""
         d = self.d
         wake = self._wake("follow_up" if mode == "follow_up" else "wake_word", addressed=False)
-        text = d.pick(BACKGROUND_SPEECH)
-        if d.chance(0.6):  # overheard speech runs on
-            text = f"{text} {d.pick(BACKGROUND_SPEECH)}"
+        share = self.scenario.noise_false_wake_share
+        if share and d.chance(share):  # a noise burst heard as a word or two
+            text = d.pick(NOISE_HEARD_AS)
+        else:
+            text = d.pick(BACKGROUND_SPEECH)
+            if d.chance(0.6):  # overheard speech runs on
+                text = f"{text} {d.pick(BACKGROUND_SPEECH)}"
         n_words = len(text.split())
         snr = DEVICE_SNR[device.type] + user.room_snr + self.scenario.snr_shift + d.normal(-3, 4)
         conf = d.logit_normal(0.6 - 0.04 * n_words, 1.0)
@@ -844,17 +878,26 @@ class DialogueSimulator:
         if action is None:
             think = 0.0
         elif action == "new":
-            think = d.lognormal(5_500.0, 0.8)
+            think = d.lognormal(self._pause(5_500.0), 0.8)
         elif barge:
             think = d.lognormal(500.0, 0.4)
         elif label == CORRECT:
-            think = d.lognormal(3_000.0, 0.7)
+            think = d.lognormal(self._pause(3_000.0), 0.7)
         else:
-            think = d.lognormal(1_500.0, 0.55)
+            think = d.lognormal(self._pause(1_500.0), 0.55)
         latency = handled.latency_ms if handled else 0.0
         played = barge_ms if barge_ms is not None else tts_ms
         gap = record["asr"]["audio_ms"] + latency + played + think
         return Turn(record, label, action, gap)
+
+    def _pause(self, median_ms: float) -> float:
+        """The median pause before the next turn: `median_ms` pulled towards the typical pause
+        by the scenario's `pace_contrast`, times its `pace_scale`."""
+        sc = self.scenario
+        if sc.pace_contrast == 1.0 and sc.pace_scale == 1.0:
+            return median_ms
+        contrast = sc.pace_contrast
+        return sc.pace_scale * TYPICAL_PAUSE_MS ** (1.0 - contrast) * median_ms**contrast
 
     def _next_action(self, p: Reaction, label: str, user: User, barge: bool) -> str | None:
         """Retry, stop, ask something new, answer a question back, or leave (None)."""
