@@ -88,16 +88,19 @@ def learning_curve(
     model = start
     answers = dict(zip(pool.get_column("turn_id"), gold(pool), strict=True))
     labelled: dict[str, str] = {}  # what the queue is told: turn -> its label
+    seats: dict[str, str] = {}  # how the queue chose each (what `fpi queue` records)
     curve, mix = {}, {}
     for budget in BUDGETS:
         while len(labelled) < budget:
             n = min(ROUND, budget - len(labelled))
             batch = next_turns(pool, model, labelled=labelled, n=n, strategy=strategy, seed=seed)
             labelled.update((t, answers[t]) for t in batch.get_column("turn_id"))
+            seats.update(batch.select("turn_id", "seat").iter_rows())
             if strategy == "active":  # the queue's next round uses the refitted model
-                model = adapt(pool, _labels(labelled), start=start, seed=seed, method=method)
+                labels = _labels(labelled, seats)
+                model = adapt(pool, labels, start=start, seed=seed, method=method)
         if strategy != "active":
-            model = adapt(pool, _labels(labelled), start=start, seed=seed, method=method)
+            model = adapt(pool, _labels(labelled, seats), start=start, seed=seed, method=method)
         curve[budget] = score(model, test, classes)
         counts = pl.Series(list(labelled.values()), dtype=pl.String).value_counts()
         mix[budget] = {
@@ -107,10 +110,16 @@ def learning_curve(
     return curve, mix, time.perf_counter() - started
 
 
-def _labels(labelled: dict[str, str]) -> pl.DataFrame:
+def _labels(labelled: dict[str, str], seats: dict[str, str] | None = None) -> pl.DataFrame:
+    """Bare label rows (turn_id, failure_point, seat) as `fpi.adapt.adapt` reads them."""
+    seats = seats or {}
     return pl.DataFrame(
-        {"turn_id": list(labelled), "failure_point": list(labelled.values())},
-        schema={"turn_id": pl.String, "failure_point": pl.String},
+        {
+            "turn_id": list(labelled),
+            "failure_point": list(labelled.values()),
+            "seat": [seats.get(t) for t in labelled],
+        },
+        schema={"turn_id": pl.String, "failure_point": pl.String, "seat": pl.String},
     )
 
 
@@ -124,14 +133,16 @@ def compare_methods(pool, test, classes, *, budget: int, seed: int, methods=COMP
     label_sets = {}
     for strategy in ("random", "active"):
         labelled: dict[str, str] = {}
+        seats: dict[str, str] = {}
         model = start
         while len(labelled) < budget:
             n = min(ROUND, budget - len(labelled))
             batch = next_turns(pool, model, labelled=labelled, n=n, strategy=strategy, seed=seed)
             labelled.update((t, answers[t]) for t in batch.get_column("turn_id"))
+            seats.update(batch.select("turn_id", "seat").iter_rows())
             if strategy == "active":
-                model = adapt(pool, _labels(labelled), start=start, seed=seed)
-        label_sets[strategy] = _labels(labelled)
+                model = adapt(pool, _labels(labelled, seats), start=start, seed=seed)
+        label_sets[strategy] = _labels(labelled, seats)
     print(f"| start model, no labels | {score(start, test, classes):.3f} | |")
     for method in [m for m in methods if m in METHODS]:
         cells = []

@@ -1557,6 +1557,7 @@ def queue_command(
         queue = next_turns(
             traces, bundle, labelled=classes, n=n, strategy=strategy.value, seed=seed
         )
+        store.record_seats(queue)  # adapt judges models on the seats the model did not choose
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(f".{out.name}.partial")
         queue.write_ndjson(partial)
@@ -1598,7 +1599,7 @@ def adapt_command(
 
     with LabelStore(labels) as store:
         traces = read_traces(dumps)
-        current = store.current()
+        current = store.seated()
         console.print(match_labels(current, traces).summary(), highlight=False)
         with err_console.status("fitting"):
             bundle = adapt(traces, current, start=start, seed=seed, method=method.value)

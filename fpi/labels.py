@@ -9,6 +9,10 @@ crash or Ctrl-C loses at most the row being written.
 Every label carries the hash of the turn's `fpi-trace/1` record (`record_hash`), so a label never
 silently attaches to a different turn that reuses the id: `match_labels` sets such labels aside
 as stale, and every consumer (queue, adapt, train, evaluate) uses only the matching ones.
+
+The `seats` table remembers how the queue chose each turn it offered (`record_seats`,
+`fpi.queue.SEATS`), so `fpi adapt` can judge models on the labels the model did not choose
+(`seated`); a database written before it existed gains the empty table when opened.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from fpi.errors import FpiError, InputError
+from fpi.queue import SEATS
 from fpi.schema import FAILURE_POINTS, TRACE_JSON_SCHEMA, TRACE_SCHEMA
 
 STORE_FORMAT = "fpi-labels/1"
@@ -51,6 +56,8 @@ CURRENT_SCHEMA = pl.Schema(
         "record_hash": pl.String,
     }
 )
+#: Columns of `LabelStore.seats()`.
+SEATED_SCHEMA = pl.Schema({"turn_id": pl.String, "seat": pl.String})
 #: Columns of `LabelStore.history()`: every row ever written, in order.
 HISTORY_SCHEMA = pl.Schema(
     {
@@ -83,6 +90,11 @@ CREATE TABLE IF NOT EXISTS turns (
     dialogue_id TEXT NOT NULL,
     source_path TEXT,
     record_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seats (
+    turn_id TEXT PRIMARY KEY,
+    seat TEXT NOT NULL,
+    created_at TEXT NOT NULL
 );
 """
 
@@ -301,6 +313,21 @@ class LabelStore:
             conn.executemany("INSERT OR REPLACE INTO turns VALUES (?,?,?,?)", rows)
         return len(rows)
 
+    def record_seats(self, queue: pl.DataFrame) -> int:
+        """Remember how the queue chose each of its turns (`turn_id`, `seat`: one of
+        `fpi.queue.SEATS`); a turn queued again keeps its latest seat. Labelled turns never
+        return to the queue, so a label's seat is that of the queue that offered it."""
+        rows = queue.select("turn_id", "seat").rows()
+        unknown = sorted({seat for _, seat in rows} - set(SEATS))
+        if unknown:
+            raise LabelStoreError(f"unknown queue seat(s) {', '.join(map(repr, unknown))}")
+        now = _now()
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO seats VALUES (?,?,?)", [(t, s, now) for t, s in rows]
+            )
+        return len(rows)
+
     # ---- reading ---------------------------------------------------------------------------
 
     def history(self) -> pl.DataFrame:
@@ -337,6 +364,17 @@ class LabelStore:
             .sort("id")
             .select(CURRENT_SCHEMA.names())
         )
+
+    def seats(self) -> pl.DataFrame:
+        """turn_id, seat of every turn a queue offered (`record_seats`); empty for a database
+        written before seats were recorded."""
+        rows = self._query("SELECT turn_id, seat FROM seats")
+        return pl.DataFrame(rows, schema=SEATED_SCHEMA, orient="row")
+
+    def seated(self) -> pl.DataFrame:
+        """`current()` plus each label's `seat`: how the queue chose its turn (null when no
+        queue of this store offered it, e.g. labels imported for turns picked by hand)."""
+        return self.current().join(self.seats(), on="turn_id", how="left", maintain_order="left")
 
     def turns(self) -> pl.DataFrame:
         """The registered turns (see `register_turns`)."""

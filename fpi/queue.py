@@ -17,6 +17,11 @@
 `random` draws unlabelled turns uniformly and `dialogues` draws whole random dialogues (the
 baselines of the label-efficiency benchmark). Every strategy is deterministic for a seed and
 never returns an already-labelled turn.
+
+Each queued turn says how it was chosen (`seat`): `random` (a uniform draw: the `random`
+strategy and the exploration seats), `dialogue` (a random dialogue) or `model` (chosen by the
+model: coverage and uncertainty). `fpi adapt` judges the start model against a new fit only on
+labels whose seat the model did not choose (`fpi.adapt`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import polars as pl
 from fpi.schema import FAILURE_POINTS
 
 STRATEGIES = ("active", "random", "dialogues")
+#: How a queued turn was chosen: a uniform draw, a random dialogue, or by the model.
+SEAT_RANDOM, SEAT_DIALOGUE, SEAT_MODEL = SEATS = ("random", "dialogue", "model")
 #: Most turns of one dialogue in one batch (active strategy).
 MAX_PER_DIALOGUE = 2
 #: Share of the batch reserved for class coverage, split evenly over the predicted classes.
@@ -58,6 +65,7 @@ QUEUE_SCHEMA = pl.Schema(
         "predicted": pl.String,
         "confidence": pl.Float64,
         "why": pl.String,
+        "seat": pl.String,
     }
 )
 
@@ -158,8 +166,10 @@ def next_turns(
     if strategy == "random":
         order = rng.permutation(len(candidates))[:n]
         why = ["random turn"] * len(order)
+        seats = [SEAT_RANDOM] * len(order)
     elif strategy == "dialogues":
         order, why = _random_dialogues(dialogues, n, rng)
+        seats = [SEAT_DIALOGUE] * len(order)
     else:
         if classes is None:  # an adapted bundle knows how many labels of each class it saw
             counts = bundle.metadata.get("adaptation", {}).get("label_counts")
@@ -167,7 +177,7 @@ def next_turns(
         else:
             counts = {c: sum(v == c for v in classes.values()) for c in FAILURE_POINTS}
             near = _nearest_to_labelled(traces, everything, open_mask, classes)
-        order, why = _active(
+        order, why, seats = _active(
             matrix, proba, predicted, score, margin, dialogues, n, seed, counts, near
         )
     order = np.asarray(order, dtype=np.int64)
@@ -178,6 +188,7 @@ def next_turns(
             "predicted": np.asarray(FAILURE_POINTS, dtype=object)[predicted[order]],
             "confidence": proba.max(axis=1)[order],
             "why": why,
+            "seat": seats,
         },
         schema=QUEUE_SCHEMA,
     )
@@ -252,15 +263,17 @@ def _active(matrix, proba, predicted, score, margin, dialogues, n, seed, labelle
     per_dialogue: dict[str, int] = {}
     chosen: list[int] = []
     why: list[str] = []
+    seat_of: list[str] = []
     taken = np.zeros(len(score), dtype=bool)
 
-    def take(i: int, reason: str, *, capped: bool = True) -> bool:
+    def take(i: int, reason: str, *, capped: bool = True, seat: str = SEAT_MODEL) -> bool:
         full = per_dialogue.get(dialogues[i], 0) >= MAX_PER_DIALOGUE
         if taken[i] or (capped and full):
             return False
         taken[i] = True
         per_dialogue[dialogues[i]] = per_dialogue.get(dialogues[i], 0) + 1
         chosen.append(i)
+        seat_of.append(seat)
         top2 = np.argsort(proba[i])[::-1][:2]
         why.append(
             f"{reason}; margin {margin[i]:.2f} between "
@@ -288,7 +301,7 @@ def _active(matrix, proba, predicted, score, margin, dialogues, n, seed, labelle
                 break
             got += take(int(i), f"class coverage: near labelled {name} turns")
     for i in rng.permutation(len(score))[: int(n * EXPLORE_SHARE)]:
-        take(int(i), "random turn (exploration)")
+        take(int(i), "random turn (exploration)", seat=SEAT_RANDOM)
     remaining = n - len(chosen)
     if remaining > 0:
         pool = [i for i in ranking[: CANDIDATES_PER_SEAT * n * 2] if not taken[i]]
@@ -311,4 +324,4 @@ def _active(matrix, proba, predicted, score, margin, dialogues, n, seed, labelle
                 if len(chosen) >= n:
                     break
                 take(int(i), "uncertain", capped=capped)
-    return chosen, why
+    return chosen, why, seat_of

@@ -16,8 +16,9 @@ from fpi.schema import FAILURE_POINTS
 
 @pytest.fixture(autouse=True)
 def fewer_rounds(monkeypatch):
-    """60 rounds instead of 150: same code path, a faster suite."""
+    """60 rounds and a bag of 2 instead of 150 and 5: same code path, a faster suite."""
     monkeypatch.setattr("fpi.adapt.ROUNDS", 60)
+    monkeypatch.setattr("fpi.adapt.BAG", 2)
 
 
 @pytest.fixture(scope="module")
@@ -129,17 +130,50 @@ def test_no_labels_returns_the_start_models_trees_exactly(new_pipeline, small_bu
 
 
 def test_a_new_fit_uses_the_small_data_settings(new_pipeline):
-    from fpi.adapt import ROUNDS, SMALL_DATA_PARAMS
+    from fpi.adapt import BAG, ROUNDS, SMALL_DATA_PARAMS
     from fpi.model import train
 
     weak = train(new_pipeline.tail(800), rounds=3, without_stages=("asr", "nlu", "er", "result"))
-    assert "decision" in weak.metadata  # offsets chosen for the start model's traffic ...
+    assert weak.metadata["decision"]["chosen_on"] == "valid"  # for the start model's traffic
     adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 400), start=weak)
-    assert "decision" not in adapted.metadata  # ... are not carried into the new fit
+    # the new fit's own offsets, chosen on its out-of-fold scores
+    assert adapted.metadata["decision"]["chosen_on"] == "out-of-fold labels"
     params = adapted.metadata["params"]
     assert params["max_cat_to_onehot"] == SMALL_DATA_PARAMS["max_cat_to_onehot"] >= 16
     assert params["min_data_in_leaf"] == SMALL_DATA_PARAMS["min_data_in_leaf"] <= 5
-    assert adapted.booster.current_iteration() == ROUNDS == adapted.metadata["adaptation"]["rounds"]
+    meta = adapted.metadata["adaptation"]
+    assert meta["rounds"] == ROUNDS and meta["bag"] == BAG > 1
+    assert adapted.booster.current_iteration() == ROUNDS * BAG  # the members side by side
+
+
+def test_average_of_boosters_scores_their_mean():
+    import lightgbm as lgb
+
+    from fpi.adapt import average_of
+
+    matrix = np.random.default_rng(0).random((300, 4))
+    matrix[:, 3] = np.arange(300) % 5
+    labels = (np.arange(300) * 7) % 3
+    boosters = [
+        lgb.train(
+            {
+                "objective": "multiclass",
+                "num_class": 3,
+                "num_leaves": 4,
+                "verbosity": -1,
+                "feature_fraction": 0.7,
+                "min_data_in_leaf": 3,
+                "seed": seed,
+            },
+            lgb.Dataset(matrix, labels, categorical_feature=[3]),
+            num_boost_round=8,
+        )
+        for seed in range(3)
+    ]
+    mean = np.mean([b.predict(matrix, raw_score=True) for b in boosters], axis=0)
+    merged = average_of(boosters)
+    assert merged.num_trees() == 3 * 8 * 3
+    assert np.allclose(merged.predict(matrix, raw_score=True), mean)
 
 
 def test_balanced_weights_give_every_labelled_class_the_same_total():
@@ -149,3 +183,38 @@ def test_balanced_weights_give_every_labelled_class_the_same_total():
     weights = balanced_weights(codes)
     totals = [weights[codes == c].sum() for c in (0, 2, 5)]
     assert np.allclose(totals, totals[0]) and weights.sum() == pytest.approx(len(codes))
+
+
+def test_the_start_model_is_judged_on_the_labels_the_model_did_not_choose(
+    new_pipeline, small_bundle
+):
+    # an active queue seats the turns the start model gets wrong; judged on those it loses,
+    # judged on the random seats (the start model knows farfield better) it is kept
+    proba = small_bundle.predict_proba(small_bundle.matrix(extract_features(new_pipeline)))
+    gold = new_pipeline.get_column("label").struct.field("failure_point").to_numpy()
+    wrong = np.asarray(FAILURE_POINTS)[small_bundle.decide(proba)] != gold
+    chosen = np.flatnonzero(wrong)[:100]
+    random = np.setdiff1d(np.arange(len(gold)), chosen)[:60]
+    rows = np.concatenate([chosen, random])
+    labels = pl.DataFrame(
+        {
+            "turn_id": new_pipeline.get_column("turn_id").to_numpy()[rows],
+            "failure_point": gold[rows],
+            "seat": ["model"] * len(chosen) + ["random"] * len(random),
+        }
+    )
+    judged_fairly = adapt(new_pipeline, labels, start=small_bundle)
+    meta = judged_fairly.metadata["adaptation"]
+    assert meta["judged_on"] == "60 labels the model did not choose"
+    assert meta["method"].startswith("start model kept")
+    unseated = adapt(new_pipeline, labels.drop("seat"), start=small_bundle)
+    assert unseated.metadata["adaptation"]["judged_on"] == "all 160 labels"
+    assert unseated.metadata["adaptation"]["method"] == "fresh"
+
+
+def test_too_few_labels_the_model_did_not_choose_judge_on_all(new_pipeline, small_bundle):
+    labels = _gold_labels(new_pipeline, 150).with_columns(
+        pl.Series("seat", ["random"] * 10 + ["model"] * 140)
+    )
+    meta = adapt(new_pipeline, labels, start=small_bundle).metadata["adaptation"]
+    assert meta["judged_on"] == "all 150 labels"

@@ -33,7 +33,7 @@ def test_queue_import_adapt_end_to_end(dump, small_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in queue.read_text().splitlines()]
     assert len(rows) == 30
-    assert set(rows[0]) == {"turn_id", "dialogue_id", "predicted", "confidence", "why"}
+    assert set(rows[0]) == {"turn_id", "dialogue_id", "predicted", "confidence", "why", "seat"}
     gold = dict(
         read_traces(dump).select("turn_id", pl.col("label").struct.field("failure_point")).rows()
     )
@@ -47,6 +47,10 @@ def test_queue_import_adapt_end_to_end(dump, small_model_dir, tmp_path):
     assert result.exit_code == 1  # one row rejected
     assert "answers.jsonl:31: field turn_id: unknown turn" in result.output
     assert "read 31 row(s) = 30 imported + 1 rejected" in result.output
+    with LabelStore(db) as store:  # each label knows the seat the queue gave its turn
+        seats = dict(store.seated().select("turn_id", "seat").rows())
+    assert seats == {r["turn_id"]: r["seat"] for r in rows}
+    assert "random" in seats.values()
     # the labelled turns never come back
     result = _invoke("queue", dump, "--labels", db, "--model", small_model_dir, "--n", 30,
                      "--out", queue)  # fmt: skip

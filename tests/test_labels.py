@@ -366,3 +366,33 @@ def test_agreement_reports_pairs_confusion_and_fleiss():
     matrix = ab["confusion"]["matrix"]
     assert matrix[FAILURE_POINTS.index("nlu")][FAILURE_POINTS.index("asr")] == 1
     assert report["shared_turns"] == 3 and "fleiss_kappa" in report
+
+
+def test_seats_are_recorded_latest_first_and_joined_to_labels(store, traces):
+    ids = traces.get_column("turn_id").to_list()
+    store.record_seats(pl.DataFrame({"turn_id": ids[:3], "seat": ["model", "random", "model"]}))
+    store.record_seats(pl.DataFrame({"turn_id": [ids[2]], "seat": ["dialogue"]}))  # queued again
+    for i in range(4):
+        _add(store, traces, i, "asr")
+    seated = store.seated()
+    assert seated.drop("seat").equals(store.current())
+    assert seated.get_column("seat").to_list() == ["model", "random", "dialogue", None]
+    with pytest.raises(LabelStoreError, match="unknown queue seat"):
+        store.record_seats(pl.DataFrame({"turn_id": [ids[5]], "seat": ["uncertain"]}))
+
+
+def test_a_database_from_before_seats_is_read_and_gains_them(tmp_path, traces):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with LabelStore(path) as store:
+        _add(store, traces, 0, "nlu")
+    with sqlite3.connect(path) as conn:  # the schema of the first release: no seats table
+        conn.execute("DROP TABLE seats")
+    with LabelStore(path) as store:
+        assert store.seated().get_column("seat").to_list() == [None]
+        assert store.current().get_column("failure_point").to_list() == ["nlu"]
+        store.record_seats(
+            pl.DataFrame({"turn_id": [traces.item(0, "turn_id")], "seat": ["random"]})
+        )
+        assert store.seated().get_column("seat").to_list() == ["random"]

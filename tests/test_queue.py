@@ -43,8 +43,18 @@ def test_active_keeps_random_seats_for_exploration(pool, small_bundle):
     from fpi.queue import EXPLORE_SHARE
 
     queue = next_turns(pool, small_bundle, labelled=[], n=50, seed=0)
-    explored = queue.filter(pl.col("why").str.starts_with("random turn")).height
-    assert 0 < explored <= int(50 * EXPLORE_SHARE)
+    explored = queue.filter(pl.col("why").str.starts_with("random turn"))
+    assert 0 < explored.height <= int(50 * EXPLORE_SHARE)
+    # the seat says how each turn was chosen: the random ones and only they are `random`
+    assert explored.get_column("seat").to_list() == ["random"] * explored.height
+    rest = queue.filter(~pl.col("why").str.starts_with("random turn")).get_column("seat")
+    assert rest.to_list() == ["model"] * rest.len()
+
+
+def test_baseline_strategies_record_their_seats(pool, small_bundle):
+    for strategy, seat in (("random", "random"), ("dialogues", "dialogue")):
+        queue = next_turns(pool, small_bundle, labelled=[], n=30, strategy=strategy, seed=1)
+        assert queue.get_column("seat").to_list() == [seat] * 30
 
 
 def test_active_caps_turns_per_dialogue(pool, small_bundle):

@@ -63,6 +63,14 @@ def test_turns_come_in_queue_order_with_every_stage_and_the_models_guess(
     assert 0 < len(prediction["reasons"]) <= 5
 
 
+def test_the_session_records_the_queues_seats(session, traces, store, small_bundle):
+    queued = next_turns(traces, small_bundle, labelled=set(), n=session.batch, seed=0)
+    assert session.state()["turn"] is not None
+    seats = dict(store.seats().iter_rows())
+    assert seats == dict(queued.select("turn_id", "seat").iter_rows())
+    assert {"random", "model"} <= set(seats.values())
+
+
 def test_a_turn_shows_its_neighbours_in_the_dialogue(session, traces):
     lengths = traces.group_by("dialogue_id").len().filter(pl.col("len") >= 3)
     dialogue = traces.filter(pl.col("dialogue_id") == lengths.get_column("dialogue_id")[0])

@@ -201,9 +201,10 @@ class ReviewSession:
         }
 
     def _current_here(self) -> pl.DataFrame:
-        """The store's current labels on turns of these dumps whose record is unchanged (a
-        label whose turn changed content under the same id is stale and does not count)."""
-        current = self.store.current()
+        """The store's current labels (with their seats, `LabelStore.seated`) on turns of these
+        dumps whose record is unchanged (a label whose turn changed content under the same id
+        is stale and does not count)."""
+        current = self.store.seated()
         hashes = pl.DataFrame(
             {"turn_id": list(self._hashes), "_hash": list(self._hashes.values())},
             schema={"turn_id": pl.String, "_hash": pl.String},
@@ -374,6 +375,7 @@ class ReviewSession:
         chosen = next_turns(
             self.traces, bundle, labelled=classes, n=self.batch, strategy="active", seed=self.seed
         )
+        self.store.record_seats(chosen)  # adapt judges models on the seats the model did not choose
         return [
             QueuedTurn(t, why)
             for t, why in chosen.select("turn_id", "why").iter_rows()
