@@ -31,6 +31,7 @@ from fpi.calibration import Calibration, calibration_scores, fit_calibration
 from fpi.decision import DECISION_KEY, choose_offsets, decision_metadata
 from fpi.errors import ConfigError, ModelError
 from fpi.featurize import CATALOG, extract_features
+from fpi.hashing import unit_hash
 from fpi.metadata import (
     BUNDLE_FORMAT,
     OBJECTIVE,
@@ -79,12 +80,6 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("fpi.models").joinpath("default")))
 
 
-def _unit_hash(data: bytes, key: bytes) -> float:
-    """A keyed hash of `data` as a number in [0, 1)."""
-    digest = hashlib.blake2b(data, digest_size=8, key=key).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
 def dialogue_split(
     dialogue_ids: pl.Series, fractions: Mapping[str, float], *, seed: int = 0
 ) -> pl.Series:
@@ -97,9 +92,9 @@ def dialogue_split(
     such as cross-validation folds inside a training part, were strongly correlated).
     """
     unique = dialogue_ids.unique(maintain_order=True)
-    key = str(seed).encode()
+    key = str(seed)
     points = np.fromiter(
-        (_unit_hash(str(d).encode(), key) for d in unique.to_list()),
+        (unit_hash(str(d), key) for d in unique.to_list()),
         dtype=np.float64,
         count=len(unique),
     )

@@ -175,6 +175,22 @@ def test_typed_requests_have_no_wake_asr_or_tts_and_never_fail_there():
     assert voice["label"].equals(frame["label"])  # typing changes the logs, not the world
 
 
+def test_per_turn_draws_are_independent_of_each_other():
+    # a salted CRC-32 locked the draws together: no typed turn was ever asked what next
+    from fpi.simulate.randomize import NEXT_QUESTIONS
+
+    config = PipelineConfig("chat", typed_share=0.5, asks_next_share=0.5)
+    frame = simulate_pipeline(3000, config, seed=2)
+    success = frame["result"].struct.field("status") == "success"
+    asks = frame["result"].struct.field("response_text").map_elements(
+        lambda text: text.endswith(NEXT_QUESTIONS), return_dtype=pl.Boolean
+    )
+    typed = frame["asr"].is_null()
+    for kind in (typed, ~typed):
+        share = asks.filter(success & kind).mean()
+        assert 0.4 < share < 0.6, share
+
+
 def test_a_quarter_of_drawn_pipelines_take_typed_requests():
     shares = [p.typed_share for p in randomized_pipelines(5, 200)]
     typing = [s for s in shares if s > 0]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fpi.hashing import unit_hash
 from fpi.schema import RESULT_STATUSES
 from fpi.simulate.pipeline import Scenario
 
@@ -180,8 +181,9 @@ class PipelineConfig:
                 slot["value"] = ids.get(slot["name"]) or slot["value"]
         if result is not None and result["status"] == "success":
             response = TERSE_RESPONSE if self.terse_responses else result["response_text"]
-            if _hash_share(turn_id, "asks-next") < self.asks_next_share:
-                question = NEXT_QUESTIONS[zlib.crc32(turn_id.encode()) % len(NEXT_QUESTIONS)]
+            if unit_hash(turn_id, "asks-next") < self.asks_next_share:
+                pick = int(unit_hash(turn_id, "next-question") * len(NEXT_QUESTIONS))
+                question = NEXT_QUESTIONS[pick]
                 response = f"{response} {question}"
             if response != result["response_text"]:
                 result["response_text"] = response
@@ -210,12 +212,7 @@ class PipelineConfig:
         word and no recognition, so a turn that failed at the wake word or in ASR was spoken."""
         if failure_point in ("false_wake", "asr"):
             return False
-        return _hash_share(turn_id, "typed") < self.typed_share
-
-
-def _hash_share(turn_id: str, salt: str) -> float:
-    """A uniform number in [0, 1) fixed by the turn id and the salt."""
-    return zlib.crc32(f"{salt}:{turn_id}".encode()) / 2**32
+        return unit_hash(turn_id, "typed") < self.typed_share
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
