@@ -182,8 +182,10 @@ def test_per_turn_draws_are_independent_of_each_other():
     config = PipelineConfig("chat", typed_share=0.5, asks_next_share=0.5)
     frame = simulate_pipeline(3000, config, seed=2)
     success = frame["result"].struct.field("status") == "success"
-    asks = frame["result"].struct.field("response_text").map_elements(
-        lambda text: text.endswith(NEXT_QUESTIONS), return_dtype=pl.Boolean
+    asks = (
+        frame["result"]
+        .struct.field("response_text")
+        .map_elements(lambda text: text.endswith(NEXT_QUESTIONS), return_dtype=pl.Boolean)
     )
     typed = frame["asr"].is_null()
     for kind in (typed, ~typed):
