@@ -105,6 +105,12 @@ def import_train(root: Path, out: Path) -> pl.DataFrame:
     return read_traces([out])
 
 
+def call_folds(dialogue_ids: pl.Series, folds: int, *, seed: int) -> np.ndarray:
+    """Each turn's fold number (0 to folds - 1), by call."""
+    names = {str(k): 1.0 / folds for k in range(folds)}
+    return dialogue_split(dialogue_ids, names, seed=seed).cast(pl.Int64).to_numpy()
+
+
 def grouped_cv(
     traces: pl.DataFrame, candidate: tuple[dict, str, int | None], folds: int
 ) -> tuple[float, np.ndarray]:
@@ -112,12 +118,10 @@ def grouped_cv(
     offsets, chosen on all the out-of-fold class probabilities: every candidate is scored
     the same way, one rule over all folds, not each fold's own offsets from its small
     validation split."""
-    fold = dialogue_split(
-        traces["dialogue_id"], {str(k): 1.0 / folds for k in range(folds)}, seed=SPLIT_SEED + 1
-    ).to_numpy()
+    fold = call_folds(traces["dialogue_id"], folds, seed=SPLIT_SEED + 1)
     proba = np.zeros((traces.height, len(FAILURE_POINTS)))
     for k in range(folds):
-        held = fold == str(k)
+        held = fold == k
         bundle = fit_candidate(traces.filter(~held), candidate, tune_decision=False)
         part = traces.filter(held)
         proba[held] = bundle.predict_proba(bundle.matrix(extract_features(part)))
@@ -132,7 +136,7 @@ def call_bootstrap(
     dialogue_ids: pl.Series, gold: list, predicted: list, draws: int = 1000
 ) -> tuple[float, float]:
     """A 90% interval of the 5-class macro-F1 over resamplings of the held-out calls (whole
-    calls drawn with replacement): how much of the figure is the luck of 305 calls."""
+    calls drawn with replacement): how much of the figure is the luck of the calls held out."""
     calls = dialogue_ids.to_numpy()
     names, index = np.unique(calls, return_inverse=True)
     rows_of = [np.flatnonzero(index == i) for i in range(len(names))]
@@ -206,14 +210,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             traces = import_train(args.root, Path(tmp) / "dstc2_train.jsonl.zst")
     if args.nested:
-        outer = dialogue_split(
-            traces["dialogue_id"],
-            {str(k): 1.0 / args.nested for k in range(args.nested)},
-            seed=SPLIT_SEED,
-        )
+        outer = call_folds(traces["dialogue_id"], args.nested, seed=SPLIT_SEED)
         predicted = np.empty(traces.height, dtype=object)
         for k in range(args.nested):
-            held = (outer == str(k)).to_numpy()
+            held = outer == k
             bundle, chosen = fit_chosen(traces.filter(~held), args.folds, say=lambda _: None)
             scored = score_traces(traces.filter(held), bundle)
             predicted[held] = scored["model"].to_numpy()

@@ -122,12 +122,10 @@ def labelled_turns(traces: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataF
         usable = usable.with_columns(pl.lit("-").alias("annotator"))
     if "created_at" not in usable.columns:
         usable = usable.with_columns(pl.lit("").alias("created_at"))
+    if "seat" not in usable.columns:
+        usable = usable.with_columns(pl.lit(None, dtype=pl.String).alias("seat"))
     gold = consensus(usable.select("turn_id", "failure_point", "annotator", "created_at"))
-    seats = (
-        usable.select("turn_id", "seat").unique("turn_id")
-        if "seat" in usable.columns
-        else usable.select("turn_id", pl.lit(None, dtype=pl.String).alias("seat")).unique("turn_id")
-    )
+    seats = usable.select("turn_id", "seat").unique("turn_id")
     gold = gold.join(seats, on="turn_id", how="left", maintain_order="left")
     counts = {
         "labels": usable.height,
