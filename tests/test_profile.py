@@ -131,7 +131,9 @@ def test_the_bundled_model_carries_a_profile():
     from fpi.model import default_model_dir, load_bundle
 
     assert load_bundle().profile is not None
-    assert (default_model_dir() / PROFILE_FILE).stat().st_size < 400_000
+    # it grows with the recipe's pipelines: at least COMPONENT_SAMPLE_TURNS stored turns each
+    # (145 components: about 1.0 MB)
+    assert (default_model_dir() / PROFILE_FILE).stat().st_size < 1_500_000
 
 
 def _two_pipelines(n: int = 600) -> tuple[pl.DataFrame, list[str]]:
