@@ -169,7 +169,6 @@ def average_of(boosters: list[lgb.Booster]) -> lgb.Booster:
     return lgb.Booster(model_str=lgb.Booster(model_str=merged).model_to_string())
 
 
-
 @dataclass
 class ModelBundle:
     """A trained booster with everything needed to apply it to new traces.
