@@ -104,6 +104,7 @@ def test_a_bag_averages_its_members_into_one_explainable_model(small_traces, tmp
     assert np.allclose(first_trees, single.booster.predict(matrix, raw_score=True) / 3)
     loaded = load_bundle(bagged.save(tmp_path / "bag"))  # LightGBM text + metadata, checked
     assert loaded.metadata["params"]["bag"] == 3
+    assert np.allclose(loaded.predictor.raw_scores(matrix), raw)  # triage's compiled scorer
     classes = raw.argmax(axis=1)
     contributions = loaded.explainer.shap_values(matrix, classes)
     assert np.allclose(contributions.sum(axis=1), raw[np.arange(len(raw)), classes])
