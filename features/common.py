@@ -66,6 +66,13 @@ def stems(word_list: pl.Expr, length: int = 4) -> pl.Expr:
     return word_list.list.eval(pl.element().str.slice(0, length))
 
 
+def word_stems(text: pl.Expr, length: int = 4) -> pl.Expr:
+    """The stems (`stems`) of a text's words with their apostrophes dropped: what a slot value
+    and the words said share when NLU logs a normal form ("moderate" for "moderately",
+    "dontcare" for "don't care")."""
+    return stems(words(text.str.replace_all("'", "", literal=True)), length)
+
+
 def jaccard(words_a: pl.Expr, words_b: pl.Expr) -> pl.Expr:
     """Jaccard similarity of two word lists taken as sets (NaN when neither has a word)."""
     shared = words_a.list.set_intersection(words_b).list.len()

@@ -15,7 +15,7 @@ from fpi.features.common import (
     missing_words,
     share_missing,
     top_margin,
-    words,
+    word_stems,
 )
 
 STAGE = "nlu"
@@ -27,10 +27,10 @@ _intent = _nlu.field("intent")
 _nbest = _nlu.field("nbest")
 _nbest_confidences = _nbest.list.eval(pl.element().struct.field("confidence"))
 _slots = _nlu.field("slots")
-_slot_words = words(_slots.list.eval(pl.element().struct.field("value")).list.join(" "))
+_slot_words = word_stems(_slots.list.eval(pl.element().struct.field("value")).list.join(" "))
 _asr = pl.col("asr").struct
-_asr_words = words(_asr.field("text"))
-_asr_alternative_words = words(
+_asr_words = word_stems(_asr.field("text"))
+_asr_alternative_words = word_stems(
     _asr.field("nbest").list.slice(1).list.eval(pl.element().struct.field("text")).list.join(" ")
 )
 _slot_words_not_top = _slot_words.list.set_difference(_asr_words)
@@ -138,10 +138,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         name="nlu__slot_words_not_heard",
         stage=STAGE,
-        expr=missing_words(
-            words(_slots.list.eval(pl.element().struct.field("value")).list.join(" ")),
-            words(pl.col("asr").struct.field("text")),
-        ),
+        expr=missing_words(_slot_words, _asr_words),
         description="Distinct words of the slot values that are not in the recognised text",
         reason="{value:.0f} slot value words were not in what ASR heard",
         missing="there were no slot values or no recognised text to compare",

@@ -353,13 +353,18 @@ def simulate_command(
         ),
     ] = False,
     block_turns: Annotated[
-        int, typer.Option(min=1, help="Turns per drawn pipeline (with --randomize).")
-    ] = 2_000,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Turns per drawn pipeline (with --randomize; default: the bundled recipe's, "
+            "fpi.simulate.BLOCK_TURNS).",
+        ),
+    ] = None,
 ) -> None:
     """Simulate realistic voice-assistant traces with gold failure points."""
     from rich.table import Table
 
-    from fpi.simulate import simulate_to_file
+    from fpi.simulate import BLOCK_TURNS, simulate_to_file
 
     with console.status("simulating"):
         _refuse_outputs([], out=out)
@@ -371,7 +376,7 @@ def simulate_command(
             start=start.date(),
             weeks=weeks,
             randomize=randomize,
-            block_turns=block_turns,
+            block_turns=block_turns or BLOCK_TURNS,
         )
     first = f"{summary.first:%Y-%m-%d %H:%M}" if summary.first else "-"
     last = f"{summary.last:%Y-%m-%d %H:%M}" if summary.last else "-"

@@ -738,7 +738,36 @@ DOMAIN_WEIGHTS: dict[str, float] = {
     "Finance": 0.2,
 }
 
-ALL_INTENTS: tuple[Intent, ...] = (*BASE_INTENTS, STOP_INTENT, *NEW_INTENTS)
+#: What users say to close a dialogue that went well ("thank you", "ok"): nothing to do but
+#: acknowledge it.
+THANKS_INTENT = _i(
+    "Global",
+    "ThanksIntent",
+    "thank you | thanks | ok thank you | okay thanks | great thanks | cool | ok | thank you bye",
+    "SystemSkill",
+    "Acknowledge",
+    "You're welcome.",
+    weight=0.0,
+)
+#: A hesitation heard by an open microphone before the request itself ("uh", "um"): the right
+#: answer is to prompt again.
+HESITATION_INTENT = _i(
+    "Global",
+    "HesitationIntent",
+    "uh | um | hmm | er | so | and | well | uh so",
+    "SystemSkill",
+    "Reprompt",
+    "Sorry, what was that?",
+    weight=0.0,
+)
+
+ALL_INTENTS: tuple[Intent, ...] = (
+    *BASE_INTENTS,
+    STOP_INTENT,
+    THANKS_INTENT,
+    HESITATION_INTENT,
+    *NEW_INTENTS,
+)
 INTENT_BY_NAME: dict[str, Intent] = {i.name: i for i in ALL_INTENTS}
 
 #: For a wording shared across domains ("play {title}"), the intents it could mean.

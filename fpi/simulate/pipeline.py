@@ -22,6 +22,7 @@ from fpi.simulate.catalog import (
     DEVICE_SNR,
     FILLERS,
     FUNCTION_WORDS,
+    HESITATION_INTENT,
     HOMONYMS,
     INTENT_BY_NAME,
     LITERALS,
@@ -31,6 +32,7 @@ from fpi.simulate.catalog import (
     PLAY_INTENTS,
     SOUND_ALIKE,
     STOP_INTENT,
+    THANKS_INTENT,
     Entity,
     Intent,
     cumulative,
@@ -91,6 +93,11 @@ class Scenario:
     pace_scale: float = 1.0
     # share of false wakes that are a noise burst heard as a word or two, not overheard speech
     noise_false_wake_share: float = 0.0
+    # share of dialogues that went well where the user closes with "thank you" or "ok"
+    thanks_share: float = 0.0
+    # share of open-microphone (follow-up) requests the user starts with a hesitation ("uh"),
+    # which the system answers by prompting again
+    hesitation_share: float = 0.0
 
 
 SCENARIO_SETTINGS: dict[str, Scenario] = {
@@ -246,9 +253,16 @@ class DialogueSimulator:
             if request is None:
                 turn = self.false_wake_turn(user, device, mode, t)
             else:
+                if self._hesitates(mode, request):
+                    hesitation = self.turn(user, device, self._said(HESITATION_INTENT), mode, t)
+                    turns.append(hesitation)
+                    t += hesitation.gap_ms
                 turn = self.turn(user, device, request, mode, t)
             turns.append(turn)
-            if turn.next_action is None or len(turns) == 6:
+            if turn.next_action is None and self._thanks(turn, request, user):
+                closing = self.turn(user, device, self._said(THANKS_INTENT), "follow_up", t)
+                return [*turns, replace(closing, next_action=None)]
+            if turn.next_action is None or len(turns) >= 6:
                 return turns
             previous = request
             request = self.next_request(turn.next_action, previous, user, device, turn.label)
@@ -256,6 +270,26 @@ class DialogueSimulator:
             mode = self._next_mode(user, device, turn.gap_ms, turn.record)
             if request is not None and request.intent is not STOP_INTENT and d.chance(0.006):
                 request = None  # follow-up listening picked up the room instead of the user
+
+    def _said(self, intent: Intent) -> Request:
+        """A request without slots in one of the intent's wordings."""
+        return Request(intent, self.d.pick(intent.templates), {})
+
+    def _hesitates(self, mode: str, request: Request) -> bool:
+        """Whether an open microphone hears the user hesitate before this request."""
+        share = self.scenario.hesitation_share
+        return bool(
+            share and mode == "follow_up" and request.intent is not STOP_INTENT
+        ) and self.d.chance(share)
+
+    def _thanks(self, turn: Turn, request: Request | None, user: User) -> bool:
+        """Whether a user of follow-up listening closes a dialogue that ended well with a
+        thank-you."""
+        share = self.scenario.thanks_share
+        went_well = (
+            turn.label == CORRECT and request is not None and request.intent is not STOP_INTENT
+        )
+        return bool(share and user.follow_up and went_well) and self.d.chance(share)
 
     def _next_mode(self, user: User, device: Device, gap_ms: float, record: dict) -> str:
         d = self.d
@@ -691,6 +725,8 @@ class DialogueSimulator:
         h, a = intent.handler, intent.action
         if nlu_conf < 0.3:
             return Handled("clarification", "SystemSkill", "Reprompt", NOT_SURE, latency)
+        if intent is HESITATION_INTENT:
+            return Handled("clarification", h, a, intent.response, latency)
         if not intent.supported:
             return Handled("unsupported", h, a, intent.response, latency)
         if intent.needs_screen and not device.has_screen:
