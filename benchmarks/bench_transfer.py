@@ -39,6 +39,7 @@ from fpi.io import read_traces
 from fpi.model import dialogue_halves, load_bundle
 from fpi.models.rebuild import BASE_COMPONENT, BUNDLED_SEED, BUNDLED_TURNS, train_bundled
 from fpi.simulate import (
+    BLOCK_TURNS,
     SCENARIOS,
     PipelineConfig,
     randomized_pipelines,
@@ -160,6 +161,9 @@ def main() -> None:
     parser.add_argument("--test-turns", type=int, default=10_000)
     parser.add_argument("--root", type=Path, default=Path("/work/dstc2"))
     parser.add_argument("--bundled", action="store_true", help="evaluate the bundled model")
+    parser.add_argument(
+        "--block-turns", type=int, default=BLOCK_TURNS, help="turns per drawn pipeline"
+    )
     parser.add_argument("--traces", type=Path, help="DSTC2 train calls imported before")
     parser.add_argument(
         "--recipe-seed", type=int, default=BUNDLED_SEED, help="seed of the recipe's traffic"
@@ -170,9 +174,12 @@ def main() -> None:
         bundle = load_bundle()
     else:
         started = time.perf_counter()
-        bundle = train_bundled(args.train_turns, seed=args.recipe_seed)
-        print(f"trained the bundled recipe (seed {args.recipe_seed}) on {args.train_turns:,} "
-              f"turns in {time.perf_counter() - started:.0f} s\n")  # fmt: skip
+        bundle = train_bundled(
+            args.train_turns, seed=args.recipe_seed, block_turns=args.block_turns
+        )
+        print(f"trained the bundled recipe (seed {args.recipe_seed}, {args.block_turns}-turn "
+              f"blocks) on {args.train_turns:,} turns in "
+              f"{time.perf_counter() - started:.0f} s\n")  # fmt: skip
     held_out_table(bundle, args.test_turns)
     dstc2_table(bundle, args.root, args.traces)
 

@@ -307,8 +307,50 @@ def test_noise_burst_false_wakes_are_heard_as_a_word_or_two():
 def test_drawn_worlds_vary_the_new_knobs():
     worlds = [p.world for p in randomized_pipelines(5, 200)]
     empty = [w.empty_result_share for w in worlds]
-    assert 0.3 < sum(e > 0 for e in empty) / len(empty) < 0.5
+    assert 0.6 < sum(e > 0 for e in empty) / len(empty) < 0.8
     assert all(0.0 <= w.nlu_sure_of_misheard <= 1.0 for w in worlds)
     assert all(0.0 <= w.pace_contrast <= 1.0 and 0.5 <= w.pace_scale <= 2.0 for w in worlds)
     assert all(0.5 <= w.asr_error_confidence_drop <= 3.0 for w in worlds)
     assert 0.35 < sum(w.noise_false_wake_share > 0 for w in worlds) / len(worlds) < 0.65
+    assert 0.35 < sum(w.thanks_share > 0 for w in worlds) / len(worlds) < 0.65
+    assert 0.35 < sum(w.hesitation_share > 0 for w in worlds) / len(worlds) < 0.65
+    assert all(w.thanks_share <= 0.6 and w.hesitation_share <= 0.3 for w in worlds)
+
+
+def _intents(frame: pl.DataFrame) -> pl.Series:
+    return frame["nlu"].struct.field("intent")
+
+
+def test_users_close_dialogues_that_went_well_with_a_thank_you():
+    from fpi.simulate.catalog import THANKS_INTENT
+
+    assert (_intents(_world("polite")) == THANKS_INTENT.name).sum() == 0
+    frame = _world("polite", thanks_share=0.6)
+    ordered = frame.sort("dialogue_id", "turn_index")
+    last = ordered.group_by("dialogue_id", maintain_order=True).agg(
+        pl.col("nlu").last().struct.field("intent").alias("intent"), pl.len().alias("turns")
+    )
+    thanked = last.filter(pl.col("intent") == THANKS_INTENT.name)
+    assert thanked.height > 100
+    assert (thanked["turns"] > 1).all()  # after a request, and it closes the dialogue
+    said = frame.filter(_intents(frame) == THANKS_INTENT.name)
+    assert (said["wake"].struct.field("mode") == "follow_up").all()
+    assert (_labels(said) == "correct").mean() > 0.8
+
+
+def test_a_hesitation_before_a_request_is_answered_by_a_reprompt_and_is_correct():
+    from fpi.simulate.catalog import HESITATION_INTENT
+
+    assert (_intents(_world("hesitant")) == HESITATION_INTENT.name).sum() == 0
+    frame = _world("hesitant", hesitation_share=0.3).sort("dialogue_id", "turn_index")
+    hesitations = frame.filter(_intents(frame) == HESITATION_INTENT.name)
+    assert hesitations.height > 50
+    assert (hesitations["result"].struct.field("status") == "clarification").all()
+    assert (_labels(hesitations) == "correct").all()
+    heard = hesitations["asr"].struct.field("text")
+    assert heard.is_in(HESITATION_INTENT.templates).mean() > 0.8
+    following = frame.with_columns(
+        pl.col("nlu").struct.field("intent").shift(-1).over("dialogue_id").alias("next")
+    ).filter(_intents(frame) == HESITATION_INTENT.name)
+    assert following["next"].is_not_null().all()  # the request itself comes next
+    assert (following["next"] != HESITATION_INTENT.name).all()

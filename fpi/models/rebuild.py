@@ -50,19 +50,19 @@ def base_seeds(seed: int, blocks: int) -> list[int]:
 
 
 def bundled_traffic(
-    turns: int = BUNDLED_TURNS, *, seed: int = BUNDLED_SEED
+    turns: int = BUNDLED_TURNS, *, seed: int = BUNDLED_SEED, block_turns: int = BLOCK_TURNS
 ) -> tuple[pl.DataFrame, pl.Series]:
     """The recipe's training traces and every turn's pipeline name (its profile component):
     `BASE_SHARE` of the turns in `base` blocks, the rest in randomly drawn pipelines, a block
-    of `BLOCK_TURNS` turns each (the last of each kind shorter when `turns` asks so)."""
+    of `block_turns` turns each (the last of each kind shorter when `turns` asks so)."""
     base_turns = round(turns * BASE_SHARE)
     random_turns = turns - base_turns
     blocks: list[tuple[str, pl.DataFrame]] = []
-    for i, pipeline in enumerate(randomized_pipelines(seed, -(-random_turns // BLOCK_TURNS))):
-        size = min(BLOCK_TURNS, random_turns - i * BLOCK_TURNS)
+    for i, pipeline in enumerate(randomized_pipelines(seed, -(-random_turns // block_turns))):
+        size = min(block_turns, random_turns - i * block_turns)
         blocks.append((pipeline.name, simulate_pipeline(size, pipeline, seed=seed)))
-    for i, base_seed in enumerate(base_seeds(seed, -(-base_turns // BLOCK_TURNS))):
-        size = min(BLOCK_TURNS, base_turns - i * BLOCK_TURNS)
+    for i, base_seed in enumerate(base_seeds(seed, -(-base_turns // block_turns))):
+        size = min(block_turns, base_turns - i * block_turns)
         blocks.append((BASE_COMPONENT, simulate(size, seed=base_seed, scenario="base")))
     traces = pl.concat([frame for _, frame in blocks]).with_columns(
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_line")
@@ -73,13 +73,15 @@ def bundled_traffic(
     return traces, components
 
 
-def train_bundled(turns: int = BUNDLED_TURNS, *, seed: int = BUNDLED_SEED) -> ModelBundle:
+def train_bundled(
+    turns: int = BUNDLED_TURNS, *, seed: int = BUNDLED_SEED, block_turns: int = BLOCK_TURNS
+) -> ModelBundle:
     """The bundled model's recipe on `turns` turns (not saved)."""
-    traces, components = bundled_traffic(turns, seed=seed)
+    traces, components = bundled_traffic(turns, seed=seed, block_turns=block_turns)
     bundle = train(traces, seed=0, components=components)
     bundle.metadata["training"]["recipe"] = (
         f"fpi.models.rebuild.bundled_traffic({turns}, seed={seed}): {1 - BASE_SHARE:.0%} "
-        f"randomised pipelines (block_turns={BLOCK_TURNS}), {BASE_SHARE:.0%} base scenario"
+        f"randomised pipelines (block_turns={block_turns}), {BASE_SHARE:.0%} base scenario"
     )
     return bundle
 
