@@ -44,38 +44,41 @@ from fpi.schema import FAILURE_POINTS
 FIVE = ("correct", "false_wake", "asr", "nlu", "result")
 SPLIT_SEED = 7
 #: What the grouped cross-validation chooses from: LightGBM overrides, a class weighting
-#: (`fpi.model.CLASS_WEIGHTINGS`) and the rounds: `None` stops early on the validation
-#: log-loss (up to `MAX_ROUNDS`), a number boosts exactly that many (`early_stopping=False`;
-#: with inverse weights the log-loss stops after ~25 rounds, long before macro-F1 does).
-CANDIDATES: dict[str, tuple[dict[str, float], str, int | None]] = {
-    "small leaves, early stopping": ({"min_data_in_leaf": 10}, "sqrt", None),
-    "small leaves, inverse weights, 100 rounds": ({"min_data_in_leaf": 10}, "inverse", 100),
-    "small leaves, inverse weights, 150 rounds": ({"min_data_in_leaf": 10}, "inverse", 150),
-    "slow, small leaves, inverse weights, 200 rounds": (
-        {"min_data_in_leaf": 10, "learning_rate": 0.05},
+#: (`fpi.model.CLASS_WEIGHTINGS`), the rounds and the bag (`fpi train --bag`: boosters with
+#: their own seeds, averaged). Rounds `None` stops early on the validation log-loss (up to
+#: `MAX_ROUNDS`), a number boosts exactly that many (`early_stopping=False`; with inverse
+#: weights the log-loss stops after ~25 rounds, long before macro-F1 does).
+Candidate = tuple[dict[str, float], str, int | None, int]
+SLOW = {"min_data_in_leaf": 10, "learning_rate": 0.05}
+CANDIDATES: dict[str, Candidate] = {
+    "small leaves, early stopping": ({"min_data_in_leaf": 10}, "sqrt", None, 1),
+    "small leaves, inverse weights, 100 rounds": ({"min_data_in_leaf": 10}, "inverse", 100, 1),
+    "small leaves, inverse weights, 150 rounds": ({"min_data_in_leaf": 10}, "inverse", 150, 1),
+    "slow, small leaves, inverse weights, 200 rounds": (SLOW, "inverse", 200, 1),
+    "slow, small leaves, inverse weights, 300 rounds": (SLOW, "inverse", 300, 1),
+    "small leaves, inverse weights, 150 rounds, bag of 3": (
+        {"min_data_in_leaf": 10},
         "inverse",
-        200,
+        150,
+        3,
     ),
-    "slow, small leaves, inverse weights, 300 rounds": (
-        {"min_data_in_leaf": 10, "learning_rate": 0.05},
-        "inverse",
-        300,
-    ),
+    "slow, small leaves, inverse weights, 300 rounds, bag of 3": (SLOW, "inverse", 300, 3),
 }
 #: Enough for the slower learning rates; early stopping on the validation split ends sooner.
 MAX_ROUNDS = 2000
 
 
 def fit_candidate(
-    traces: pl.DataFrame, candidate: tuple[dict, str, int | None], *, tune_decision: bool = True
+    traces: pl.DataFrame, candidate: Candidate, *, tune_decision: bool = True
 ) -> ModelBundle:
-    params, weighting, rounds = candidate
+    params, weighting, rounds, bag = candidate
     return train(
         traces,
         params=params,
         class_weighting=weighting,
         rounds=rounds or MAX_ROUNDS,
         early_stopping=rounds is None,
+        bag=bag,
         split_fractions={"train": 0.85, "valid": 0.15},
         tune_decision=tune_decision,
     )
@@ -111,9 +114,7 @@ def call_folds(dialogue_ids: pl.Series, folds: int, *, seed: int) -> np.ndarray:
     return dialogue_split(dialogue_ids, names, seed=seed).cast(pl.Int64).to_numpy()
 
 
-def grouped_cv(
-    traces: pl.DataFrame, candidate: tuple[dict, str, int | None], folds: int
-) -> tuple[float, np.ndarray]:
+def grouped_cv(traces: pl.DataFrame, candidate: Candidate, folds: int) -> tuple[float, np.ndarray]:
     """The 5-class macro-F1 of out-of-fold decisions (folds by call) and their decision
     offsets, chosen on all the out-of-fold class probabilities: every candidate is scored
     the same way, one rule over all folds, not each fold's own offsets from its small

@@ -46,6 +46,7 @@ from fpi.model import (
     DEFAULT_PARAMS,
     ModelBundle,
     _feature_metadata,
+    average_of,
     dialogue_halves,
     encode_features,
     load_bundle,
@@ -197,32 +198,6 @@ def fit_small(
     scores = [s for _, s in members if s is not None]
     booster = average_of([b for b, _ in members]) if bag > 1 else members[0][0]
     return booster, np.mean(scores, axis=0) if scores else None
-
-
-def average_of(boosters: list[lgb.Booster]) -> lgb.Booster:
-    """One booster whose raw score is the mean of theirs: their trees one after another, each
-    leaf (and internal) value divided by their number. They must share data and classes (the
-    header, feature infos and parameters are the first one's)."""
-    share = 1.0 / len(boosters)
-    texts = [b.model_to_string() for b in boosters]
-    first = texts[0]
-    header = first[: first.index("\nTree=0\n") + 1]
-    header = "".join(line for line in header.splitlines(True) if not line.startswith("tree_sizes="))
-    trailer = first[first.index("end of trees") :]
-    trees: list[str] = []
-    for text in texts:
-        body = text[text.index("\nTree=0\n") + 1 : text.index("end of trees")]
-        for block in body.split("Tree=")[1:]:
-            lines = block.splitlines()[1:]  # the first line is the old index
-            for i, line in enumerate(lines):
-                key, _, values = line.partition("=")
-                if key in ("leaf_value", "internal_value") and values:
-                    scaled = np.array(values.split(), dtype=np.float64) * share
-                    lines[i] = f"{key}=" + " ".join(repr(float(v)) for v in scaled)
-            trees.append(f"Tree={len(trees)}\n" + "\n".join(lines) + "\n")
-    merged = header + "\n" + "".join(trees) + trailer
-    # parsed once and written again, so LightGBM itself writes a consistent `tree_sizes`
-    return lgb.Booster(model_str=lgb.Booster(model_str=merged).model_to_string())
 
 
 def _fit_one(

@@ -534,6 +534,14 @@ def train(
             "the same total weight; for rare classes of a few dozen turns) or none."
         ),
     ] = ClassWeighting.sqrt,
+    bag: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Average this many boosters, each with its own seed (steadier rare classes; "
+            "the model has that many times the trees, so explaining takes that much longer).",
+        ),
+    ] = 1,
 ) -> None:
     """Train the six-class failure-point model on labelled traces."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -563,12 +571,15 @@ def train(
             on_iteration=lambda done, total: bar.update(task, completed=done, total=total),
             class_weighting=class_weights.value,
             early_stopping=early_stopping,
+            bag=bag,
         )
     bundle.save(out)
     summary = bundle.metadata["training"]
     console.print(
         f"trained on {summary['turns']} turns ({summary['dialogues']} dialogues), "
-        f"{bundle.metadata['params']['best_iteration']} rounds; bundle in {out}"
+        f"{bundle.metadata['params']['best_iteration']} rounds"
+        + (f" (a bag of {bag} boosters)" if bag > 1 else "")
+        + f"; bundle in {out}"
     )
     for split, metrics in bundle.metadata["metrics"].items():
         console.print(

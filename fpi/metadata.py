@@ -74,6 +74,7 @@ PARAMS_SCHEMA: tuple[Key, ...] = (
     Key("best_iteration", int, required=False),
     Key("class_weighting", str, required=False, doc="how classes were weighed in training"),
     Key("early_stopping", bool, required=False, doc="rounds stopped by validation log-loss"),
+    Key("bag", int, required=False, doc="boosters averaged into the model (average_of)"),
 )
 
 

@@ -29,13 +29,17 @@ def test_train_writes_a_bundle(small_dump, tmp_path):
 def test_train_weighs_classes_and_boosts_as_asked(small_dump, tmp_path):
     out = tmp_path / "model"
     args = ["train", str(small_dump), "--out", str(out), "--rounds", "4"]
-    result = runner.invoke(app, [*args, "--class-weights", "inverse", "--no-early-stopping"])
+    result = runner.invoke(
+        app, [*args, "--class-weights", "inverse", "--no-early-stopping", "--bag", "2"]
+    )
     assert result.exit_code == 0, result.output
+    assert "a bag of 2 boosters" in result.output
     params = json.loads((out / "metadata.json").read_text())["params"]
-    assert params["class_weighting"] == "inverse"
-    assert params["early_stopping"] is False and params["best_iteration"] == 4
+    assert params["class_weighting"] == "inverse" and params["bag"] == 2
+    assert params["early_stopping"] is False and params["best_iteration"] == 2 * 4
     refused = runner.invoke(app, [*args, "--class-weights", "cube"])
     assert refused.exit_code == 2 and "cube" in refused.output
+    assert runner.invoke(app, [*args, "--bag", "0"]).exit_code == 2
 
 
 def test_class_weighting_choices_match_the_model():

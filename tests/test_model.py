@@ -90,6 +90,28 @@ def test_without_early_stopping_every_round_is_kept(small_traces):
     assert check_metadata(kept.metadata, "kept") is None
 
 
+def test_a_bag_averages_its_members_into_one_explainable_model(small_traces, tmp_path):
+    fixed = {"early_stopping": False, "rounds": 6}
+    single = train(small_traces, **fixed)
+    bagged = train(small_traces, **fixed, bag=3)
+    assert bagged.metadata["params"]["bag"] == 3
+    assert bagged.booster.current_iteration() == 3 * 6  # the members side by side
+    matrix = bagged.matrix(extract_features(small_traces.head(300)))
+    raw = bagged.booster.predict(matrix, raw_score=True)
+    assert not np.allclose(raw, single.booster.predict(matrix, raw_score=True))
+    # its first member is the single fit (same seed): a third of the bag's first trees
+    first_trees = bagged.booster.predict(matrix, raw_score=True, num_iteration=6)
+    assert np.allclose(first_trees, single.booster.predict(matrix, raw_score=True) / 3)
+    loaded = load_bundle(bagged.save(tmp_path / "bag"))  # LightGBM text + metadata, checked
+    assert loaded.metadata["params"]["bag"] == 3
+    assert np.allclose(loaded.predictor.raw_scores(matrix), raw)  # triage's compiled scorer
+    classes = raw.argmax(axis=1)
+    contributions = loaded.explainer.shap_values(matrix, classes)
+    assert np.allclose(contributions.sum(axis=1), raw[np.arange(len(raw)), classes])
+    with pytest.raises(ModelError, match="bag"):
+        train(small_traces, rounds=2, bag=0)
+
+
 def test_unseen_categories_become_missing(small_bundle):
     unseen = simulate(3_000, seed=9, scenario="newdomain")
     features = extract_features(unseen)
