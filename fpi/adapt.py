@@ -43,6 +43,7 @@ from fpi.errors import ModelError
 from fpi.evaluate import classification_metrics
 from fpi.labels import consensus, match_labels
 from fpi.model import (
+    BAG_SEED_STEP,
     DEFAULT_PARAMS,
     ModelBundle,
     _feature_metadata,
@@ -188,11 +189,11 @@ def fit_small(
     """A small-data booster of `ROUNDS` rounds, and the out-of-fold raw scores of the labelled
     rows from cross-validation over dialogues (None with too few labels or dialogues, or
     `out_of_fold=False`); `options` are `_fit_one`'s. With `bag` > 1, the average
-    (`average_of`) of that many fits with seeds `seed`, `seed + 1000`, ..., each with its own
-    folds; the out-of-fold scores are averaged too (each member's are out of fold, so their
-    mean is)."""
+    (`average_of`) of that many fits with seeds `seed`, `seed + BAG_SEED_STEP`, ..., each with
+    its own folds; the out-of-fold scores are averaged too (each member's are out of fold, so
+    their mean is)."""
     members = [
-        _fit_one(matrix, codes, weights, dialogues, seed=seed + 1000 * k, **options)
+        _fit_one(matrix, codes, weights, dialogues, seed=seed + BAG_SEED_STEP * k, **options)
         for k in range(bag)
     ]
     scores = [s for _, s in members if s is not None]

@@ -6,14 +6,13 @@ pipeline every 500 turns, 144 in all, each with its own failure rates, confidenc
 calibrations, logged fields, status meanings and user habits) and 18k turns of the simulator's
 `base` scenario, the one the demo and the tests use, in 500-turn blocks of their own seeds
 (the `farfield`, `newdomain` and `drift` scenarios stay out, held out for transfer and
-shift). Default parameters; the
-softmax is calibrated on the validation split, and the decision offsets are chosen there on
-the calibrated probabilities. Every turn's pipeline (a drawn pipeline's name, or `base`) is
-its training profile component (`fpi.profile`), so the shift check compares a dump with the
-training pipelines it most resembles. Writes the bundle (model.txt; metadata.json with the
-calibration, the decision rule and the model's SHA-256; profile.json) into the package,
-replacing the old one. Run it whenever the feature catalogue changes (a test fails until you
-do).
+shift). Default parameters; the softmax is calibrated on the validation split, and the
+decision offsets are chosen there on the calibrated probabilities. Every turn's pipeline (a
+drawn pipeline's name, or `base`) is its training profile component (`fpi.profile`), so the
+shift check compares a dump with the training pipelines it most resembles. Writes the bundle
+(model.txt; metadata.json with the calibration, the decision rule and the model's SHA-256;
+profile.json) into the package, replacing the old one. Run it whenever the feature catalogue
+changes (a test fails until you do).
 """
 
 from __future__ import annotations
