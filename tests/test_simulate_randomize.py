@@ -336,6 +336,12 @@ def test_users_close_dialogues_that_went_well_with_a_thank_you():
     said = frame.filter(_intents(frame) == THANKS_INTENT.name)
     assert (said["wake"].struct.field("mode") == "follow_up").all()
     assert (_labels(said) == "correct").mean() > 0.8
+    from fpi.featurize import extract_features
+
+    pauses = extract_features(ordered).filter(_intents(ordered) == THANKS_INTENT.name)
+    pauses = pauses["context__prev_gap_s"]
+    assert (pauses > 0.1).all()  # said after the answer ended, not over it
+    assert pauses.std() > 0.3
 
 
 def test_a_hesitation_before_a_request_is_answered_by_a_reprompt_and_is_correct():

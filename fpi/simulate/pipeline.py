@@ -260,7 +260,9 @@ class DialogueSimulator:
                 turn = self.turn(user, device, request, mode, t)
             turns.append(turn)
             if turn.next_action is None and self._thanks(turn, request, user):
-                closing = self.turn(user, device, self._said(THANKS_INTENT), "follow_up", t)
+                pause = self.d.lognormal(self._pause(1_500.0), 0.55)
+                start = t + turn.gap_ms + pause  # after the answer, as a reply to it
+                closing = self.turn(user, device, self._said(THANKS_INTENT), "follow_up", start)
                 return [*turns, replace(closing, next_action=None)]
             if turn.next_action is None or len(turns) >= 6:
                 return turns
