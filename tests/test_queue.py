@@ -12,6 +12,7 @@ from fpi.queue import (
     QUEUE_SCHEMA,
     coverage_seats,
     kmeans,
+    leaf_proximity,
     next_turns,
 )
 from fpi.schema import FAILURE_POINTS
@@ -123,7 +124,6 @@ def _gold(traces: pl.DataFrame) -> np.ndarray:
 
 def test_labelled_rare_turns_get_their_nearest_neighbours_seated(pool, small_bundle):
     from fpi.featurize import extract_features
-    from fpi.queue import standardised
 
     gold = _gold(pool)
     ids = pool.get_column("turn_id").to_numpy()
@@ -135,15 +135,27 @@ def test_labelled_rare_turns_get_their_nearest_neighbours_seated(pool, small_bun
     queue = next_turns(pool, small_bundle, labelled=labels, n=100, seed=0)
     near = queue.filter(pl.col("why").str.starts_with(f"class coverage: near labelled {rare}"))
     assert near.height >= 2 and not set(queue.get_column("turn_id")) & set(labels)
-    # they are the open turns nearest the labelled examples (none of a dialogue already full)
-    space = standardised(small_bundle.matrix(extract_features(pool)))
-    distance = ((space[:, None, :] - space[None, examples, :]) ** 2).sum(-1).min(axis=1)
-    distance[[*examples, *common]] = np.inf
-    nearest = set(ids[np.argsort(distance, kind="stable")[: 3 * near.height]])
+    # they are the open turns that share most leaves with a labelled example (none of a
+    # dialogue already full)
+    matrix = small_bundle.matrix(extract_features(pool))
+    proximity = leaf_proximity(small_bundle.booster, matrix, matrix[examples])
+    proximity[[*examples, *common]] = -1.0
+    nearest = set(ids[np.argsort(-proximity, kind="stable")[: 3 * near.height]])
     assert set(near.get_column("turn_id")) <= nearest
     # without the labels' classes the queue has no neighbours to look for
     plain = next_turns(pool, small_bundle, labelled=set(labels), n=100, seed=0)
     assert not plain.get_column("why").str.contains("near labelled").any()
+
+
+def test_leaf_proximity_is_the_largest_share_of_shared_leaves(small_bundle, monkeypatch):
+    monkeypatch.setattr("fpi.queue.LEAF_CHUNK", 64)  # 300 rows: five chunks
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(300, len(small_bundle.feature_names)))
+    proximity = leaf_proximity(small_bundle.booster, matrix, matrix[[3, 7]])
+    assert proximity[3] == proximity[7] == 1.0 and ((proximity >= 0) & (proximity <= 1)).all()
+    leaves = small_bundle.booster.predict(matrix, pred_leaf=True)
+    expected = np.maximum((leaves == leaves[3]).mean(axis=1), (leaves == leaves[7]).mean(axis=1))
+    np.testing.assert_allclose(proximity, expected)
 
 
 def test_a_mapping_of_labels_counts_like_the_bundles_label_counts(pool, small_bundle):
