@@ -81,15 +81,20 @@ def uncertainty(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def standardised(matrix: np.ndarray) -> np.ndarray:
-    """Features as a dense space: each column standardised (missing = the column's mean, plus
-    whether it was missing); constant columns dropped."""
-    missing = np.isnan(matrix)
+    """Features as a dense space: each column standardised (missing or infinite = the column's
+    mean, plus whether it was missing); constant columns, and columns whose spread overflows,
+    dropped."""
+    values = np.where(np.isfinite(matrix), matrix, np.nan)
+    missing = np.isnan(values)
     present = ~missing.all(axis=0)
     means = np.zeros(matrix.shape[1])
-    means[present] = np.nanmean(matrix[:, present], axis=0)
-    dense = np.hstack([np.where(missing, means, matrix), missing.astype(np.float64)])
-    dense = dense[:, dense.std(axis=0) > 0]
-    return (dense - dense.mean(axis=0)) / dense.std(axis=0) if dense.shape[1] else dense
+    means[present] = np.nanmean(values[:, present], axis=0)
+    dense = np.hstack([np.where(missing, means, values), missing.astype(np.float64)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = dense.std(axis=0)
+    keep = np.isfinite(spread) & (spread > 0)
+    dense, spread = dense[:, keep], spread[keep]
+    return (dense - dense.mean(axis=0)) / spread if dense.shape[1] else dense
 
 
 def embedding(matrix: np.ndarray, proba: np.ndarray, *, dimensions: int) -> np.ndarray:
