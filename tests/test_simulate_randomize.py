@@ -463,3 +463,13 @@ def test_users_ask_for_a_detail_of_what_was_found_and_a_bug_gives_another():
     bugs = [not n for n, label in zip(named, labels, strict=True) if label == "result"]
     assert len(bugs) > 5 and all(bugs)
     assert (asked["result"].struct.field("status").filter(labels == "result") == "success").all()
+    ordered = frame.sort("dialogue_id", "turn_index")
+    repeated = ordered.filter(
+        (_intents(ordered) == DETAIL_INTENT.name)
+        & (_labels(ordered) == "result")
+        & (
+            pl.col("result").struct.field("response_text")
+            == pl.col("result").struct.field("response_text").shift(1).over("dialogue_id")
+        )
+    )
+    assert repeated.height > 3  # a stuck dialogue says its last answer again

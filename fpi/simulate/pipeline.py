@@ -112,7 +112,7 @@ class Scenario:
     # share of requests the user wraps in a sentence ("could you please ... for me")
     carrier_share: float = 0.0
     # share of new requests after an answer naming something that ask for a detail of it
-    # ("the phone number"); a handler bug answers with another detail
+    # ("the phone number"); a handler bug says the last answer again or gives another detail
     detail_share: float = 0.0
 
 
@@ -140,6 +140,7 @@ class Request:
     careful: bool = False  # speaks slower and louder (a repeat)
     explicit: bool = False  # an explicit wording after being misunderstood
     result_bug: bool = False  # retries a request a backend bug just broke
+    last_answer: str | None = None  # the answer a question about a detail follows up on
 
 
 NOT_SURE = "Sorry, I'm not sure what you meant."
@@ -290,6 +291,9 @@ class DialogueSimulator:
                 return turns
             previous = request
             request = self.next_request(turn.next_action, previous, user, device, outcome)
+            if request is not None and request.intent is DETAIL_INTENT:
+                answer = (turn.record["result"] or {}).get("response_text")
+                request = replace(request, last_answer=answer)
             t += turn.gap_ms
             mode = self._next_mode(user, device, turn.gap_ms, turn.record)
             if request is not None and request.intent is not STOP_INTENT and d.chance(0.006):
@@ -844,7 +848,9 @@ class DialogueSimulator:
             rate = 0.01
         if upstream != CORRECT or not (request.result_bug or d.chance(rate)):
             return Handled("success", h, a, response, latency, media)
-        if intent is DETAIL_INTENT:  # another detail, given as if it were the one asked for
+        if intent is DETAIL_INTENT:  # the last answer again, or another detail
+            if request.last_answer and d.chance(0.5):
+                return Handled("success", h, a, request.last_answer, latency, error=True)
             asked = resolved["detail"]
             other = d.pick(tuple(v for v in LITERALS["detail"] if v != asked))
             return Handled("success", h, a, intent.response.format(detail=other), latency,
