@@ -446,3 +446,30 @@ def test_wordy_users_wrap_their_requests_in_a_sentence():
     assert wordy.map_elements(lambda t: t.startswith(openers), pl.Boolean).mean() > 0.6
     assert terse.map_elements(lambda t: t.startswith(openers), pl.Boolean).mean() < 0.05
     assert wordy.str.split(" ").list.len().mean() > terse.str.split(" ").list.len().mean() + 2
+
+
+def test_users_ask_for_a_detail_of_what_was_found_and_a_bug_gives_another():
+    from fpi.simulate.catalog import DETAIL_INTENT
+
+    assert (_intents(_world("details")) == DETAIL_INTENT.name).sum() == 0
+    frame = _world("details", detail_share=0.6)
+    asked = frame.filter(_intents(frame) == DETAIL_INTENT.name)
+    assert asked.height > 100
+    answers = asked["result"].struct.field("response_text")
+    details = asked["nlu"].struct.field("slots").list.first().struct.field("value")
+    named = [d is not None and d in a for a, d in zip(answers, details, strict=True)]
+    labels = _labels(asked)
+    assert all(n for n, label in zip(named, labels, strict=True) if label == "correct")
+    bugs = [not n for n, label in zip(named, labels, strict=True) if label == "result"]
+    assert len(bugs) > 5 and all(bugs)
+    assert (asked["result"].struct.field("status").filter(labels == "result") == "success").all()
+    ordered = frame.sort("dialogue_id", "turn_index")
+    repeated = ordered.filter(
+        (_intents(ordered) == DETAIL_INTENT.name)
+        & (_labels(ordered) == "result")
+        & (
+            pl.col("result").struct.field("response_text")
+            == pl.col("result").struct.field("response_text").shift(1).over("dialogue_id")
+        )
+    )
+    assert repeated.height > 3  # a stuck dialogue says its last answer again

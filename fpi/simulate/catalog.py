@@ -402,6 +402,7 @@ for _kind, _groups2 in HOMONYMS.items():
         CROSS_KIND[_spoken] = (*CROSS_KIND.get(_spoken, ()), _kind)
 
 LITERALS: dict[str, tuple[str, ...]] = {
+    "detail": ("phone number", "address", "opening hours", "price", "postcode", "rating"),
     "duration": (
         "five minutes",
         "ten minutes",
@@ -767,6 +768,19 @@ CARRIER_OPENERS = ("could you please", "can you", "i would like you to", "i want
                    "hey could you", "would you", "i need you to", "please")  # fmt: skip
 CARRIER_CLOSERS = ("please", "for me", "thank you", "right now", "if you can")
 
+#: A question about a detail of what the last answer named ("what's their phone number?").
+DETAIL_INTENT = _i(
+    "Global",
+    "AskDetailIntent",
+    "what is the {detail} | the {detail} | what's its {detail} | can i have the {detail}"
+    " | {detail} | and the {detail}",
+    "InfoSkill",
+    "GiveDetail",
+    "Here's the {detail}.",
+    slots={"detail": "detail"},
+    weight=0.0,
+)
+
 #: The user's answer to a confirmation question ("Did you say ...?") that got it right: the
 #: system goes on to do what was asked (the response is that request's).
 AFFIRM_INTENT = _i(
@@ -796,6 +810,7 @@ ALL_INTENTS: tuple[Intent, ...] = (
     HESITATION_INTENT,
     AFFIRM_INTENT,
     NEGATE_INTENT,
+    DETAIL_INTENT,
     *NEW_INTENTS,
 )
 INTENT_BY_NAME: dict[str, Intent] = {i.name: i for i in ALL_INTENTS}

@@ -21,6 +21,7 @@ from fpi.simulate.catalog import (
     CARRIER_OPENERS,
     CATALOGUE,
     CROSS_KIND,
+    DETAIL_INTENT,
     DEVICE_FALSE_WAKE,
     DEVICE_SNR,
     FILLERS,
@@ -110,6 +111,9 @@ class Scenario:
     confirm_share: float = 0.0
     # share of requests the user wraps in a sentence ("could you please ... for me")
     carrier_share: float = 0.0
+    # share of new requests after an answer naming something that ask for a detail of it
+    # ("the phone number"); a handler bug says the last answer again or gives another detail
+    detail_share: float = 0.0
 
 
 SCENARIO_SETTINGS: dict[str, Scenario] = {
@@ -136,6 +140,7 @@ class Request:
     careful: bool = False  # speaks slower and louder (a repeat)
     explicit: bool = False  # an explicit wording after being misunderstood
     result_bug: bool = False  # retries a request a backend bug just broke
+    last_answer: str | None = None  # the answer a question about a detail follows up on
 
 
 NOT_SURE = "Sorry, I'm not sure what you meant."
@@ -286,6 +291,9 @@ class DialogueSimulator:
                 return turns
             previous = request
             request = self.next_request(turn.next_action, previous, user, device, outcome)
+            if request is not None and request.intent is DETAIL_INTENT:
+                answer = (turn.record["result"] or {}).get("response_text")
+                request = replace(request, last_answer=answer)
             t += turn.gap_ms
             mode = self._next_mode(user, device, turn.gap_ms, turn.record)
             if request is not None and request.intent is not STOP_INTENT and d.chance(0.006):
@@ -377,6 +385,9 @@ class DialogueSimulator:
         d = self.d
         if action == "stop":
             return Request(STOP_INTENT, d.pick(STOP_INTENT.templates), {})
+        if self._asks_detail(action, previous):
+            template = d.pick(DETAIL_INTENT.templates)
+            return Request(DETAIL_INTENT, template, self._values(DETAIL_INTENT, user))
         if action == "new" or previous is None:
             if previous is not None and previous.intent.slots and d.chance(0.3):
                 # Another request of the same kind: "now play ..."
@@ -395,6 +406,13 @@ class DialogueSimulator:
         if label == CORRECT and previous.intent.slots:
             return replace(previous, values=self._values(previous.intent, user))
         return replace(previous, qualified=True, careful=label == ASR)
+
+    def _asks_detail(self, action: str, previous: Request | None) -> bool:
+        """Whether the user's new request asks for a detail of what the last answer named."""
+        share = self.scenario.detail_share
+        named = previous is not None and previous.intent.slots
+        return bool(share and action == "new" and named and previous.intent is not DETAIL_INTENT
+                    ) and self.d.chance(share)  # fmt: skip
 
     # ---- one turn ----------------------------------------------------------------------
 
@@ -830,6 +848,13 @@ class DialogueSimulator:
             rate = 0.01
         if upstream != CORRECT or not (request.result_bug or d.chance(rate)):
             return Handled("success", h, a, response, latency, media)
+        if intent is DETAIL_INTENT:  # the last answer again, or another detail
+            if request.last_answer and d.chance(0.5):
+                return Handled("success", h, a, request.last_answer, latency, error=True)
+            asked = resolved["detail"]
+            other = d.pick(tuple(v for v in LITERALS["detail"] if v != asked))
+            return Handled("success", h, a, intent.response.format(detail=other), latency,
+                           error=True)  # fmt: skip
         r = d.u()
         if r < 0.45:  # silently the wrong thing, often named as if it were right
             if intent.slots and d.chance(0.45):

@@ -339,7 +339,8 @@ def _world_habits(name: str) -> dict[str, float]:
     answers by prompting again; in 70% of worlds NLU tags the slot values of 50-100% of
     false wakes among the words it heard; and in 40% the system confirms 10-60% of requests
     with slots before acting ("Did you say ...?", answered yes or no); in 40% users wrap
-    20-90% of their requests in a sentence ("could you please ... for me")."""
+    20-90% of their requests in a sentence ("could you please ... for me"); and in 40%
+    20-60% of the new requests after an answer ask for a detail of it ("the phone number")."""
     rng = np.random.default_rng([zlib.crc32(name.encode()), 7243])
     empty = round(float(rng.uniform(0.05, 0.4)), 3) if rng.random() < 0.7 else 0.0
     sure = round(float(rng.uniform(0.0, 1.0)), 3)
@@ -352,7 +353,9 @@ def _world_habits(name: str) -> dict[str, float]:
     heard_slots = round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < 0.7 else 0.0
     confirm = round(float(rng.uniform(0.1, 0.6)), 3) if rng.random() < 0.4 else 0.0
     carrier = round(float(rng.uniform(0.2, 0.9)), 3) if rng.random() < 0.4 else 0.0
+    detail = round(float(rng.uniform(0.2, 0.6)), 3) if rng.random() < 0.4 else 0.0
     return {
+        "detail_share": detail,
         "carrier_share": carrier,
         "confirm_share": confirm,
         "false_wake_heard_slots": heard_slots,
