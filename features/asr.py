@@ -35,19 +35,25 @@ _hypothesis_key = content_key(pl.element().struct.field("text"))
 #: Word support, over the first `SUPPORT_HYPOTHESES` hypotheses and the top text's first
 #: `SUPPORT_WORDS` content words: the share of the n-best's confidence on hypotheses that hold
 #: the word (a word posterior, as a confusion network gives); the weakest is where ASR was least
-#: sure. Spelled out by position, not with `list.eval`, so polars shares the word lists.
+#: sure. Spelled out by position, not with `list.eval`, so polars computes each hypothesis's
+#: text once; a hypothesis is its words between spaces, for a plain substring test.
 SUPPORT_HYPOTHESES, SUPPORT_WORDS = 10, 6
 _hypothesis = [_nbest.list.get(j, null_on_oob=True).struct for j in range(SUPPORT_HYPOTHESES)]
-_hypothesis_words = [words(h.field("text")) for h in _hypothesis]
+_spaced_hypothesis = [
+    pl.concat_str(pl.lit(" "), words(h.field("text")).list.join(" "), pl.lit(" "))
+    for h in _hypothesis
+]
 _hypothesis_confidence = [h.field("confidence").fill_null(0.0) for h in _hypothesis]
 _top_content = content_words(_text)
 
 
 def _word_support(position: int) -> pl.Expr:
-    word = _top_content.list.get(position, null_on_oob=True)
+    word = pl.concat_str(
+        pl.lit(" "), _top_content.list.get(position, null_on_oob=True), pl.lit(" ")
+    )
     held = pl.sum_horizontal(
-        pl.when(hypothesis.list.contains(word)).then(confidence).otherwise(0.0)
-        for hypothesis, confidence in zip(_hypothesis_words, _hypothesis_confidence, strict=True)
+        pl.when(hypothesis.str.contains(word, literal=True)).then(confidence).otherwise(0.0)
+        for hypothesis, confidence in zip(_spaced_hypothesis, _hypothesis_confidence, strict=True)
     )
     return pl.when(word.is_not_null()).then(held / pl.sum_horizontal(_hypothesis_confidence))
 
