@@ -307,7 +307,7 @@ FEATURES: tuple[Feature, ...] = (
         description="Content words of the user's next turn that only this turn's lower ASR "
         "hypotheses held, not its top text (the user said again what was misheard)",
         reason="the user's next turn said {value:.0f} words that ASR had only as an alternative",
-        missing="no next turn",
+        missing="no next turn, or a turn without recognised text",
     ),
     Feature(
         name="context__next_slot_words_heard_here",
@@ -321,7 +321,7 @@ FEATURES: tuple[Feature, ...] = (
         description="Slot value words of the next turn that this turn's ASR n-best held but "
         "this turn's NLU did not fill (what was said went unread)",
         reason="{value:.0f} slot value words of the next turn were heard here but not understood",
-        missing="no next turn",
+        missing="no next turn, or a turn that logged no slots or no recognised text",
     ),
     Feature(
         name="context__next_gives_slot_other_value",
@@ -329,7 +329,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_with_next(_shared_names > _shared_pairs),
         description="The next turn gives a slot of this turn another value, whatever its intent",
         reason="{value:the next turn gave a slot another value|the next turn kept the slot values}",
-        missing="no next turn",
+        missing="no next turn, or a turn that logged no slots",
     ),
     Feature(
         name="context__spoke_over_previous_response",

@@ -233,7 +233,7 @@ FEATURES: tuple[Feature, ...] = (
         description="Content words of the recognised text that neither the intent's name nor a "
         "slot's name or value accounts for (by their first four letters)",
         reason="NLU's reading left {value:.0f} of the recognised content words unaccounted for",
-        missing="there was no recognised text",
+        missing="no recognised text, or NLU did not run",
     ),
     Feature(
         name="nlu__heard_words_not_understood_share",
@@ -242,7 +242,7 @@ FEATURES: tuple[Feature, ...] = (
         description="Share of the recognised content words that neither the intent's name nor a "
         "slot's name or value accounts for",
         reason="NLU's reading left {value:.0%} of the recognised content words unaccounted for",
-        missing="there were no recognised content words",
+        missing="no recognised content words, or NLU did not run",
     ),
     Feature(
         name="nlu__same_intent_runner_up_share",

@@ -88,8 +88,11 @@ def standardised(matrix: np.ndarray) -> np.ndarray:
     means = np.zeros(matrix.shape[1])
     means[present] = np.nanmean(matrix[:, present], axis=0)
     dense = np.hstack([np.where(missing, means, matrix), missing.astype(np.float64)])
-    dense = dense[:, dense.std(axis=0) > 0]
-    return (dense - dense.mean(axis=0)) / dense.std(axis=0) if dense.shape[1] else dense
+    # a constant column's float std can come out 1e-16 on one pass and 0.0 on the next (0/0):
+    # keep the columns that vary beyond rounding, and divide by the spread they were kept for
+    centre, spread = dense.mean(axis=0), dense.std(axis=0)
+    varies = spread > 1e-12 * np.maximum(np.abs(centre), 1.0)
+    return (dense[:, varies] - centre[varies]) / spread[varies]
 
 
 def embedding(matrix: np.ndarray, proba: np.ndarray, *, dimensions: int) -> np.ndarray:
