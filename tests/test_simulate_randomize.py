@@ -360,3 +360,116 @@ def test_a_hesitation_before_a_request_is_answered_by_a_reprompt_and_is_correct(
     ).filter(_intents(frame) == HESITATION_INTENT.name)
     assert following["next"].is_not_null().all()  # the request itself comes next
     assert (following["next"] != HESITATION_INTENT.name).all()
+
+
+def test_a_false_wake_parser_tags_slot_values_among_the_words_it_heard():
+    def slots_heard(frame: pl.DataFrame) -> list[bool]:
+        woke = frame.filter(_labels(frame) == "false_wake")
+        heard = woke["asr"].struct.field("text").to_list()
+        return [
+            all(set(s["value"].split()) <= set(text.split()) for s in nlu["slots"])
+            for text, nlu in zip(heard, woke["nlu"].to_list(), strict=True)
+            if nlu is not None and nlu["slots"]
+        ]
+
+    guessed = slots_heard(_world("parser"))
+    tagged = slots_heard(_world("parser", false_wake_heard_slots=1.0))
+    assert len(tagged) > 20 and all(tagged)
+    assert sum(guessed) / len(guessed) < 0.3
+
+
+def test_a_chatty_pipeline_wraps_every_response_in_pleasantries():
+    from fpi.simulate.pipeline import Scenario
+    from fpi.simulate.randomize import CHATTY_CLOSERS, CHATTY_OPENERS, CHATTY_OTHER_OPENERS
+
+    def pipeline(**logs) -> pl.DataFrame:
+        config = PipelineConfig("chat", world=Scenario("chat"), **logs)
+        return simulate_pipeline(1500, config, seed=4)
+
+    plain, chatty = pipeline(), pipeline(chatty_share=1.0)
+    said = chatty["result"].struct.field("response_text").drop_nulls()
+    said = said.filter(said != "")
+    assert said.len() > 1000
+    assert said.str.ends_with(CHATTY_CLOSERS[0]).any()
+    openers = (*CHATTY_OPENERS, *CHATTY_OTHER_OPENERS)
+    assert all(text.startswith(openers) and text.endswith(CHATTY_CLOSERS) for text in said)
+    spoken = chatty["tts"].struct.field("text")
+    assert (spoken == chatty["result"].struct.field("response_text")).all()
+    answers = plain["result"].struct.field("response_text").drop_nulls()
+    assert not any(text.endswith(CHATTY_CLOSERS) for text in answers)
+    assert _labels(chatty).equals(_labels(plain))  # wording changes no outcome
+
+
+def test_a_confirming_system_asks_before_acting_and_the_user_answers_yes_or_no():
+    from fpi.simulate.catalog import AFFIRM_INTENT, NEGATE_INTENT
+
+    assert (_intents(_world("confirm")) == AFFIRM_INTENT.name).sum() == 0
+    frame = _world("confirm", confirm_share=0.5).sort("dialogue_id", "turn_index")
+    frame = frame.with_columns(
+        pl.col("result").struct.field("action").alias("action"),
+        pl.col("result").struct.field("action").shift(-1).over("dialogue_id").alias("next_action"),
+        pl.col("nlu").struct.field("intent").shift(-1).over("dialogue_id").alias("answer"),
+        pl.col("label")
+        .struct.field("failure_point")
+        .shift(-1)
+        .over("dialogue_id")
+        .alias("answer_label"),
+    )
+    asked = frame.filter(
+        (pl.col("action") == "Confirm") & (pl.col("result").struct.field("handler") == "Dialog")
+    )
+    assert asked.height > 100
+    assert (asked["result"].struct.field("response_text").str.starts_with("Did ")).all()
+    understood = asked.filter(_labels(asked) == "correct")
+    misheard = asked.filter(_labels(asked).is_in(["asr", "nlu", "er"]))
+    assert understood.height > 50 and misheard.height > 10
+    assert (understood["answer"] == AFFIRM_INTENT.name).mean() > 0.9
+    assert (misheard["answer"] == NEGATE_INTENT.name).mean() > 0.75  # a "no" can be misheard
+    # "yes" carries the request's own outcome; "no" makes the system ask again
+    yes = understood.filter(pl.col("answer_label") == "correct")
+    assert (yes["next_action"] != "Confirm").all() and yes["next_action"].is_not_null().all()
+    assert (yes["next_action"] != AFFIRM_INTENT.action).mean() > 0.9
+    assert (misheard["next_action"] == NEGATE_INTENT.action).mean() > 0.75
+    said = frame.filter(_intents(frame).is_in([AFFIRM_INTENT.name, NEGATE_INTENT.name]))
+    assert said["asr"].struct.field("text").is_in(["yes", "no", "yeah", "right"]).mean() > 0.3
+
+
+def test_wordy_users_wrap_their_requests_in_a_sentence():
+    from fpi.simulate.catalog import CARRIER_OPENERS
+
+    def said(frame: pl.DataFrame) -> pl.Series:
+        requests = frame.filter(pl.col("nlu").struct.field("domain") != "Global")
+        return requests["asr"].struct.field("text").drop_nulls()
+
+    terse, wordy = said(_world("wordy")), said(_world("wordy", carrier_share=1.0))
+    openers = tuple(f"{opener} " for opener in CARRIER_OPENERS)
+    assert wordy.map_elements(lambda t: t.startswith(openers), pl.Boolean).mean() > 0.6
+    assert terse.map_elements(lambda t: t.startswith(openers), pl.Boolean).mean() < 0.05
+    assert wordy.str.split(" ").list.len().mean() > terse.str.split(" ").list.len().mean() + 2
+
+
+def test_users_ask_for_a_detail_of_what_was_found_and_a_bug_gives_another():
+    from fpi.simulate.catalog import DETAIL_INTENT
+
+    assert (_intents(_world("details")) == DETAIL_INTENT.name).sum() == 0
+    frame = _world("details", detail_share=0.6)
+    asked = frame.filter(_intents(frame) == DETAIL_INTENT.name)
+    assert asked.height > 100
+    answers = asked["result"].struct.field("response_text")
+    details = asked["nlu"].struct.field("slots").list.first().struct.field("value")
+    named = [d is not None and d in a for a, d in zip(answers, details, strict=True)]
+    labels = _labels(asked)
+    assert all(n for n, label in zip(named, labels, strict=True) if label == "correct")
+    bugs = [not n for n, label in zip(named, labels, strict=True) if label == "result"]
+    assert len(bugs) > 5 and all(bugs)
+    assert (asked["result"].struct.field("status").filter(labels == "result") == "success").all()
+    ordered = frame.sort("dialogue_id", "turn_index")
+    repeated = ordered.filter(
+        (_intents(ordered) == DETAIL_INTENT.name)
+        & (_labels(ordered) == "result")
+        & (
+            pl.col("result").struct.field("response_text")
+            == pl.col("result").struct.field("response_text").shift(1).over("dialogue_id")
+        )
+    )
+    assert repeated.height > 3  # a stuck dialogue says its last answer again

@@ -402,6 +402,7 @@ for _kind, _groups2 in HOMONYMS.items():
         CROSS_KIND[_spoken] = (*CROSS_KIND.get(_spoken, ()), _kind)
 
 LITERALS: dict[str, tuple[str, ...]] = {
+    "detail": ("phone number", "address", "opening hours", "price", "postcode", "rating"),
     "duration": (
         "five minutes",
         "ten minutes",
@@ -743,7 +744,8 @@ DOMAIN_WEIGHTS: dict[str, float] = {
 THANKS_INTENT = _i(
     "Global",
     "ThanksIntent",
-    "thank you | thanks | ok thank you | okay thanks | great thanks | cool | ok | thank you bye",
+    "thank you | thanks | ok thank you | okay thanks | great thanks | cool | ok | thank you bye"
+    " | goodbye | good bye | bye | ok goodbye | thank you goodbye",
     "SystemSkill",
     "Acknowledge",
     "You're welcome.",
@@ -760,12 +762,55 @@ HESITATION_INTENT = _i(
     "Sorry, what was that?",
     weight=0.0,
 )
+#: Words some users wrap a request in ("could you please ..."), as on a telephone line or a
+#: chat window, where people speak in sentences rather than commands.
+CARRIER_OPENERS = ("could you please", "can you", "i would like you to", "i want you to",
+                   "hey could you", "would you", "i need you to", "please")  # fmt: skip
+CARRIER_CLOSERS = ("please", "for me", "thank you", "right now", "if you can")
+
+#: A question about a detail of what the last answer named ("what's their phone number?").
+DETAIL_INTENT = _i(
+    "Global",
+    "AskDetailIntent",
+    "what is the {detail} | the {detail} | what's its {detail} | can i have the {detail}"
+    " | {detail} | and the {detail}",
+    "InfoSkill",
+    "GiveDetail",
+    "Here's the {detail}.",
+    slots={"detail": "detail"},
+    weight=0.0,
+)
+
+#: The user's answer to a confirmation question ("Did you say ...?") that got it right: the
+#: system goes on to do what was asked (the response is that request's).
+AFFIRM_INTENT = _i(
+    "Global",
+    "AffirmIntent",
+    "yes | yeah | yes please | right | that's right | correct | yep",
+    "SystemSkill",
+    "Proceed",
+    "Okay.",
+    weight=0.0,
+)
+#: The answer to a confirmation question that got it wrong: the system asks again.
+NEGATE_INTENT = _i(
+    "Global",
+    "NegateIntent",
+    "no | nope | no no | no that's wrong | that's not right | wrong",
+    "SystemSkill",
+    "Reprompt",
+    "Sorry about that. What would you like?",
+    weight=0.0,
+)
 
 ALL_INTENTS: tuple[Intent, ...] = (
     *BASE_INTENTS,
     STOP_INTENT,
     THANKS_INTENT,
     HESITATION_INTENT,
+    AFFIRM_INTENT,
+    NEGATE_INTENT,
+    DETAIL_INTENT,
     *NEW_INTENTS,
 )
 INTENT_BY_NAME: dict[str, Intent] = {i.name: i for i in ALL_INTENTS}

@@ -14,10 +14,14 @@ from typing import NamedTuple
 
 from fpi.schema import Stage
 from fpi.simulate.catalog import (
+    AFFIRM_INTENT,
     BACKGROUND_GUESSES,
     BACKGROUND_SPEECH,
+    CARRIER_CLOSERS,
+    CARRIER_OPENERS,
     CATALOGUE,
     CROSS_KIND,
+    DETAIL_INTENT,
     DEVICE_FALSE_WAKE,
     DEVICE_SNR,
     FILLERS,
@@ -26,6 +30,7 @@ from fpi.simulate.catalog import (
     HOMONYMS,
     INTENT_BY_NAME,
     LITERALS,
+    NEGATE_INTENT,
     NEW_DOMAINS,
     NLU_CONFUSIONS,
     NOISE_HEARD_AS,
@@ -98,6 +103,17 @@ class Scenario:
     # share of open-microphone (follow-up) requests the user starts with a hesitation ("uh"),
     # which the system answers by prompting again
     hesitation_share: float = 0.0
+    # share of false wakes whose NLU tags its slot values among the words it heard, as a
+    # parser does, rather than guessing values nobody said
+    false_wake_heard_slots: float = 0.0
+    # share of requests with slots the system confirms before acting ("Did you say ...?"):
+    # the user answers yes (and it acts) or no (and it asks again)
+    confirm_share: float = 0.0
+    # share of requests the user wraps in a sentence ("could you please ... for me")
+    carrier_share: float = 0.0
+    # share of new requests after an answer naming something that ask for a detail of it
+    # ("the phone number"); a handler bug says the last answer again or gives another detail
+    detail_share: float = 0.0
 
 
 SCENARIO_SETTINGS: dict[str, Scenario] = {
@@ -124,6 +140,7 @@ class Request:
     careful: bool = False  # speaks slower and louder (a repeat)
     explicit: bool = False  # an explicit wording after being misunderstood
     result_bug: bool = False  # retries a request a backend bug just broke
+    last_answer: str | None = None  # the answer a question about a detail follows up on
 
 
 NOT_SURE = "Sorry, I'm not sure what you meant."
@@ -252,12 +269,18 @@ class DialogueSimulator:
         while True:
             if request is None:
                 turn = self.false_wake_turn(user, device, mode, t)
+                outcome = turn.label
             else:
                 if self._hesitates(mode, request):
                     hesitation = self.turn(user, device, self._said(HESITATION_INTENT), mode, t)
                     turns.append(hesitation)
                     t += hesitation.gap_ms
                 turn = self.turn(user, device, request, mode, t)
+                outcome = turn.label
+                if self._confirms(request, turn):
+                    asked, turn = self._confirmation(user, device, turn, t)
+                    turns.append(asked)
+                    t += asked.gap_ms
             turns.append(turn)
             if turn.next_action is None and self._thanks(turn, request, user):
                 pause = self.d.lognormal(self._pause(1_500.0), 0.55)
@@ -267,11 +290,64 @@ class DialogueSimulator:
             if turn.next_action is None or len(turns) >= 6:
                 return turns
             previous = request
-            request = self.next_request(turn.next_action, previous, user, device, turn.label)
+            request = self.next_request(turn.next_action, previous, user, device, outcome)
+            if request is not None and request.intent is DETAIL_INTENT:
+                answer = (turn.record["result"] or {}).get("response_text")
+                request = replace(request, last_answer=answer)
             t += turn.gap_ms
             mode = self._next_mode(user, device, turn.gap_ms, turn.record)
             if request is not None and request.intent is not STOP_INTENT and d.chance(0.006):
                 request = None  # follow-up listening picked up the room instead of the user
+
+    def _wrapped(
+        self, words: list[str], roles: list[str], request: Request
+    ) -> tuple[list[str], list[str]]:
+        """The request's words inside a carrier sentence, for a `carrier_share` of requests
+        (not the one-word answers of the global intents: "stop", "yes", "thank you")."""
+        share = self.scenario.carrier_share
+        if not share or request.intent.domain == "Global" or not self.d.chance(share):
+            return words, roles
+        opener = self.d.pick(CARRIER_OPENERS).split()
+        closer = self.d.pick(CARRIER_CLOSERS).split() if self.d.chance(0.4) else []
+        return [*opener, *words, *closer], ["f"] * len(opener) + roles + ["f"] * len(closer)
+
+    def _confirms(self, request: Request, turn: Turn) -> bool:
+        """Whether the system asks the user to confirm this request before acting on it."""
+        share = self.scenario.confirm_share
+        outcome = turn.record["result"]
+        acts = outcome is not None and outcome["status"] not in ("clarification", "unsupported")
+        return bool(share and request.values and turn.record["nlu"] and acts) and self.d.chance(
+            share
+        )
+
+    def _confirmation(self, user: User, device: Device, turn: Turn, t: float) -> tuple[Turn, Turn]:
+        """The request `turn` answered by a confirmation question, and the user's answer: "yes"
+        carries the request's outcome (a handler bug shows there), "no" makes the system ask
+        again and the user goes on as after the failure (a retry, or leaving)."""
+        record = turn.record
+        values = [slot["value"] for slot in record["nlu"]["slots"]]
+        question = f"Did you say {' and '.join(values)}?" if values else "Did I get that right?"
+        confirming = Handled("clarification", "Dialog", "Confirm", question, 350.0)
+        asked_record = self._record(
+            user, device, record["wake"], record["asr"], record["nlu"], record["er"],
+            confirming, record["t"],
+        )  # fmt: skip
+        asked_record["signals"] = {"barge_in": False, "barge_in_ms": None,
+                                   "explicit_feedback": None}  # fmt: skip
+        understood = turn.label in (CORRECT, RESULT)
+        pause = self.d.lognormal(self._pause(1_200.0), 0.5)
+        busy = record["asr"]["audio_ms"] + 350.0 + asked_record["tts"]["duration_ms"]
+        asked = Turn(asked_record, CORRECT if understood else turn.label, "answer", busy + pause)
+        start = t + asked.gap_ms
+        answer = self.turn(
+            user, device, self._said(AFFIRM_INTENT if understood else NEGATE_INTENT),
+            "follow_up", start,
+        )  # fmt: skip
+        if not understood or answer.label != CORRECT:
+            return asked, replace(answer, next_action=turn.next_action)
+        done = {**answer.record, "result": record["result"], "tts": record["tts"]}
+        done["signals"] = record["signals"]
+        return asked, Turn(done, turn.label, turn.next_action, turn.gap_ms)
 
     def _said(self, intent: Intent) -> Request:
         """A request without slots in one of the intent's wordings."""
@@ -309,6 +385,9 @@ class DialogueSimulator:
         d = self.d
         if action == "stop":
             return Request(STOP_INTENT, d.pick(STOP_INTENT.templates), {})
+        if self._asks_detail(action, previous):
+            template = d.pick(DETAIL_INTENT.templates)
+            return Request(DETAIL_INTENT, template, self._values(DETAIL_INTENT, user))
         if action == "new" or previous is None:
             if previous is not None and previous.intent.slots and d.chance(0.3):
                 # Another request of the same kind: "now play ..."
@@ -328,13 +407,20 @@ class DialogueSimulator:
             return replace(previous, values=self._values(previous.intent, user))
         return replace(previous, qualified=True, careful=label == ASR)
 
+    def _asks_detail(self, action: str, previous: Request | None) -> bool:
+        """Whether the user's new request asks for a detail of what the last answer named."""
+        share = self.scenario.detail_share
+        named = previous is not None and previous.intent.slots
+        return bool(share and action == "new" and named and previous.intent is not DETAIL_INTENT
+                    ) and self.d.chance(share)  # fmt: skip
+
     # ---- one turn ----------------------------------------------------------------------
 
     def turn(self, user: User, device: Device, request: Request, mode: str, t: float) -> Turn:
         d = self.d
         sc = self.scenario
         wake = self._wake(mode, addressed=True)
-        words, roles = self.words(request)
+        words, roles = self._wrapped(*self.words(request), request)
         true_text = " ".join(words)
         snr = (
             DEVICE_SNR[device.type]
@@ -762,6 +848,13 @@ class DialogueSimulator:
             rate = 0.01
         if upstream != CORRECT or not (request.result_bug or d.chance(rate)):
             return Handled("success", h, a, response, latency, media)
+        if intent is DETAIL_INTENT:  # the last answer again, or another detail
+            if request.last_answer and d.chance(0.5):
+                return Handled("success", h, a, request.last_answer, latency, error=True)
+            asked = resolved["detail"]
+            other = d.pick(tuple(v for v in LITERALS["detail"] if v != asked))
+            return Handled("success", h, a, intent.response.format(detail=other), latency,
+                           error=True)  # fmt: skip
         r = d.u()
         if r < 0.45:  # silently the wrong thing, often named as if it were right
             if intent.slots and d.chance(0.45):
@@ -818,8 +911,14 @@ class DialogueSimulator:
         guess = INTENT_BY_NAME[d.pick(BACKGROUND_GUESSES)]
         request = Request(guess, d.pick(guess.templates), self._values(guess, user))
         nlu_conf = d.logit_normal(0.1, 1.0)
+        heard = self.scenario.false_wake_heard_slots
+        tags_heard = bool(heard) and d.chance(heard)
         slots = {
-            s: (guess.slots[s], self.mention(v, False), v if isinstance(v, Entity) else None)
+            s: (
+                guess.slots[s],
+                self._heard_span(text) if tags_heard else self.mention(v, False),
+                v if isinstance(v, Entity) else None,
+            )
             for s, v in request.values.items()
         }
         nlu = {
@@ -836,6 +935,12 @@ class DialogueSimulator:
         handled = self._result(request, guess, resolved, er_status, nlu_conf, device, FALSE_WAKE)
         record = self._record(user, device, wake, asr, nlu, er, handled, t)
         return self._react(record, FALSE_WAKE, None, user, handled)
+
+    def _heard_span(self, text: str) -> str:
+        """One or two consecutive words of `text`, as a parser tags a slot value in it."""
+        words = text.split()
+        start = int(self.d.u() * len(words))
+        return " ".join(words[start : start + 1 + int(self.d.chance(0.4))])
 
     # ---- the record and the user's reaction ---------------------------------------------------
 

@@ -51,6 +51,16 @@ NEXT_QUESTIONS = (
     "Is there anything else you need?",
     "What would you like next?",
 )
+#: A chatty assistant's pleasantries around its responses: an opener for an answer, one for
+#: anything else (a refusal, a question back), and an offer after either.
+CHATTY_OPENERS = ("Sure!", "Alright, here you go.", "Great choice.", "Okay, I can help with that.")
+CHATTY_OTHER_OPENERS = ("Hmm, let me check.", "I'm sorry about that.", "Okay, let me see.")
+CHATTY_CLOSERS = (
+    "Is there anything else I can help you with today?",
+    "Let me know if you need anything else.",
+    "I hope that helps!",
+    "Just ask me if you need something more.",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +115,9 @@ class PipelineConfig:
     asks_next_share: float = 0.0
     # NLU logs slot values as catalogue ids (canonical values), not the words said
     canonical_slots: bool = False
+    # the share of responses wrapped in pleasantries (a chatty assistant): an opener before
+    # the response and an offer after it, whatever the outcome
+    chatty_share: float = 0.0
 
     def describe(self) -> dict[str, Any]:
         """The configuration as plain JSON-able values (for benchmark tables and metadata)."""
@@ -179,12 +192,8 @@ class PipelineConfig:
             ids = {e["slot"]: e["resolved_id"] for e in (er or {}).get("entities") or ()}
             for slot in nlu["slots"] or ():
                 slot["value"] = ids.get(slot["name"]) or slot["value"]
-        if result is not None and result["status"] == "success":
-            response = TERSE_RESPONSE if self.terse_responses else result["response_text"]
-            if unit_hash(turn_id, "asks-next") < self.asks_next_share:
-                pick = int(unit_hash(turn_id, "next-question") * len(NEXT_QUESTIONS))
-                question = NEXT_QUESTIONS[pick]
-                response = f"{response} {question}"
+        if result is not None:
+            response = self._response(result["response_text"], result["status"], turn_id)
             if response != result["response_text"]:
                 result["response_text"] = response
                 if out["tts"] is not None:
@@ -207,12 +216,30 @@ class PipelineConfig:
                 out["signals"] = None
         return out
 
+    def _response(self, response: str | None, status: str | None, turn_id: str) -> str | None:
+        """The response as this pipeline words it: terse answers, a question after an answer
+        (`asks_next_share`), pleasantries around any response (`chatty_share`)."""
+        if status == "success":
+            response = TERSE_RESPONSE if self.terse_responses else response
+            if unit_hash(turn_id, "asks-next") < self.asks_next_share:
+                response = f"{response} {_pick(NEXT_QUESTIONS, turn_id, 'next-question')}"
+        if response and unit_hash(turn_id, "chatty") < self.chatty_share:
+            openers = CHATTY_OPENERS if status == "success" else CHATTY_OTHER_OPENERS
+            opener = _pick(openers, turn_id, "chatty-opener")
+            response = f"{opener} {response} {_pick(CHATTY_CLOSERS, turn_id, 'chatty-closer')}"
+        return response
+
     def _typed(self, turn_id: str, failure_point: str) -> bool:
         """Whether a turn was typed (a `typed_share` of turns). A typed request has no wake
         word and no recognition, so a turn that failed at the wake word or in ASR was spoken."""
         if failure_point in ("false_wake", "asr"):
             return False
         return unit_hash(turn_id, "typed") < self.typed_share
+
+
+def _pick(options: tuple[str, ...], turn_id: str, purpose: str) -> str:
+    """One of `options`, chosen by a hash of the turn (the world's draws stay untouched)."""
+    return options[int(unit_hash(turn_id, purpose) * len(options))]
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -281,14 +308,17 @@ def _channel_habits(name: str) -> dict[str, Any]:
     pipeline's name) so every pipeline's other draws stay as they were: a quarter of pipelines
     take typed requests too (20-100% of their turns); a third ask what is next after most
     answers (form filling, as telephone and chat bots do); a quarter log slot values as
-    canonical ids; and a third of worlds have users asking for things the service does not
-    have (5-25% of catalogue requests, answered "couldn't find", correctly)."""
+    canonical ids; a third of worlds have users asking for things the service does not
+    have (5-25% of catalogue requests, answered "couldn't find", correctly); and 30% of
+    pipelines are chatty, wrapping 50-100% of their responses in pleasantries."""
     rng = np.random.default_rng([zlib.crc32(name.encode()), 104729])
     typed = round(float(rng.uniform(0.2, 1.0)), 3) if rng.random() < 0.25 else 0.0
     asks_next = round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < 0.33 else 0.0
     canonical = bool(rng.random() < 0.25)
     unavailable = round(float(rng.uniform(0.05, 0.25)), 3) if rng.random() < 0.33 else 0.0
+    chatty = round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < 0.3 else 0.0
     return {
+        "chatty_share": chatty,
         "typed_share": typed,
         "asks_next_share": asks_next,
         "canonical_slots": canonical,
@@ -306,7 +336,11 @@ def _world_habits(name: str) -> dict[str, float]:
     two (a telephone line, a cough) rather than overheard speech; in half the worlds users of
     follow-up listening close 10-60% of the dialogues that went well with "thank you", and in
     half 5-30% of their open-microphone requests start with a hesitation ("uh") that the system
-    answers by prompting again."""
+    answers by prompting again; in 70% of worlds NLU tags the slot values of 50-100% of
+    false wakes among the words it heard; and in 40% the system confirms 10-60% of requests
+    with slots before acting ("Did you say ...?", answered yes or no); in 40% users wrap
+    20-90% of their requests in a sentence ("could you please ... for me"); and in 40%
+    20-60% of the new requests after an answer ask for a detail of it ("the phone number")."""
     rng = np.random.default_rng([zlib.crc32(name.encode()), 7243])
     empty = round(float(rng.uniform(0.05, 0.4)), 3) if rng.random() < 0.7 else 0.0
     sure = round(float(rng.uniform(0.0, 1.0)), 3)
@@ -316,7 +350,15 @@ def _world_habits(name: str) -> dict[str, float]:
     drop = round(_log_uniform(rng, 0.5, 3.0), 3)
     thanks = round(float(rng.uniform(0.1, 0.6)), 3) if rng.random() < 0.5 else 0.0
     hesitation = round(float(rng.uniform(0.05, 0.3)), 3) if rng.random() < 0.5 else 0.0
+    heard_slots = round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < 0.7 else 0.0
+    confirm = round(float(rng.uniform(0.1, 0.6)), 3) if rng.random() < 0.4 else 0.0
+    carrier = round(float(rng.uniform(0.2, 0.9)), 3) if rng.random() < 0.4 else 0.0
+    detail = round(float(rng.uniform(0.2, 0.6)), 3) if rng.random() < 0.4 else 0.0
     return {
+        "detail_share": detail,
+        "carrier_share": carrier,
+        "confirm_share": confirm,
+        "false_wake_heard_slots": heard_slots,
         "asr_error_confidence_drop": drop,
         "empty_result_share": empty,
         "nlu_sure_of_misheard": sure,
