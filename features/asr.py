@@ -32,6 +32,32 @@ _alternative_words = words(
 
 _hypothesis_key = content_key(pl.element().struct.field("text"))
 
+#: Word support, over the first `SUPPORT_HYPOTHESES` hypotheses and the top text's first
+#: `SUPPORT_WORDS` content words: the share of the n-best's confidence on hypotheses that hold
+#: the word (a word posterior, as a confusion network gives); the weakest is where ASR was least
+#: sure. Spelled out by position, not with `list.eval`, so polars computes each hypothesis's
+#: text once; a hypothesis is its words between spaces, for a plain substring test.
+SUPPORT_HYPOTHESES, SUPPORT_WORDS = 10, 6
+_hypothesis = [_nbest.list.get(j, null_on_oob=True).struct for j in range(SUPPORT_HYPOTHESES)]
+_spaced_hypothesis = [
+    pl.concat_str(pl.lit(" "), words(h.field("text")).list.join(" "), pl.lit(" "))
+    for h in _hypothesis
+]
+_hypothesis_confidence = [h.field("confidence").fill_null(0.0) for h in _hypothesis]
+_top_content = content_words(_text)
+
+
+def _word_support(position: int) -> pl.Expr:
+    word = pl.concat_str(
+        pl.lit(" "), _top_content.list.get(position, null_on_oob=True), pl.lit(" ")
+    )
+    held = pl.sum_horizontal(
+        pl.when(hypothesis.str.contains(word, literal=True)).then(confidence).otherwise(0.0)
+        for hypothesis, confidence in zip(_spaced_hypothesis, _hypothesis_confidence, strict=True)
+    )
+    return pl.when(word.is_not_null()).then(held / pl.sum_horizontal(_hypothesis_confidence))
+
+
 FEATURES: tuple[Feature, ...] = (
     Feature(
         name="asr__confidence",
@@ -154,5 +180,14 @@ FEATURES: tuple[Feature, ...] = (
         "content words",
         reason="{value:.0%} of the ASR n-best's confidence said the same content words as the top",
         missing="ASR logged no scored alternative hypotheses",
+    ),
+    Feature(
+        name="asr__weakest_word_support",
+        stage=STAGE,
+        expr=pl.min_horizontal(_word_support(k) for k in range(SUPPORT_WORDS)),
+        description="Least support of any content word of the top ASR text: the share of the "
+        "n-best's confidence on hypotheses that hold the word",
+        reason="the least sure recognised word had {value:.0%} of the ASR n-best's support",
+        missing="ASR logged no scored n-best with content words",
     ),
 )

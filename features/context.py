@@ -19,6 +19,8 @@ from fpi.features.common import (
     content_words,
     jaccard,
     share_missing,
+    stems,
+    word_stems,
     words,
 )
 
@@ -95,6 +97,20 @@ _next_similarity = _with_next(jaccard(words(_text), words(_text.shift(-1))))
 _next_same_intent = _intent == _intent.shift(-1)
 _shared_names = _slot_names.list.set_intersection(_slot_names.shift(-1)).list.len()
 _shared_pairs = _slot_pairs.list.set_intersection(_slot_pairs.shift(-1)).list.len()
+
+#: The content words (by their stems) of the top ASR text, and those only lower hypotheses held.
+_heard = stems(content_words(_text))
+_alternatives = stems(
+    content_words(
+        pl.col("asr")
+        .struct.field("nbest")
+        .list.slice(1)
+        .list.eval(pl.element().struct.field("text"))
+        .list.join(" ")
+    )
+)
+_heard_only_in_alternatives = _alternatives.list.set_difference(_heard)
+_slot_value_words = word_stems(_slots.list.eval(pl.element().struct.field("value")).list.join(" "))
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
@@ -279,5 +295,50 @@ FEATURES: tuple[Feature, ...] = (
         "that response (small: the turn began before the response could be said)",
         reason="this turn began {value:.2f} s per word after the previous response started",
         missing="no previous response with words",
+    ),
+    Feature(
+        name="context__next_says_asr_alternative",
+        stage=STAGE,
+        expr=_with_next(
+            stems(content_words(_next_text))
+            .list.set_intersection(_heard_only_in_alternatives)
+            .list.len()
+        ),
+        description="Content words of the user's next turn that only this turn's lower ASR "
+        "hypotheses held, not its top text (the user said again what was misheard)",
+        reason="the user's next turn said {value:.0f} words that ASR had only as an alternative",
+        missing="no next turn, or a turn without recognised text",
+    ),
+    Feature(
+        name="context__next_slot_words_heard_here",
+        stage=STAGE,
+        expr=_with_next(
+            _slot_value_words.shift(-1)
+            .list.set_difference(_slot_value_words)
+            .list.set_intersection(pl.concat_list(_heard, _alternatives))
+            .list.len()
+        ),
+        description="Slot value words of the next turn that this turn's ASR n-best held but "
+        "this turn's NLU did not fill (what was said went unread)",
+        reason="{value:.0f} slot value words of the next turn were heard here but not understood",
+        missing="no next turn, or a turn that logged no slots or no recognised text",
+    ),
+    Feature(
+        name="context__next_gives_slot_other_value",
+        stage=STAGE,
+        expr=_with_next(_shared_names > _shared_pairs),
+        description="The next turn gives a slot of this turn another value, whatever its intent",
+        reason="{value:the next turn gave a slot another value|the next turn kept the slot values}",
+        missing="no next turn, or a turn that logged no slots",
+    ),
+    Feature(
+        name="context__spoke_over_previous_response",
+        stage=STAGE,
+        expr=_with_previous(_signals.field("barge_in").shift(1)),
+        description="The previous response was interrupted: this turn began while the assistant "
+        "was speaking",
+        reason="{value:the turn began while the assistant was still speaking"
+        "|the turn began after the assistant finished}",
+        missing="no previous turn, or it logged no barge-in signal",
     ),
 )

@@ -10,10 +10,12 @@ from fpi.features.common import (
     NEGATING_INTENT,
     NEGATION_PATTERN,
     confidence_share,
+    content_words,
     dialogue_relative,
     entropy,
     missing_words,
     share_missing,
+    stems,
     top_margin,
     word_stems,
 )
@@ -51,6 +53,20 @@ _lacks_screen = _device.field("has_screen").not_() | _device.field("type").is_in
 _interpretation_intent = pl.element().struct.field("intent")
 _slot_text = _slots.list.eval(pl.element().struct.field("value")).list.join(" ")
 _text = _asr.field("text")
+#: What NLU's reading accounts for: the words (by their stems) of the intent's name (acts
+#: joined with "+", snake_case or CamelCase), of the slot names and of the slot values; null
+#: when NLU did not run.
+_reading = pl.concat_str(
+    _intent.str.replace_all(r"(\p{Ll})(\p{Lu})", "$1 $2"),
+    _slots.list.eval(pl.element().struct.field("name")).list.join(" "),
+    _slot_text,
+    separator=" ",
+    ignore_nulls=True,
+)
+_understood = pl.when(pl.col("nlu").is_not_null()).then(word_stems(_reading))
+_heard_content = stems(content_words(_text))
+_top_confidence_share = _nbest_confidences.list.first() / _nbest_confidences.list.sum()
+
 _polarity_disagrees = (
     _text.str.contains(NEGATION_PATTERN) != _intent.str.contains(NEGATING_INTENT)
 ) | (_text.str.contains(AFFIRMATION_PATTERN) != _intent.str.contains(AFFIRMING_INTENT))
@@ -209,5 +225,35 @@ FEATURES: tuple[Feature, ...] = (
         description="The text says yes or no and the intent does not, or the other way round",
         reason="{value:the intent's yes/no disagreed with the words|the intent's yes/no matched}",
         missing="no recognised text or no intent to compare",
+    ),
+    Feature(
+        name="nlu__heard_words_not_understood",
+        stage=STAGE,
+        expr=_heard_content.list.set_difference(_understood).list.len(),
+        description="Content words of the recognised text that neither the intent's name nor a "
+        "slot's name or value accounts for (by their first four letters)",
+        reason="NLU's reading left {value:.0f} of the recognised content words unaccounted for",
+        missing="no recognised text, or NLU did not run",
+    ),
+    Feature(
+        name="nlu__heard_words_not_understood_share",
+        stage=STAGE,
+        expr=share_missing(_heard_content, _understood),
+        description="Share of the recognised content words that neither the intent's name nor a "
+        "slot's name or value accounts for",
+        reason="NLU's reading left {value:.0%} of the recognised content words unaccounted for",
+        missing="no recognised content words, or NLU did not run",
+    ),
+    Feature(
+        name="nlu__same_intent_runner_up_share",
+        stage=STAGE,
+        expr=confidence_share(
+            _nbest, _interpretation_intent.eq_missing(_interpretation_intent.first())
+        )
+        - _top_confidence_share,
+        description="Share of the NLU n-best's confidence on lower interpretations with the top "
+        "one's intent (the same request read with other slots)",
+        reason="{value:.0%} of the NLU n-best's confidence read the same intent another way",
+        missing="NLU logged no scored interpretations",
     ),
 )

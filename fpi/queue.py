@@ -91,10 +91,11 @@ def standardised(matrix: np.ndarray) -> np.ndarray:
     means[present] = np.nanmean(values[:, present], axis=0)
     dense = np.hstack([np.where(missing, means, values), missing.astype(np.float64)])
     with np.errstate(over="ignore", invalid="ignore"):
-        spread = dense.std(axis=0)
-    keep = np.isfinite(spread) & (spread > 0)
-    dense, spread = dense[:, keep], spread[keep]
-    return (dense - dense.mean(axis=0)) / spread if dense.shape[1] else dense
+        centre, spread = dense.mean(axis=0), dense.std(axis=0)
+    # a constant column's float std can come out 1e-16 on one pass and 0.0 on the next (0/0):
+    # keep the columns that vary beyond rounding, and divide by the spread they were kept for
+    varies = np.isfinite(spread) & (spread > 1e-12 * np.maximum(np.abs(centre), 1.0))
+    return (dense[:, varies] - centre[varies]) / spread[varies]
 
 
 def embedding(matrix: np.ndarray, proba: np.ndarray, *, dimensions: int) -> np.ndarray:

@@ -539,3 +539,68 @@ def test_turn_start_per_word_of_the_previous_response(
     got = extract_features(_turns(first, second))["context__prev_response_s_per_word"]
     assert got[0] is None
     assert got[1] == pytest.approx(wait_per_word, abs=1e-5)
+
+
+def test_what_nlu_left_unread_and_its_runner_up():
+    got = extract_features(
+        _turns(
+            *(
+                {"timestamp": f"2026-11-02T10:00:0{i}Z", "asr": _asr((text, 0.9)), "nlu": nlu}
+                for i, (text, nlu) in enumerate(
+                    [
+                        ("the north please", {"intent": "inform",
+                                              "slots": [{"name": "area", "value": "north"}],
+                                              "nbest": [{"intent": "inform", "confidence": 0.6},
+                                                        {"intent": "inform", "confidence": 0.3},
+                                                        {"intent": None, "confidence": 0.1}]}),
+                        ("how about thai food", {"intent": "reqalts", "slots": []}),
+                        ("get the weather", {"intent": "GetWeather", "slots": []}),
+                        ("", {"intent": None}),
+                    ]
+                )
+            )
+        )
+    ).to_dicts()  # fmt: skip
+    assert [r["nlu__heard_words_not_understood"] for r in got] == [0, 4, 0, 0]
+    assert [r["nlu__heard_words_not_understood_share"] for r in got] == [0.0, 1.0, 0.0, None]
+    # the second "inform" (0.3 of 1.0) reads the same intent another way; the null does not
+    assert got[0]["nlu__same_intent_runner_up_share"] == pytest.approx(0.3)
+    assert got[1]["nlu__same_intent_runner_up_share"] is None  # no scored n-best
+    reason = render_reason(BY_NAME["nlu__heard_words_not_understood"], 4.0)
+    assert reason == "NLU's reading left 4 of the recognised content words unaccounted for"
+
+
+def test_word_support_in_the_asr_nbest():
+    got = extract_features(
+        _turns(
+            {"timestamp": "2026-11-02T10:00:00Z",
+             "asr": _asr(("north food", 0.6), ("south food", 0.3), ("north", 0.1))},
+            {"timestamp": "2026-11-02T10:00:05Z", "asr": _asr(("uh the", 0.5), ("a", 0.5))},
+        )
+    ).to_dicts()  # fmt: skip
+    # "north" is in hypotheses of 0.6 + 0.1, "food" in 0.6 + 0.3: the weakest is "north"
+    assert got[0]["asr__weakest_word_support"] == pytest.approx(0.7)
+    assert got[1]["asr__weakest_word_support"] is None  # no content word to support
+
+
+def test_what_the_next_turn_says_about_this_one():
+    got = extract_features(
+        _turns(
+            {"timestamp": "2026-11-02T10:00:00Z",
+             "asr": _asr(("cantonese food", 0.8), ("vietnamese food", 0.2)),
+             "nlu": {"intent": "inform", "slots": [{"name": "food", "value": "cantonese"}]},
+             "signals": {"barge_in": True}},
+            {"timestamp": "2026-11-02T10:00:05Z", "asr": _asr(("vietnamese food", 0.9)),
+             "nlu": {"intent": "reqalts", "slots": [{"name": "food", "value": "vietnamese"}]},
+             "signals": {"barge_in": False}},
+            {"timestamp": "2026-11-02T10:00:09Z", "asr": _asr(("vietnamese please", 0.9)),
+             "nlu": {"intent": "inform", "slots": [{"name": "food", "value": "vietnamese"}]}},
+        )
+    ).to_dicts()  # fmt: skip
+    # the user said again "vietnamese", which ASR had only as its second hypothesis
+    assert [r["context__next_says_asr_alternative"] for r in got] == [1, 0, None]
+    # and NLU did not fill it although this turn's n-best held it
+    assert [r["context__next_slot_words_heard_here"] for r in got] == [1, 0, None]
+    # another value for the food slot, though under another intent
+    assert [r["context__next_gives_slot_other_value"] for r in got] == [1.0, 0.0, None]
+    assert [r["context__spoke_over_previous_response"] for r in got] == [None, 1.0, 0.0]
