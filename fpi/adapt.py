@@ -39,9 +39,9 @@ import numpy as np
 import polars as pl
 
 from fpi.calibration import fit_calibration
-from fpi.decision import DECISION_KEY, choose_offsets, decision_metadata, macro_f1
-from fpi.decision import decide as decide_with_offsets
+from fpi.decision import DECISION_KEY, choose_offsets, decision_metadata
 from fpi.errors import ModelError
+from fpi.evaluate import classification_metrics
 from fpi.labels import consensus, match_labels
 from fpi.model import (
     BAG_SEED_STEP,
@@ -338,28 +338,31 @@ def adapt(
             if len(judge) < len(rows)
             else f"all {len(rows)} labels"
         )
-        fitted, scores = fit_calibration(
-            out_of_fold, codes, dialogue_halves(pl.Series(dialogues, dtype=pl.String))
-        )
-        calibration = {**fitted.to_json(), "fitted_on": "out-of-fold labels", "out_of_fold": scores}
-        calibrated = fitted.apply(out_of_fold)
-        offsets = choose_offsets(calibrated, codes) if TUNE_DECISION else None
-        if offsets is not None:
-            decision = decision_metadata(offsets, FAILURE_POINTS, chosen_on="out-of-fold labels")
-        # both judged by the decision each would make: the fit's calibrated out-of-fold scores
-        # with its offsets, the start model's own decision
-        fitted_codes = decide_with_offsets(calibrated[judge], offsets)
         start_codes = base.decide(base.predict_proba(base.matrix(features)[rows[judge]]))
-        adaptation["cv_macro_f1"] = macro_f1(codes[judge], fitted_codes, len(FAILURE_POINTS))
-        adaptation["start_macro_f1_on_labels"] = macro_f1(
-            codes[judge], start_codes, len(FAILURE_POINTS)
-        )
+        adaptation["cv_macro_f1"] = classification_metrics(
+            codes[judge], out_of_fold[judge].argmax(axis=1)
+        )["macro_f1"]
+        adaptation["start_macro_f1_on_labels"] = classification_metrics(codes[judge], start_codes)[
+            "macro_f1"
+        ]
+        fitted_codes = out_of_fold[judge].argmax(axis=1)
         adaptation["start_wins_share"] = _start_wins_share(
             codes[judge], start_codes, fitted_codes, seed
         )
         if adaptation["start_wins_share"] >= KEEP_START_SHARE:
             adaptation["method"] = f"start model kept (it beat {method} on the labels)"
             return _unchanged(base, adaptation)
+        fitted, scores = fit_calibration(
+            out_of_fold, codes, dialogue_halves(pl.Series(dialogues, dtype=pl.String))
+        )
+        calibration = {**fitted.to_json(), "fitted_on": "out-of-fold labels", "out_of_fold": scores}
+        if TUNE_DECISION:
+            calibrated = fitted.apply(out_of_fold)
+            decision = decision_metadata(
+                choose_offsets(calibrated, codes),
+                FAILURE_POINTS,
+                chosen_on="out-of-fold labels",
+            )
     metadata = {
         # not the start model's decision offsets: they were chosen for its own traffic
         **{k: v for k, v in base.metadata.items() if k not in INHERITED_NOT},
@@ -405,11 +408,11 @@ def _start_wins_share(gold: np.ndarray, start: np.ndarray, fitted: np.ndarray, s
     """The share of bootstrap resamples of the judged labels on which the start model's
     macro-F1 beats the new fit's."""
     rng = np.random.default_rng([seed, len(gold)])
-    n = len(FAILURE_POINTS)
     wins = 0
     for _ in range(JUDGE_RESAMPLES):
         drawn = rng.integers(0, len(gold), len(gold))
-        wins += macro_f1(gold[drawn], start[drawn], n) > macro_f1(gold[drawn], fitted[drawn], n)
+        start_f1 = classification_metrics(gold[drawn], start[drawn])["macro_f1"]
+        wins += start_f1 > classification_metrics(gold[drawn], fitted[drawn])["macro_f1"]
     return wins / JUDGE_RESAMPLES
 
 
