@@ -336,7 +336,9 @@ class DialogueSimulator:
                                    "explicit_feedback": None}  # fmt: skip
         understood = turn.label in (CORRECT, RESULT)
         pause = self.d.lognormal(self._pause(1_200.0), 0.5)
-        busy = record["asr"]["audio_ms"] + 350.0 + asked_record["tts"]["duration_ms"]
+        busy = (
+            record["asr"]["audio_ms"] + confirming.latency_ms + asked_record["tts"]["duration_ms"]
+        )
         asked = Turn(asked_record, CORRECT if understood else turn.label, "answer", busy + pause)
         start = t + asked.gap_ms
         answer = self.turn(

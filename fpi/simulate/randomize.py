@@ -242,6 +242,14 @@ def _pick(options: tuple[str, ...], turn_id: str, purpose: str) -> str:
     return options[int(unit_hash(turn_id, purpose) * len(options))]
 
 
+def _share_in_some(rng: np.random.Generator, chance: float, low: float, high: float) -> float:
+    """With probability `chance`, a share drawn uniformly from [low, high] (rounded to 3
+    places), else 0.0: a habit some worlds have and the rest lack."""
+    if rng.random() >= chance:
+        return 0.0
+    return round(float(rng.uniform(low, high)), 3)
+
+
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
@@ -312,11 +320,11 @@ def _channel_habits(name: str) -> dict[str, Any]:
     have (5-25% of catalogue requests, answered "couldn't find", correctly); and 30% of
     pipelines are chatty, wrapping 50-100% of their responses in pleasantries."""
     rng = np.random.default_rng([zlib.crc32(name.encode()), 104729])
-    typed = round(float(rng.uniform(0.2, 1.0)), 3) if rng.random() < 0.25 else 0.0
-    asks_next = round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < 0.33 else 0.0
+    typed = _share_in_some(rng, 0.25, 0.2, 1.0)
+    asks_next = _share_in_some(rng, 0.33, 0.5, 1.0)
     canonical = bool(rng.random() < 0.25)
-    unavailable = round(float(rng.uniform(0.05, 0.25)), 3) if rng.random() < 0.33 else 0.0
-    chatty = round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < 0.3 else 0.0
+    unavailable = _share_in_some(rng, 0.33, 0.05, 0.25)
+    chatty = _share_in_some(rng, 0.3, 0.5, 1.0)
     return {
         "chatty_share": chatty,
         "typed_share": typed,
@@ -342,18 +350,18 @@ def _world_habits(name: str) -> dict[str, float]:
     20-90% of their requests in a sentence ("could you please ... for me"); and in 40%
     20-60% of the new requests after an answer ask for a detail of it ("the phone number")."""
     rng = np.random.default_rng([zlib.crc32(name.encode()), 7243])
-    empty = round(float(rng.uniform(0.05, 0.4)), 3) if rng.random() < 0.7 else 0.0
+    empty = _share_in_some(rng, 0.7, 0.05, 0.4)
     sure = round(float(rng.uniform(0.0, 1.0)), 3)
     contrast = round(float(rng.uniform(0.0, 1.0)), 3)
     scale = round(_log_uniform(rng, 0.5, 2.0), 3)
-    noise = round(float(rng.uniform(0.3, 1.0)), 3) if rng.random() < 0.5 else 0.0
+    noise = _share_in_some(rng, 0.5, 0.3, 1.0)
     drop = round(_log_uniform(rng, 0.5, 3.0), 3)
-    thanks = round(float(rng.uniform(0.1, 0.6)), 3) if rng.random() < 0.5 else 0.0
-    hesitation = round(float(rng.uniform(0.05, 0.3)), 3) if rng.random() < 0.5 else 0.0
-    heard_slots = round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < 0.7 else 0.0
-    confirm = round(float(rng.uniform(0.1, 0.6)), 3) if rng.random() < 0.4 else 0.0
-    carrier = round(float(rng.uniform(0.2, 0.9)), 3) if rng.random() < 0.4 else 0.0
-    detail = round(float(rng.uniform(0.2, 0.6)), 3) if rng.random() < 0.4 else 0.0
+    thanks = _share_in_some(rng, 0.5, 0.1, 0.6)
+    hesitation = _share_in_some(rng, 0.5, 0.05, 0.3)
+    heard_slots = _share_in_some(rng, 0.7, 0.5, 1.0)
+    confirm = _share_in_some(rng, 0.4, 0.1, 0.6)
+    carrier = _share_in_some(rng, 0.4, 0.2, 0.9)
+    detail = _share_in_some(rng, 0.4, 0.2, 0.6)
     return {
         "detail_share": detail,
         "carrier_share": carrier,
