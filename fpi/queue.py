@@ -26,7 +26,7 @@ labels whose seat the model did not choose (`fpi.adapt`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -208,17 +208,23 @@ def _random_dialogues(dialogues: np.ndarray, n: int, rng: np.random.Generator):
     return order, ["random dialogue"] * len(order)
 
 
-def leaf_proximity(booster, matrix: np.ndarray, examples: np.ndarray) -> np.ndarray:
-    """Per row of `matrix`, the largest share of the booster's trees in which it falls in the
-    same leaf as one of the `examples` (rows of a matrix): the model's own similarity (a
-    random-forest proximity), which ignores the features the trees never split on."""
-    targets = booster.predict(examples, pred_leaf=True)
-    best = np.zeros(len(matrix))
+def leaf_proximity(
+    booster, matrix: np.ndarray, example_sets: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Per set of `examples` (rows of a matrix), per row of `matrix`: the largest share of the
+    booster's trees in which the row falls in the same leaf as one of the examples (the
+    model's own similarity, a random-forest proximity, which ignores the features the trees
+    never split on). The rows' leaves are computed once, in chunks, for all sets."""
+    if not example_sets:
+        return []
+    targets = [booster.predict(examples, pred_leaf=True) for examples in example_sets]
+    best = [np.zeros(len(matrix)) for _ in example_sets]
     for begin in range(0, len(matrix), LEAF_CHUNK):
         leaves = booster.predict(matrix[begin : begin + LEAF_CHUNK], pred_leaf=True)
-        chunk = best[begin : begin + LEAF_CHUNK]
-        for target in targets:
-            np.maximum(chunk, (leaves == target).mean(axis=1), out=chunk)
+        for set_targets, set_best in zip(targets, best, strict=True):
+            chunk = set_best[begin : begin + LEAF_CHUNK]
+            for target in set_targets:
+                np.maximum(chunk, (leaves == target).mean(axis=1), out=chunk)
     return best
 
 
@@ -237,14 +243,16 @@ def _nearest_to_labelled(
     the standardised feature space this replaced."""
     label_of = np.array([classes.get(t) for t in traces.get_column("turn_id")], dtype=object)
     open_matrix = matrix[open_mask]
-    nearest = {}
+    examples = {}
     for c, name in enumerate(FAILURE_POINTS):
         is_example = (label_of == name) & ~open_mask
-        if not is_example.any() or is_example.sum() >= COVERAGE_ENOUGH or not len(open_matrix):
-            continue
-        proximity = leaf_proximity(bundle.booster, open_matrix, matrix[is_example])
-        nearest[c] = np.argsort(-proximity, kind="stable")
-    return nearest
+        if is_example.any() and is_example.sum() < COVERAGE_ENOUGH and len(open_matrix):
+            examples[c] = matrix[is_example]
+    proximities = leaf_proximity(bundle.booster, open_matrix, list(examples.values()))
+    return {
+        c: np.argsort(-proximity, kind="stable")
+        for c, proximity in zip(examples, proximities, strict=True)
+    }
 
 
 def coverage_seats(

@@ -138,7 +138,7 @@ def test_labelled_rare_turns_get_their_nearest_neighbours_seated(pool, small_bun
     # they are the open turns that share most leaves with a labelled example (none of a
     # dialogue already full)
     matrix = small_bundle.matrix(extract_features(pool))
-    proximity = leaf_proximity(small_bundle.booster, matrix, matrix[examples])
+    (proximity,) = leaf_proximity(small_bundle.booster, matrix, [matrix[examples]])
     proximity[[*examples, *common]] = -1.0
     nearest = set(ids[np.argsort(-proximity, kind="stable")[: 3 * near.height]])
     assert set(near.get_column("turn_id")) <= nearest
@@ -151,11 +151,14 @@ def test_leaf_proximity_is_the_largest_share_of_shared_leaves(small_bundle, monk
     monkeypatch.setattr("fpi.queue.LEAF_CHUNK", 64)  # 300 rows: five chunks
     rng = np.random.default_rng(0)
     matrix = rng.normal(size=(300, len(small_bundle.feature_names)))
-    proximity = leaf_proximity(small_bundle.booster, matrix, matrix[[3, 7]])
+    proximity, around_5 = leaf_proximity(
+        small_bundle.booster, matrix, [matrix[[3, 7]], matrix[[5]]]
+    )
     assert proximity[3] == proximity[7] == 1.0 and ((proximity >= 0) & (proximity <= 1)).all()
     leaves = small_bundle.booster.predict(matrix, pred_leaf=True)
     expected = np.maximum((leaves == leaves[3]).mean(axis=1), (leaves == leaves[7]).mean(axis=1))
     np.testing.assert_allclose(proximity, expected)
+    np.testing.assert_allclose(around_5, (leaves == leaves[5]).mean(axis=1))  # each set its own
 
 
 def test_a_mapping_of_labels_counts_like_the_bundles_label_counts(pool, small_bundle):
