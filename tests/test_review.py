@@ -245,6 +245,8 @@ def test_a_failed_refit_keeps_the_old_model_and_says_why(traces, store, small_bu
     assert state["model"]["version"] == 0 and session.bundle is small_bundle
     session.label(state["turn"]["turn_id"], "nlu")
     assert store.current().height == 2
+    assert session.wait_for_refit(30)  # the second label's refit, before the store closes
+    session.close()
 
 
 def test_a_real_refit_changes_the_model_and_its_predictions(traces, store, small_bundle):
