@@ -389,13 +389,17 @@ def test_crlf_lines_and_a_byte_order_mark(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("cut.jsonl.gz", gzip.compress(b'{"a": 1}\n' * 5000)[:-40], "truncated or corrupt gzip"),
+        (
+            "cut.jsonl.gz",
+            gzip.compress(b'{"a": 1}\n' * 5000, mtime=0)[:-40],
+            "truncated or corrupt gzip",
+        ),
         (
             "cut.jsonl.zst",
             zstandard.ZstdCompressor().compress(b'{"a": 1}\n' * 5000)[:-20],
             "truncated or corrupt zstd",
         ),
-        ("named.jsonl", gzip.compress(b"{}\n"), "gzip data, but the name says .jsonl"),
+        ("named.jsonl", gzip.compress(b"{}\n", mtime=0), "gzip data, but the name says .jsonl"),
         ("plain.jsonl.gz", b"{}\n", "not gzip data"),
         ("fake.parquet", b"PAR1 not really", "unreadable Parquet"),
         ("text.parquet", b'{"a": 1}\n', "not Parquet data"),
