@@ -37,8 +37,8 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from fpi.calibration import fit_calibration
-from fpi.decision import DECISION_KEY, choose_offsets, decision_metadata
+from fpi.calibration import fit_calibration, log_loss
+from fpi.decision import DECISION_KEY, choose_offsets, decide, decision_metadata
 from fpi.errors import ModelError
 from fpi.evaluate import classification_metrics
 from fpi.labels import consensus, match_labels
@@ -322,36 +322,37 @@ def adapt(
         adaptation["pseudo_labelled_turns"] = int(sure.sum())
     adaptation["rounds"] = ROUNDS
     adaptation["bag"] = bag
-    calibration: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
-    if out_of_fold is not None:
-        judge = _judged_rows(order.get_column("seat"))
-        adaptation["judged_on"] = (
-            f"{len(judge)} labels the model did not choose"
-            if len(judge) < len(rows)
-            else f"all {len(rows)} labels"
+    if out_of_fold is None:
+        adaptation["method"] = f"start model kept (too few labels to judge {method} on)"
+        return _unchanged(base, adaptation)
+    fitted, scores = fit_calibration(
+        out_of_fold, codes, dialogue_halves(pl.Series(dialogues, dtype=pl.String))
+    )
+    calibration = {**fitted.to_json(), "fitted_on": "out-of-fold labels", "out_of_fold": scores}
+    calibrated = fitted.apply(out_of_fold)
+    offsets = choose_offsets(calibrated, codes) if TUNE_DECISION else None
+    if offsets is not None:
+        decision = decision_metadata(offsets, FAILURE_POINTS, chosen_on="out-of-fold labels")
+    judge = _judged_rows(order.get_column("seat"))
+    start_proba = base.predict_proba(base.matrix(features)[rows[judge]])
+    adaptation.update(
+        judge_start_and_fit(
+            codes[judge],
+            start_proba,
+            base.decide(start_proba),
+            calibrated[judge],
+            decide(calibrated[judge], offsets),
         )
-        start_codes = base.decide(base.predict_proba(base.matrix(features)[rows[judge]]))
-        adaptation["cv_macro_f1"] = classification_metrics(
-            codes[judge], out_of_fold[judge].argmax(axis=1)
-        )["macro_f1"]
-        adaptation["start_macro_f1_on_labels"] = classification_metrics(codes[judge], start_codes)[
-            "macro_f1"
-        ]
-        if adaptation["start_macro_f1_on_labels"] > adaptation["cv_macro_f1"]:
-            adaptation["method"] = f"start model kept (it beat {method} on the labels)"
-            return _unchanged(base, adaptation)
-        fitted, scores = fit_calibration(
-            out_of_fold, codes, dialogue_halves(pl.Series(dialogues, dtype=pl.String))
-        )
-        calibration = {**fitted.to_json(), "fitted_on": "out-of-fold labels", "out_of_fold": scores}
-        if TUNE_DECISION:
-            calibrated = fitted.apply(out_of_fold)
-            decision = decision_metadata(
-                choose_offsets(calibrated, codes),
-                FAILURE_POINTS,
-                chosen_on="out-of-fold labels",
-            )
+    )
+    adaptation["judged_on"] = (
+        f"{len(judge)} labels the model did not choose"
+        if len(judge) < len(rows)
+        else f"all {len(rows)} labels"
+    )
+    if adaptation["start_log_loss_on_labels"] <= adaptation["cv_log_loss"]:
+        adaptation["method"] = f"start model kept (it beat {method} on the labels)"
+        return _unchanged(base, adaptation)
     metadata = {
         # not the start model's decision offsets: they were chosen for its own traffic
         **{k: v for k, v in base.metadata.items() if k not in INHERITED_NOT},
@@ -371,8 +372,7 @@ def adapt(
         "metrics": {},
         "adaptation": adaptation,
     }
-    if calibration is not None:
-        metadata["calibration"] = calibration
+    metadata["calibration"] = calibration
     if decision is not None:
         metadata[DECISION_KEY] = decision
     bundle = ModelBundle(booster, metadata)
@@ -384,6 +384,23 @@ def adapt(
         seed=seed,
     )
     return bundle
+
+
+def judge_start_and_fit(
+    codes: np.ndarray,
+    start_proba: np.ndarray,
+    start_codes: np.ndarray,
+    fit_proba: np.ndarray,
+    fit_codes: np.ndarray,
+) -> dict[str, float]:
+    """How the start model and a new fit (its calibrated out-of-fold probabilities and its
+    decisions) do on the judged labels: log-loss (what the guard compares) and macro-F1."""
+    return {
+        "start_log_loss_on_labels": log_loss(start_proba, codes),
+        "cv_log_loss": log_loss(fit_proba, codes),
+        "start_macro_f1_on_labels": classification_metrics(codes, start_codes)["macro_f1"],
+        "cv_macro_f1": classification_metrics(codes, fit_codes)["macro_f1"],
+    }
 
 
 def _judged_rows(seats: pl.Series) -> np.ndarray:

@@ -61,17 +61,18 @@ def test_labels_teach_the_new_pipeline(new_pipeline, small_model_dir, tmp_path):
     meta = adapted.metadata["adaptation"]
     assert meta["labels"] == 600 and meta["labelled_turns"] == 600
     assert 0 < meta["cv_macro_f1"] <= 1 and 0 < meta["start_macro_f1_on_labels"] <= 1
+    assert meta["cv_log_loss"] > 0 and meta["start_log_loss_on_labels"] > 0
     reloaded = load_bundle(adapted.save(tmp_path / "adapted"))
     assert _macro_f1(reloaded, test) == pytest.approx(_macro_f1(adapted, test))
 
 
 def test_the_start_model_is_kept_when_it_knows_the_pipeline_better(new_pipeline, small_model_dir):
     # farfield is close to the simulator's base pipeline the start model learnt on: 150
-    # labels fit from scratch do worse on the labels than the start model does
+    # labels fit from scratch are less sure of the right class than the start model is
     start = load_bundle(small_model_dir)
     adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 150), start=start)
     meta = adapted.metadata["adaptation"]
-    assert meta["start_macro_f1_on_labels"] > meta["cv_macro_f1"]
+    assert meta["start_log_loss_on_labels"] < meta["cv_log_loss"]
     assert meta["method"].startswith("start model kept")
     assert _macro_f1(adapted, new_pipeline) == pytest.approx(_macro_f1(start, new_pipeline))
 
@@ -211,6 +212,30 @@ def test_the_start_model_is_judged_on_the_labels_the_model_did_not_choose(
     unseated = adapt(new_pipeline, labels.drop("seat").head(len(chosen)), start=small_bundle)
     assert unseated.metadata["adaptation"]["judged_on"] == "all 100 labels"
     assert unseated.metadata["adaptation"]["method"] == "fresh"
+
+
+def test_a_start_model_that_does_not_fit_is_replaced_judged_on_random_seats(new_pipeline):
+    from fpi.model import train
+
+    # a start model that knows little of any pipeline, with few random seats to judge on: the
+    # new fit replaces it, and it is the better model on turns it did not see
+    weak = train(new_pipeline.tail(800), rounds=3, without_stages=("asr", "nlu", "er", "result"))
+    labels = _gold_labels(new_pipeline, 600).with_columns(
+        pl.Series("seat", ["random"] * 30 + ["model"] * 570)
+    )
+    adapted = adapt(new_pipeline.head(1_200), labels, start=weak)
+    meta = adapted.metadata["adaptation"]
+    assert meta["judged_on"] == "30 labels the model did not choose"
+    assert meta["cv_log_loss"] < meta["start_log_loss_on_labels"]
+    assert meta["method"] == "fresh"
+    unseen = new_pipeline.tail(400)
+    assert _macro_f1(adapted, unseen) > _macro_f1(weak, unseen)
+
+
+def test_too_few_labels_to_judge_keep_the_start_model(new_pipeline, small_bundle):
+    adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 15), start=small_bundle)
+    assert adapted.metadata["adaptation"]["method"].startswith("start model kept (too few")
+    assert adapted.booster.model_to_string() == small_bundle.booster.model_to_string()
 
 
 def test_too_few_labels_the_model_did_not_choose_judge_on_all(new_pipeline, small_bundle):
