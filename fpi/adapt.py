@@ -14,14 +14,19 @@ for that measurement:
   join as pseudo-labels at a lower weight, and the model is refitted.
 
 With no usable label the starting model is returned unchanged (it cannot get worse), and so it
-is when it scores a higher macro-F1 than the new fit does out of fold on the labelled turns the
-model did not choose: a pipeline the start model already knows keeps it. Only those turns judge
-fairly: the active queue seats the turns the current model is least sure of, where the start
-model is at its worst (on the simulator's `newdomain` traffic, judged on all 500 active labels,
-a fit scoring 0.76 on held-out dialogues replaced a start model scoring 0.86). Labels carry the
-queue's `seat` (`fpi.queue.SEATS`, `LabelStore.seated`); a label no queue offered (null seat,
-e.g. imported for turns picked by hand) counts as not chosen by the model. With fewer than
-`MIN_LABELS_TO_JUDGE` such labels the two are judged on all labels.
+is with too few labels for out-of-fold scores (`MIN_LABELS_FOR_CV`), and when its calibrated
+probabilities have a lower log-loss than the new fit's calibrated out-of-fold ones on the
+labelled turns the model did not choose: a pipeline the start model already knows keeps it.
+Log-loss, not macro-F1: on 20-100 judged labels (a handful of rare-class turns) macro-F1
+swings with one turn, and the new fit's raw argmax over-predicts rare classes, so it kept a
+start model scoring 0.32 on held-out DSTC2 calls against fits scoring ~0.66; log-loss reads
+every turn's probabilities and put the two 2x apart on both sides (README). Only those turns
+judge fairly: the active queue seats the turns the current model is least sure of, where the
+start model is at its worst (on the simulator's `newdomain` traffic, judged on all 500 active
+labels, a fit scoring 0.76 on held-out dialogues replaced a start model scoring 0.86). Labels
+carry the queue's `seat` (`fpi.queue.SEATS`, `LabelStore.seated`); a label no queue offered
+(null seat, e.g. imported for turns picked by hand) counts as not chosen by the model. With
+fewer than `MIN_LABELS_TO_JUDGE` such labels the two are judged on all labels.
 A new fit keeps neither the start model's calibration nor its decision offsets (both chosen
 for the start model's traffic): it is calibrated on its own out-of-fold scores, and its
 per-class decision offsets (`fpi.decision.choose_offsets`) are chosen on them too.
@@ -91,7 +96,7 @@ BAG = 5
 #: active DSTC2 labels, with the bag, they lifted held-out macro-F1; README).
 TUNE_DECISION = True
 #: Out-of-fold scores (for the keep-the-start-model guard and the calibration) need this many
-#: labels.
+#: labels; with fewer the start model is kept.
 MIN_LABELS_FOR_CV = 20
 #: Labels the model did not choose needed to judge the start model against a new fit on them
 #: alone (fewer: on all labels).
