@@ -109,9 +109,14 @@ def learning_curve(
             "F1": score(model, test, classes, per_class=True),
             # the guard's verdict: a new fit, or the start model kept (and why)
             "model": judged.get("method", "start"),
-            "log-loss start / fit": [
+            "Brier / log-loss, start / fit": [
                 round(judged[k], 3)
-                for k in ("start_log_loss_on_labels", "cv_log_loss")
+                for k in (
+                    "start_brier_on_labels",
+                    "cv_brier",
+                    "start_log_loss_on_labels",
+                    "cv_log_loss",
+                )
                 if k in judged
             ],
         }

@@ -355,7 +355,7 @@ def adapt(
         if len(judge) < len(rows)
         else f"all {len(rows)} labels"
     )
-    if adaptation["start_log_loss_on_labels"] <= adaptation["cv_log_loss"]:
+    if adaptation["start_brier_on_labels"] <= adaptation["cv_brier"]:
         adaptation["method"] = f"start model kept (it beat {method} on the labels)"
         return _unchanged(base, adaptation)
     metadata = {
@@ -399,13 +399,24 @@ def judge_start_and_fit(
     fit_codes: np.ndarray,
 ) -> dict[str, float]:
     """How the start model and a new fit (its calibrated out-of-fold probabilities and its
-    decisions) do on the judged labels: log-loss (what the guard compares) and macro-F1."""
+    decisions) do on the judged labels: Brier score (what the guard compares), log-loss and
+    macro-F1."""
     return {
+        "start_brier_on_labels": brier_score(start_proba, codes),
+        "cv_brier": brier_score(fit_proba, codes),
         "start_log_loss_on_labels": log_loss(start_proba, codes),
         "cv_log_loss": log_loss(fit_proba, codes),
         "start_macro_f1_on_labels": classification_metrics(codes, start_codes)["macro_f1"],
         "cv_macro_f1": classification_metrics(codes, fit_codes)["macro_f1"],
     }
+
+
+def brier_score(proba: np.ndarray, codes: np.ndarray) -> float:
+    """Mean over turns of the squared distance between the class probabilities and the true
+    class's indicator (0 is perfect, 2 the worst): a turn the model is sure of and wrong
+    about costs at most 2, where its log-loss has no bound."""
+    truth = np.eye(proba.shape[1])[codes]
+    return float(np.mean(np.sum((proba - truth) ** 2, axis=1)))
 
 
 def _judged_rows(seats: pl.Series) -> np.ndarray:
