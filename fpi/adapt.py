@@ -16,18 +16,19 @@ for that measurement:
 With no usable label the starting model is returned unchanged (it cannot get worse), and so it
 is with too few labels for out-of-fold scores (`MIN_LABELS_FOR_CV`), and when its calibrated
 probabilities score a Brier score no worse than the new fit's calibrated out-of-fold ones on
-the labelled turns the model did not choose: a pipeline the start model already knows keeps
-it. A proper score of probabilities, not macro-F1 of decisions: on 20-100 judged labels (a
-handful of rare-class turns) macro-F1 swings with one turn, and it kept a start model scoring
-0.32 on held-out DSTC2 calls against fits scoring ~0.7. Brier, not log-loss: a turn a fit is
-sure and wrong about costs at most 2, where its log-loss has no bound (a log-loss guard kept
-a start model scoring 0.32 at 250 labels on one DSTC2 split, 1.00 against the fit's 1.14 on 50
-judged labels; README). Only those turns judge fairly: the active queue seats the turns the current model is least sure of, where the
-start model is at its worst (on the simulator's `newdomain` traffic, judged on all 500 active
-labels, a fit scoring 0.76 on held-out dialogues replaced a start model scoring 0.86). Labels
-carry the queue's `seat` (`fpi.queue.SEATS`, `LabelStore.seated`); a label no queue offered
-(null seat, e.g. imported for turns picked by hand) counts as not chosen by the model. With
-fewer than `MIN_LABELS_TO_JUDGE` such labels the two are judged on all labels.
+the labelled turns the model did not choose: a pipeline the start model already knows keeps it.
+A proper score of probabilities, not macro-F1 of decisions: on 20-100 judged labels (a handful
+of rare-class turns) macro-F1 swings with one turn, and it kept a start model scoring 0.32 on
+held-out DSTC2 calls against fits scoring ~0.7. Brier, not log-loss: a turn a fit is sure and
+wrong about costs at most 2, where its log-loss has no bound (a log-loss guard kept a start
+model scoring 0.32 at 250 labels on one DSTC2 split, 1.00 against the fit's 1.14 on 50 judged
+labels; README). Only those turns judge fairly: the active queue seats the turns the current
+model is least sure of, where the start model is at its worst (on the simulator's `newdomain`
+traffic, judged on all 500 active labels, a fit scoring 0.76 on held-out dialogues replaced a
+start model scoring 0.86). Labels carry the queue's `seat` (`fpi.queue.SEATS`,
+`LabelStore.seated`); a label no queue offered (null seat, e.g. imported for turns picked by
+hand) counts as not chosen by the model. With fewer than `MIN_LABELS_TO_JUDGE` such labels the
+two are judged on all labels.
 A new fit keeps neither the start model's calibration nor its decision offsets (both chosen
 for the start model's traffic): it is calibrated on its own out-of-fold scores, and its
 per-class decision offsets (`fpi.decision.choose_offsets`) are chosen on them too.
