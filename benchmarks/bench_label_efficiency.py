@@ -103,9 +103,22 @@ def learning_curve(
             model = adapt(pool, _labels(labelled, seats), start=start, seed=seed, method=method)
         curve[budget] = score(model, test, classes)
         counts = pl.Series(list(labelled.values()), dtype=pl.String).value_counts()
+        judged = model.metadata.get("adaptation", {})
         mix[budget] = {
             "labels": dict(counts.iter_rows()),
             "F1": score(model, test, classes, per_class=True),
+            # the guard's verdict: a new fit, or the start model kept (and why)
+            "model": judged.get("method", "start"),
+            "Brier / log-loss, start / fit": [
+                round(judged[k], 3)
+                for k in (
+                    "start_brier_on_labels",
+                    "cv_brier",
+                    "start_log_loss_on_labels",
+                    "cv_log_loss",
+                )
+                if k in judged
+            ],
         }
     return curve, mix, time.perf_counter() - started
 

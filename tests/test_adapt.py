@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fpi.adapt import adapt, labelled_turns
 from fpi.evaluate import classification_metrics
@@ -61,17 +63,19 @@ def test_labels_teach_the_new_pipeline(new_pipeline, small_model_dir, tmp_path):
     meta = adapted.metadata["adaptation"]
     assert meta["labels"] == 600 and meta["labelled_turns"] == 600
     assert 0 < meta["cv_macro_f1"] <= 1 and 0 < meta["start_macro_f1_on_labels"] <= 1
+    assert meta["cv_log_loss"] > 0 and meta["start_log_loss_on_labels"] > 0
+    assert 0 < meta["cv_brier"] <= 2 and 0 < meta["start_brier_on_labels"] <= 2
     reloaded = load_bundle(adapted.save(tmp_path / "adapted"))
     assert _macro_f1(reloaded, test) == pytest.approx(_macro_f1(adapted, test))
 
 
 def test_the_start_model_is_kept_when_it_knows_the_pipeline_better(new_pipeline, small_model_dir):
     # farfield is close to the simulator's base pipeline the start model learnt on: 150
-    # labels fit from scratch do worse on the labels than the start model does
+    # labels fit from scratch are further from the right classes than the start model is
     start = load_bundle(small_model_dir)
     adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 150), start=start)
     meta = adapted.metadata["adaptation"]
-    assert meta["start_macro_f1_on_labels"] > meta["cv_macro_f1"]
+    assert meta["start_brier_on_labels"] < meta["cv_brier"]
     assert meta["method"].startswith("start model kept")
     assert _macro_f1(adapted, new_pipeline) == pytest.approx(_macro_f1(start, new_pipeline))
 
@@ -176,6 +180,39 @@ def test_average_of_boosters_scores_their_mean():
     assert np.allclose(merged.predict(matrix, raw_score=True), mean)
 
 
+@given(
+    st.lists(st.integers(0, len(FAILURE_POINTS) - 1), min_size=1, max_size=30),
+    st.integers(0, 2**31),
+)
+def test_the_brier_score_is_bounded_and_zero_only_when_sure_and_right(codes, seed):
+    from fpi.adapt import brier_score
+
+    codes = np.array(codes)
+    proba = np.random.default_rng(seed).dirichlet(np.ones(len(FAILURE_POINTS)), len(codes))
+    assert 0 <= brier_score(proba, codes) <= 2
+    sure = np.eye(len(FAILURE_POINTS))[codes]
+    assert brier_score(sure, codes) == 0
+    # sure and wrong on every turn: the worst score, but bounded (log-loss would be infinite)
+    assert brier_score(sure, (codes + 1) % len(FAILURE_POINTS)) == pytest.approx(2)
+
+
+def test_one_turn_a_fit_is_sure_and_wrong_about_does_not_outweigh_fifty_it_gets_right():
+    from fpi.adapt import judge_start_and_fit
+
+    def sure_of_truth(p_true: float, codes: np.ndarray) -> np.ndarray:
+        proba = np.full((len(codes), 6), (1 - p_true) / 5)
+        proba[np.arange(len(codes)), codes] = p_true
+        return proba
+
+    codes = np.array([0] * 49 + [1])
+    start = sure_of_truth(0.6, codes)  # lukewarm about every turn
+    fit = sure_of_truth(0.9, codes)
+    fit[-1] = [1 - 5e-10] + [1e-10] * 5  # sure of the wrong class on the last turn
+    judged = judge_start_and_fit(codes, start, start.argmax(1), fit, fit.argmax(1))
+    assert judged["cv_brier"] < judged["start_brier_on_labels"]  # the guard's verdict: the fit
+    assert judged["cv_log_loss"] > judged["start_log_loss_on_labels"]  # log-loss: the start
+
+
 def test_balanced_weights_give_every_labelled_class_the_same_total():
     from fpi.adapt import balanced_weights
 
@@ -211,6 +248,30 @@ def test_the_start_model_is_judged_on_the_labels_the_model_did_not_choose(
     unseated = adapt(new_pipeline, labels.drop("seat").head(len(chosen)), start=small_bundle)
     assert unseated.metadata["adaptation"]["judged_on"] == "all 100 labels"
     assert unseated.metadata["adaptation"]["method"] == "fresh"
+
+
+def test_a_start_model_that_does_not_fit_is_replaced_judged_on_random_seats(new_pipeline):
+    from fpi.model import train
+
+    # a start model that knows little of any pipeline, with few random seats to judge on: the
+    # new fit replaces it, and it is the better model on turns it did not see
+    weak = train(new_pipeline.tail(800), rounds=3, without_stages=("asr", "nlu", "er", "result"))
+    labels = _gold_labels(new_pipeline, 600).with_columns(
+        pl.Series("seat", ["random"] * 30 + ["model"] * 570)
+    )
+    adapted = adapt(new_pipeline.head(1_200), labels, start=weak)
+    meta = adapted.metadata["adaptation"]
+    assert meta["judged_on"] == "30 labels the model did not choose"
+    assert meta["cv_brier"] < meta["start_brier_on_labels"]
+    assert meta["method"] == "fresh"
+    unseen = new_pipeline.tail(400)
+    assert _macro_f1(adapted, unseen) > _macro_f1(weak, unseen)
+
+
+def test_too_few_labels_to_judge_keep_the_start_model(new_pipeline, small_bundle):
+    adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 15), start=small_bundle)
+    assert adapted.metadata["adaptation"]["method"].startswith("start model kept (too few")
+    assert adapted.booster.model_to_string() == small_bundle.booster.model_to_string()
 
 
 def test_too_few_labels_the_model_did_not_choose_judge_on_all(new_pipeline, small_bundle):
