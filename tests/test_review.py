@@ -249,7 +249,8 @@ def test_a_failed_refit_keeps_the_old_model_and_says_why(traces, store, small_bu
     session.close()
 
 
-def test_a_real_refit_changes_the_model_and_its_predictions(traces, store, small_bundle):
+def test_a_real_refit_swaps_in_adapts_bundle_and_its_predictions(traces, store, small_bundle):
+    # 12 labels are too few to judge a new fit: adapt returns (a copy of) the start model
     session = make_session(traces, store, small_bundle, refit_every=12)
     state = session.state()
     for _ in range(12):
@@ -262,6 +263,7 @@ def test_a_real_refit_changes_the_model_and_its_predictions(traces, store, small
     probabilities = np.array(list(state["turn"]["prediction"]["probabilities"].values()))
     assert probabilities.sum() == pytest.approx(1.0)
     assert session.bundle.metadata["adaptation"]["labels"] == 12
+    assert session.bundle is not small_bundle
 
 
 def test_bad_session_options_are_refused(traces, store, small_bundle):
