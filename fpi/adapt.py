@@ -448,4 +448,10 @@ def adapt_summary(metadata: Mapping[str, Any]) -> str:
         f"{a.get('annotators', 0)} annotator(s); method {a.get('method', '?')}"
         + (f", {a['rounds']} rounds" if "rounds" in a else "")
         + (f" x {a['bag']} fits averaged" if a.get("bag", 1) > 1 else "")
+        + (
+            f"; judged on {a['judged_on']}: Brier score {a['start_brier_on_labels']:.3f} "
+            f"(start model) against {a['cv_brier']:.3f} (new fit, out of fold)"
+            if "cv_brier" in a
+            else ""
+        )
     )

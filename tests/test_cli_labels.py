@@ -63,6 +63,9 @@ def test_queue_import_adapt_end_to_end(dump, small_model_dir, tmp_path):
     assert "30 label(s) on 30 turn(s) from 1 annotator(s)" in result.output
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["adaptation"]["annotators"] == 1 and meta["adaptation"]["labels"] == 30
+    said = " ".join(result.output.split())  # the console wraps long lines
+    start, fit = meta["adaptation"]["start_brier_on_labels"], meta["adaptation"]["cv_brier"]
+    assert f"Brier score {start:.3f} (start model) against {fit:.3f} (new fit" in said
     result = _invoke("triage", dump, "--model", out, "--out", tmp_path / "t.parquet")
     assert result.exit_code == 0, result.output
 
