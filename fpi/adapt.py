@@ -44,7 +44,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from fpi.calibration import fit_calibration, log_loss
+from fpi.calibration import brier_score, fit_calibration, log_loss
 from fpi.decision import DECISION_KEY, choose_offsets, decide, decision_metadata
 from fpi.errors import ModelError
 from fpi.evaluate import classification_metrics
@@ -342,7 +342,7 @@ def adapt(
     if offsets is not None:
         decision = decision_metadata(offsets, FAILURE_POINTS, chosen_on="out-of-fold labels")
     judge = _judged_rows(order.get_column("seat"))
-    start_proba = base.predict_proba(base.matrix(features)[rows[judge]])
+    start_proba = base.predict_proba(base.matrix(features[rows[judge]]))
     adaptation.update(
         judge_start_and_fit(
             codes[judge],
@@ -411,14 +411,6 @@ def judge_start_and_fit(
         "start_macro_f1_on_labels": classification_metrics(codes, start_codes)["macro_f1"],
         "cv_macro_f1": classification_metrics(codes, fit_codes)["macro_f1"],
     }
-
-
-def brier_score(proba: np.ndarray, codes: np.ndarray) -> float:
-    """Mean over turns of the squared distance between the class probabilities and the true
-    class's indicator (0 is perfect, 2 the worst): a turn the model is sure of and wrong
-    about costs at most 2, where its log-loss has no bound."""
-    truth = np.eye(proba.shape[1])[codes]
-    return float(np.mean(np.sum((proba - truth) ** 2, axis=1)))
 
 
 def _judged_rows(seats: pl.Series) -> np.ndarray:

@@ -201,6 +201,14 @@ def log_loss(proba: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-15, 1.0))))
 
 
+def brier_score(proba: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over turns of the squared distance between the class probabilities and the true
+    class's indicator (0 is perfect, 2 the worst): a turn the model is sure of and wrong
+    about costs at most 2, where its log-loss has no bound."""
+    truth = np.eye(proba.shape[1])[labels]
+    return float(np.mean(np.sum((proba - truth) ** 2, axis=1)))
+
+
 def reliability_table(
     confidence: np.ndarray, correct: np.ndarray, *, bins: int = ECE_BINS
 ) -> list[dict[str, Any]]:

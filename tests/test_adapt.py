@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from fpi.adapt import adapt, labelled_turns
 from fpi.evaluate import classification_metrics
@@ -178,22 +176,6 @@ def test_average_of_boosters_scores_their_mean():
     merged = average_of(boosters)
     assert merged.num_trees() == 3 * 8 * 3
     assert np.allclose(merged.predict(matrix, raw_score=True), mean)
-
-
-@given(
-    st.lists(st.integers(0, len(FAILURE_POINTS) - 1), min_size=1, max_size=30),
-    st.integers(0, 2**31),
-)
-def test_the_brier_score_is_bounded_and_zero_only_when_sure_and_right(codes, seed):
-    from fpi.adapt import brier_score
-
-    codes = np.array(codes)
-    proba = np.random.default_rng(seed).dirichlet(np.ones(len(FAILURE_POINTS)), len(codes))
-    assert 0 <= brier_score(proba, codes) <= 2
-    sure = np.eye(len(FAILURE_POINTS))[codes]
-    assert brier_score(sure, codes) == 0
-    # sure and wrong on every turn: the worst score, but bounded (log-loss would be infinite)
-    assert brier_score(sure, (codes + 1) % len(FAILURE_POINTS)) == pytest.approx(2)
 
 
 def test_one_turn_a_fit_is_sure_and_wrong_about_does_not_outweigh_fifty_it_gets_right():

@@ -6,10 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fpi.calibration import (
     ECE_BINS,
     Calibration,
+    brier_score,
     calibration_scores,
     expected_calibration_error,
     fit_calibration,
@@ -19,6 +22,7 @@ from fpi.calibration import (
     softmax,
 )
 from fpi.errors import ModelError
+from fpi.schema import FAILURE_POINTS
 
 
 def test_ece_and_reliability_on_known_bins():
@@ -111,3 +115,17 @@ def test_no_calibration_is_the_softmax():
 def test_broken_calibrations_are_refused(stored, message):
     with pytest.raises(ModelError, match=message):
         Calibration.from_json(stored, 6, "bundle/metadata.json")
+
+
+@given(
+    st.lists(st.integers(0, len(FAILURE_POINTS) - 1), min_size=1, max_size=30),
+    st.integers(0, 2**31),
+)
+def test_the_brier_score_is_bounded_and_zero_only_when_sure_and_right(codes, seed):
+    codes = np.array(codes)
+    proba = np.random.default_rng(seed).dirichlet(np.ones(len(FAILURE_POINTS)), len(codes))
+    assert 0 <= brier_score(proba, codes) <= 2
+    sure = np.eye(len(FAILURE_POINTS))[codes]
+    assert brier_score(sure, codes) == 0
+    # sure and wrong on every turn: the worst score, but bounded (log-loss would be infinite)
+    assert brier_score(sure, (codes + 1) % len(FAILURE_POINTS)) == pytest.approx(2)
