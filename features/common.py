@@ -66,6 +66,11 @@ def stems(word_list: pl.Expr, length: int = 4) -> pl.Expr:
     return word_list.list.eval(pl.element().str.slice(0, length))
 
 
+#: The stems of the top ASR hypothesis's content words: what the user was heard to say, in
+#: the form the nlu, result and context features compare with slots, responses and next turns.
+HEARD_CONTENT_STEMS = stems(content_words(pl.col("asr").struct.field("text")))
+
+
 def word_stems(text: pl.Expr, length: int = 4) -> pl.Expr:
     """The stems (`stems`) of a text's words with their apostrophes dropped: what a slot value
     and the words said share when NLU logs a normal form ("moderate" for "moderately",

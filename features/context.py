@@ -14,6 +14,7 @@ from fpi.features.common import (
     AFFIRMATION_PATTERN,
     AFFIRMING_INTENT,
     APOLOGY_PATTERN,
+    HEARD_CONTENT_STEMS,
     NEGATING_INTENT,
     NEGATION_PATTERN,
     content_words,
@@ -98,8 +99,7 @@ _next_same_intent = _intent == _intent.shift(-1)
 _shared_names = _slot_names.list.set_intersection(_slot_names.shift(-1)).list.len()
 _shared_pairs = _slot_pairs.list.set_intersection(_slot_pairs.shift(-1)).list.len()
 
-#: The content words (by their stems) of the top ASR text, and those only lower hypotheses held.
-_heard = stems(content_words(_text))
+#: The content words (by their stems) of the lower ASR hypotheses.
 _alternatives = stems(
     content_words(
         pl.col("asr")
@@ -109,7 +109,7 @@ _alternatives = stems(
         .list.join(" ")
     )
 )
-_heard_only_in_alternatives = _alternatives.list.set_difference(_heard)
+_heard_only_in_alternatives = _alternatives.list.set_difference(HEARD_CONTENT_STEMS)
 _slot_value_words = word_stems(_slots.list.eval(pl.element().struct.field("value")).list.join(" "))
 
 FEATURES: tuple[Feature, ...] = (
@@ -315,7 +315,7 @@ FEATURES: tuple[Feature, ...] = (
         expr=_with_next(
             _slot_value_words.shift(-1)
             .list.set_difference(_slot_value_words)
-            .list.set_intersection(pl.concat_list(_heard, _alternatives))
+            .list.set_intersection(pl.concat_list(HEARD_CONTENT_STEMS, _alternatives))
             .list.len()
         ),
         description="Slot value words of the next turn that this turn's ASR n-best held but "

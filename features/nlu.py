@@ -7,15 +7,14 @@ from fpi.features.base import Feature
 from fpi.features.common import (
     AFFIRMATION_PATTERN,
     AFFIRMING_INTENT,
+    HEARD_CONTENT_STEMS,
     NEGATING_INTENT,
     NEGATION_PATTERN,
     confidence_share,
-    content_words,
     dialogue_relative,
     entropy,
     missing_words,
     share_missing,
-    stems,
     top_margin,
     word_stems,
 )
@@ -64,7 +63,6 @@ _reading = pl.concat_str(
     ignore_nulls=True,
 )
 _understood = pl.when(pl.col("nlu").is_not_null()).then(word_stems(_reading))
-_heard_content = stems(content_words(_text))
 _top_confidence_share = _nbest_confidences.list.first() / _nbest_confidences.list.sum()
 
 _polarity_disagrees = (
@@ -229,7 +227,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         name="nlu__heard_words_not_understood",
         stage=STAGE,
-        expr=_heard_content.list.set_difference(_understood).list.len(),
+        expr=HEARD_CONTENT_STEMS.list.set_difference(_understood).list.len(),
         description="Content words of the recognised text that neither the intent's name nor a "
         "slot's name or value accounts for (by their first four letters)",
         reason="NLU's reading left {value:.0f} of the recognised content words unaccounted for",
@@ -238,7 +236,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         name="nlu__heard_words_not_understood_share",
         stage=STAGE,
-        expr=share_missing(_heard_content, _understood),
+        expr=share_missing(HEARD_CONTENT_STEMS, _understood),
         description="Share of the recognised content words that neither the intent's name nor a "
         "slot's name or value accounts for",
         reason="NLU's reading left {value:.0%} of the recognised content words unaccounted for",

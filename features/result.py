@@ -6,7 +6,7 @@ import polars as pl
 from fpi.features.base import Feature
 from fpi.features.common import (
     APOLOGY_PATTERN,
-    content_words,
+    HEARD_CONTENT_STEMS,
     missing_words,
     share_missing,
     stems,
@@ -134,9 +134,7 @@ FEATURES: tuple[Feature, ...] = (
         name="result__heard_words_not_said_share",
         stage=STAGE,
         expr=pl.when(_response.is_not_null()).then(
-            share_missing(
-                stems(content_words(pl.col("asr").struct.field("text"))), stems(_response_words)
-            )
+            share_missing(HEARD_CONTENT_STEMS, stems(_response_words))
         ),
         description="Share of the recognised content words (by their first four letters) that "
         "the response does not mention",

@@ -281,6 +281,10 @@ def adapt(
     }
     if gold.height == 0:
         return _unchanged(base, adaptation)
+    too_few = f"start model kept (too few labels to judge {method} on)"
+    if gold.height < MIN_LABELS_FOR_CV:  # no out-of-fold scores: nothing to fit for
+        adaptation["method"] = too_few
+        return _unchanged(base, adaptation)
     features = extract_features(traces)
     order = features.select("turn_id").with_row_index("_row").join(gold, on="turn_id")
     rows = order.get_column("_row").to_numpy()
@@ -330,8 +334,8 @@ def adapt(
     adaptation["rounds"] = ROUNDS
     adaptation["bag"] = bag
     decision: dict[str, Any] | None = None
-    if out_of_fold is None:
-        adaptation["method"] = f"start model kept (too few labels to judge {method} on)"
+    if out_of_fold is None:  # enough labels, but in too few dialogues for folds
+        adaptation["method"] = too_few
         return _unchanged(base, adaptation)
     fitted, scores = fit_calibration(
         out_of_fold, codes, dialogue_halves(pl.Series(dialogues, dtype=pl.String))

@@ -253,8 +253,20 @@ def test_a_start_model_that_does_not_fit_is_replaced_judged_on_random_seats(new_
     assert _macro_f1(adapted, unseen) > _macro_f1(weak, unseen)
 
 
-def test_too_few_labels_to_judge_keep_the_start_model(new_pipeline, small_bundle):
+def test_too_few_labels_to_judge_keep_the_start_model(new_pipeline, small_bundle, monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted with too few labels to judge the fit on")
+
+    monkeypatch.setattr("fpi.adapt.fit_small", no_fit)
     adapted = adapt(new_pipeline, _gold_labels(new_pipeline, 15), start=small_bundle)
+    assert adapted.metadata["adaptation"]["method"].startswith("start model kept (too few")
+    assert adapted.booster.model_to_string() == small_bundle.booster.model_to_string()
+
+
+def test_labels_of_one_dialogue_keep_the_start_model(new_pipeline, small_bundle):
+    # enough labels, but no second dialogue to hold a fold out: no out-of-fold scores
+    one_call = new_pipeline.head(30).with_columns(pl.lit("one-call").alias("dialogue_id"))
+    adapted = adapt(one_call, _gold_labels(one_call, 30), start=small_bundle)
     assert adapted.metadata["adaptation"]["method"].startswith("start model kept (too few")
     assert adapted.booster.model_to_string() == small_bundle.booster.model_to_string()
 
