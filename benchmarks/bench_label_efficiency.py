@@ -15,6 +15,7 @@ bundled model was trained on `base`), 6-class macro-F1.
     python benchmarks/bench_label_efficiency.py --data dstc2 --seeds 0 1 2
     python benchmarks/bench_label_efficiency.py --data newdomain --seeds 0 1 2
     python benchmarks/bench_label_efficiency.py --data dstc2 --compare-methods --budget 500
+    python benchmarks/bench_label_efficiency.py --data dstc2 --all-labels --seeds 60 61
 
 (`fpi import dstc2 /work/dstc2 --flist train --out /work/data/dstc2-train.parquet` makes the
 dump `--dstc2` reads by default.)
@@ -32,7 +33,7 @@ from fpi.adapt import METHODS, adapt
 from fpi.evaluate import classification_metrics
 from fpi.featurize import extract_features
 from fpi.model import dialogue_split, load_bundle
-from fpi.queue import next_turns
+from fpi.queue import SEAT_RANDOM, next_turns
 from fpi.schema import FAILURE_POINTS
 
 BUDGETS = [100, 250, 500, 1000, 2000]
@@ -134,6 +135,17 @@ def _labels(labelled: dict[str, str], seats: dict[str, str] | None = None) -> pl
         },
         schema={"turn_id": pl.String, "failure_point": pl.String, "seat": pl.String},
     )
+
+
+def all_labels(pool, test, classes, *, seed: int) -> tuple[float, dict]:
+    """The recipe's ceiling: `fpi adapt` on every pool turn's gold label (all random seats),
+    held-out macro-F1 and per-class F1."""
+    labels = _labels(
+        dict(zip(pool.get_column("turn_id"), gold(pool), strict=True)),
+        dict.fromkeys(pool.get_column("turn_id"), SEAT_RANDOM),
+    )
+    model = adapt(pool, labels, start=load_bundle(), seed=seed)
+    return score(model, test, classes), score(model, test, classes, per_class=True)
 
 
 def compare_methods(pool, test, classes, *, budget: int, seed: int, methods=COMPARED) -> None:
@@ -268,10 +280,22 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=500, help="labels for --compare-methods")
     parser.add_argument("--methods", nargs="+", choices=COMPARED, default=list(COMPARED))
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument(
+        "--all-labels", action="store_true", help="adapt on every pool label (the ceiling)"
+    )
     args = parser.parse_args()
     BUDGETS[:] = args.budgets
 
     classes = DSTC2_CLASSES if args.data == "dstc2" else FAILURE_POINTS
+    if args.all_labels:
+        scores = []
+        for seed in args.seeds:
+            pool, test = load_data(args.data, args.dstc2, split_seed=seed)
+            macro, per_class = all_labels(pool, test, classes, seed=seed)
+            scores.append(macro)
+            print(f"seed {seed}: {pool.height:,} pool labels {macro:.3f} {per_class}", flush=True)
+        print(f"\nall pool labels, seeds {args.seeds}: {_spread(scores)}")
+        return
     if args.compare_methods:
         pool, test = load_data(args.data, args.dstc2, split_seed=args.seeds[0])
         compare_methods(

@@ -286,7 +286,12 @@ def adapt(
         adaptation["method"] = too_few
         return _unchanged(base, adaptation)
     features = extract_features(traces)
-    order = features.select("turn_id").with_row_index("_row").join(gold, on="turn_id")
+    # rows in the dump's order, whatever order the labels came in: the same fit every time
+    order = (
+        features.select("turn_id")
+        .with_row_index("_row")
+        .join(gold, on="turn_id", maintain_order="left")
+    )
     rows = order.get_column("_row").to_numpy()
     codes = _codes(order.get_column("failure_point"))
     dialogues = traces.get_column("dialogue_id").to_numpy()[rows]

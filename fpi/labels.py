@@ -531,7 +531,7 @@ def consensus(labels: pl.DataFrame) -> pl.DataFrame:
     return (
         votes.group_by("turn_id", maintain_order=True)
         .first()
-        .join(totals, on="turn_id")
+        .join(totals, on="turn_id", maintain_order="left")
         .select(
             "turn_id",
             "failure_point",

@@ -253,6 +253,15 @@ def test_a_start_model_that_does_not_fit_is_replaced_judged_on_random_seats(new_
     assert _macro_f1(adapted, unseen) > _macro_f1(weak, unseen)
 
 
+def test_the_same_labels_in_any_order_give_the_same_model(new_pipeline, small_bundle):
+    labels = _gold_labels(new_pipeline, 300)
+    shuffled = labels.sample(fraction=1.0, shuffle=True, seed=3)
+    assert shuffled.get_column("turn_id").to_list() != labels.get_column("turn_id").to_list()
+    first = adapt(new_pipeline, labels, start=small_bundle, seed=2)
+    again = adapt(new_pipeline, shuffled, start=small_bundle, seed=2)
+    assert first.booster.model_to_string() == again.booster.model_to_string()
+
+
 def test_too_few_labels_to_judge_keep_the_start_model(new_pipeline, small_bundle, monkeypatch):
     def no_fit(*args, **kwargs):
         raise AssertionError("fitted with too few labels to judge the fit on")
