@@ -194,8 +194,9 @@ def fit_small(
     **options: Any,
 ) -> tuple[lgb.Booster, np.ndarray | None]:
     """A small-data booster of `ROUNDS` rounds, and the out-of-fold raw scores of the labelled
-    rows from cross-validation over dialogues (None with too few labels or dialogues, or
-    `out_of_fold=False`); `options` are `_fit_one`'s. With `bag` > 1, the average
+    rows from cross-validation over dialogues (None with fewer than two dialogues, or
+    `out_of_fold=False`; `adapt` fits nothing below `MIN_LABELS_FOR_CV` labels); `options` are
+    `_fit_one`'s. With `bag` > 1, the average
     (`average_of`) of that many fits with seeds `seed`, `seed + BAG_SEED_STEP`, ..., each with
     its own folds; the out-of-fold scores are averaged too (each member's are out of fold, so
     their mean is)."""
@@ -242,7 +243,7 @@ def _fit_one(
 
     scores = None
     folds = _folds(dialogues, CV_FOLDS, seed)
-    if out_of_fold and len(folds) >= 2 and len(codes) >= MIN_LABELS_FOR_CV:
+    if out_of_fold and len(folds) >= 2:
         scores = np.zeros((len(codes), len(FAILURE_POINTS)))
         for train_rows, valid_rows in folds:
             scores[valid_rows] = fitted(train_rows).predict(matrix[valid_rows], raw_score=True)
